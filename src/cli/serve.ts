@@ -1,0 +1,31 @@
+import { loadConfig, ConfigError } from "../server/config.js";
+import { createAppContext } from "../server/context.js";
+import { startServer } from "../server/server.js";
+import { DatabaseUnreachableError } from "../store/open.js";
+
+/** `agentid serve`: run until SIGTERM or SIGINT, then shut down gracefully. */
+export async function serve(): Promise<void> {
+  let server;
+  try {
+    const config = loadConfig();
+    const ctx = await createAppContext(config);
+    server = await startServer(ctx).catch(async (err) => {
+      await ctx.close();
+      throw err;
+    });
+  } catch (err) {
+    const known = err instanceof ConfigError || err instanceof DatabaseUnreachableError;
+    process.stderr.write(`agentid: cannot start: ${(err as Error).message}\n`);
+    if (!known && process.env.LOG_LEVEL === "debug") process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(1);
+  }
+  const running = server;
+  const stop = () => {
+    running.shutdown().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once("SIGTERM", stop);
+  process.once("SIGINT", stop);
+}

@@ -1,0 +1,50 @@
+import { invalidArgument } from "./errors.js";
+import { AGENT_ID_SHAPE, TOKEN_ID_SHAPE } from "./ids.js";
+
+// Printable ASCII without spaces: what RFC 6749 allows in a scope token, and safe in logs.
+const NO_SPACE = /^[\x21-\x7e]+$/;
+
+export function requireText(field: string, value: string, max: number): string {
+  if (value.length === 0) throw invalidArgument(field, "is required");
+  if (value.length > max) throw invalidArgument(field, `must be at most ${max} characters`);
+  if (/[\x00-\x1f\x7f]/.test(value)) throw invalidArgument(field, "must not contain control characters");
+  return value;
+}
+
+export function requireAgentId(field: string, value: string): string {
+  if (value.length === 0) throw invalidArgument(field, "is required");
+  if (!AGENT_ID_SHAPE.test(value)) throw invalidArgument(field, "is not an agent id (agt_ followed by 22 base62 characters)");
+  return value;
+}
+
+export function requireTokenId(field: string, value: string): string {
+  if (value.length === 0) throw invalidArgument(field, "is required");
+  if (!TOKEN_ID_SHAPE.test(value)) throw invalidArgument(field, "is not a token id (tok_ followed by 22 base62 characters)");
+  return value;
+}
+
+/** A de-duplicated list of space-free words, each at most maxLen, at most maxCount. */
+export function requireWords(field: string, values: readonly string[], maxLen: number, maxCount: number): string[] {
+  if (values.length > maxCount) throw invalidArgument(field, `at most ${maxCount} entries`);
+  values.forEach((v, i) => {
+    if (v.length === 0 || v.length > maxLen || !NO_SPACE.test(v)) {
+      throw invalidArgument(`${field}[${i}]`, `must be 1 to ${maxLen} printable characters without spaces`);
+    }
+  });
+  return [...new Set(values)];
+}
+
+export function requireLabels(field: string, labels: Record<string, string>): Record<string, string> {
+  const keys = Object.keys(labels);
+  if (keys.length > 64) throw invalidArgument(field, "at most 64 labels");
+  for (const k of keys) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._\/-]{0,62}$/.test(k)) {
+      throw invalidArgument(`${field}[${JSON.stringify(k.slice(0, 70))}]`, "key must be 1 to 63 of A-Z a-z 0-9 . _ / -, starting with a letter or digit");
+    }
+    const v = labels[k]!;
+    if (v.length > 256 || /[\x00-\x1f\x7f]/.test(v)) {
+      throw invalidArgument(`${field}[${k}]`, "value must be at most 256 characters without control characters");
+    }
+  }
+  return labels;
+}

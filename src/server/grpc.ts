@@ -1,0 +1,152 @@
+import * as grpc from "@grpc/grpc-js";
+import { create, fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { CallContext } from "./call.js";
+import { toConnectError } from "./errors.js";
+import type { Handler, ServiceRoutes } from "./services.js";
+
+// The gRPC path runs on grpc-js directly, not through connect-node's server (DESIGN.md has the
+// numbers). This adapter mounts the same handlers with protobuf-es serializers.
+
+/** Stands in for a request that did not decode, so the handler can answer INVALID_ARGUMENT. */
+class Undecodable {
+  constructor(readonly message: string) {}
+}
+
+export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
+  const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const m of service.methods) {
+    def[m.localName] = {
+      path: `/${service.typeName}/${m.name}`,
+      originalName: m.localName,
+      requestStream: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
+      responseStream: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
+      requestSerialize: (msg: unknown) => Buffer.from(toBinary(m.input, msg as never)),
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return fromBinary(m.input, buf);
+        } catch (err) {
+          return new Undecodable((err as Error).message);
+        }
+      },
+      responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, create(m.output, msg as never))),
+      responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
+    };
+  }
+  return def;
+}
+
+class GrpcCall implements CallContext {
+  private controller: AbortController | undefined;
+
+  constructor(private readonly call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {}
+
+  // Created on first use: unary handlers rarely need it, and AbortControllers are not free.
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      const c = (this.controller = new AbortController());
+      if (this.call.cancelled) c.abort();
+      else this.call.once("cancelled", () => c.abort());
+    }
+    return this.controller.signal;
+  }
+
+  header(name: string): string | undefined {
+    const v = this.call.metadata.get(name)[0];
+    return typeof v === "string" ? v : undefined;
+  }
+
+  get principal(): string {
+    return "anonymous";
+  }
+}
+
+function grpcError(err: ConnectError): grpc.ServerErrorResponse {
+  return Object.assign(new Error(err.rawMessage), { code: err.code as number as grpc.status, details: err.rawMessage });
+}
+
+function badRequest(method: DescMethod, u: Undecodable): ConnectError {
+  return new ConnectError(`request is not a valid ${method.input.typeName}: ${u.message}`, Code.InvalidArgument);
+}
+
+function unary(method: DescMethod, h: Handler, logger: Logger): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    if (call.request instanceof Undecodable) return callback(grpcError(badRequest(method, call.request)));
+    let result: Promise<unknown>;
+    try {
+      result = h(call.request as never, new GrpcCall(call)) as Promise<unknown>;
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result.then(
+      (res) => callback(null, res),
+      (err: unknown) => callback(grpcError(toConnectError(err, logger))),
+    );
+  };
+}
+
+function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    if (call.request instanceof Undecodable) {
+      call.emit("error", grpcError(badRequest(method, call.request)));
+      return;
+    }
+    const ctx = new GrpcCall(call);
+    const signal = ctx.signal;
+    void (async () => {
+      const it = (h(call.request as never, ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+      try {
+        for (;;) {
+          const r = await it.next();
+          if (r.done || signal.aborted) break;
+          // Respect HTTP/2 flow control: a slow reader holds up only its own stream.
+          if (!call.write(r.value)) await drained(call, signal);
+        }
+        if (!signal.aborted) call.end();
+      } catch (err) {
+        if (!signal.aborted) call.emit("error", grpcError(toConnectError(err, logger)));
+      } finally {
+        await it.return?.();
+      }
+    })();
+  };
+}
+
+function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off("drain", done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    call.on("drain", done);
+    signal.addEventListener("abort", done);
+  });
+}
+
+export function addGrpcServices(server: grpc.Server, services: ServiceRoutes[], logger: Logger): void {
+  for (const { service, handlers } of services) {
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const m of service.methods) {
+      const h = handlers[m.localName];
+      if (!h) continue;
+      switch (m.methodKind) {
+        case "unary":
+          impl[m.localName] = unary(m, h, logger);
+          break;
+        case "server_streaming":
+          impl[m.localName] = serverStreaming(m, h, logger);
+          break;
+        case "client_streaming":
+        case "bidi_streaming":
+          throw new Error(`${service.typeName}.${m.name}: streaming requests are not supported by this adapter`);
+        default: {
+          const never: never = m.methodKind;
+          throw new Error(`unknown method kind ${String(never)}`);
+        }
+      }
+    }
+    server.addService(grpcServiceDefinition(service), impl);
+  }
+}

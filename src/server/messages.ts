@@ -1,0 +1,81 @@
+// Records to API messages, in one place.
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
+import { InactiveReason, type IntrospectResponseSchema } from "../../gen/agentid/v1/token_pb.js";
+import {
+  WatchRevocationsResponseSchema,
+  type WatchRevocationsResponse,
+} from "../../gen/agentid/v1/revocation_pb.js";
+import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
+import type { Introspection } from "../domain/tokens.js";
+import type { FeedMessage } from "../feed/watcher.js";
+
+export function agentMessage(a: AgentRecord) {
+  return create(AgentSchema, {
+    agentId: a.id,
+    name: a.name,
+    publicKey: a.publicKey,
+    labels: a.labels,
+    status: a.status === "ACTIVE" ? AgentStatus.ACTIVE : AgentStatus.REVOKED,
+    createdAt: timestampFromDate(a.createdAt),
+    revokedAt: a.revokedAt ? timestampFromDate(a.revokedAt) : undefined,
+    revokedReason: a.revokedReason ?? "",
+    revokedBy: a.revokedBy ?? "",
+    revokedRevision: a.revokedRevision ?? 0n,
+  });
+}
+
+export function agentStatusFilter(s: AgentStatus): StoreAgentStatus | undefined {
+  switch (s) {
+    case AgentStatus.UNSPECIFIED:
+      return undefined;
+    case AgentStatus.ACTIVE:
+      return "ACTIVE";
+    case AgentStatus.REVOKED:
+      return "REVOKED";
+    default:
+      return undefined;
+  }
+}
+
+export function introspectResponse(r: Introspection): MessageInitShape<typeof IntrospectResponseSchema> {
+  const t = r.token;
+  return {
+    active: r.active,
+    inactiveReason: r.inactiveReason ? InactiveReason[r.inactiveReason] : InactiveReason.UNSPECIFIED,
+    revision: r.revision,
+    // Details only for active tokens: an inactive answer says why, and no more (RFC 7662 §2.2).
+    ...(r.active && t
+      ? {
+          tokenId: t.id,
+          agentId: t.agentId,
+          scopes: t.scopes,
+          audiences: t.audiences,
+          issuedAt: timestampFromDate(t.issuedAt),
+          expiresAt: timestampFromDate(t.expiresAt),
+        }
+      : {}),
+  };
+}
+
+export function feedMessage(m: FeedMessage): WatchRevocationsResponse {
+  if (m.kind === "progress") {
+    return create(WatchRevocationsResponseSchema, { kind: { case: "progress", value: { revision: m.revision } } });
+  }
+  const e = m.event;
+  return create(WatchRevocationsResponseSchema, {
+    kind: {
+      case: "revocation",
+      value: {
+        revision: e.revision,
+        target: e.tokenId ? { case: "tokenId", value: e.tokenId } : { case: "agentId", value: e.agentId },
+        tokenAgentId: e.tokenId ? e.agentId : "",
+        reason: e.reason,
+        revokedBy: e.revokedBy,
+        revokedAt: timestampFromDate(e.revokedAt),
+        expiresAt: e.expiresAt ? timestampFromDate(e.expiresAt) : undefined,
+      },
+    },
+  });
+}

@@ -1,0 +1,18 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { RegisterAgentRequest, RegisterAgentResponseSchema } from "../../../gen/agentid/v1/agent_pb.js";
+import { registerAgent, requirePublicKey } from "../../domain/agents.js";
+import { requireLabels, requireText } from "../../domain/validate.js";
+import type { AppContext } from "../context.js";
+import { agentMessage } from "../messages.js";
+
+export function registerAgentRoute(ctx: AppContext) {
+  return async (req: RegisterAgentRequest): Promise<MessageInitShape<typeof RegisterAgentResponseSchema>> => {
+    const agent = await registerAgent(ctx.db, {
+      name: requireText("name", req.name, 128),
+      publicKey: requirePublicKey("public_key", req.publicKey),
+      labels: requireLabels("labels", req.labels),
+    });
+    ctx.logger.info({ agentId: agent.id }, "agent registered");
+    return { agent: agentMessage(agent) };
+  };
+}

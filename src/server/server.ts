@@ -1,0 +1,71 @@
+import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
+import type { AppContext } from "./context.js";
+import { addGrpcServices } from "./grpc.js";
+import { createHttpServer } from "./http.js";
+import { addReflection } from "./reflection.js";
+import { routes } from "./services.js";
+
+export interface RunningServer {
+  grpcPort: number;
+  httpPort: number;
+  /** Stops accepting, ends open streams cleanly, then closes the context (pool, feed). */
+  shutdown(): Promise<void>;
+}
+
+const GRACE_MS = 5000;
+
+export async function startServer(ctx: AppContext): Promise<RunningServer> {
+  const { config, logger } = ctx;
+  const services = routes(ctx);
+
+  const grpcServer = new grpc.Server({
+    "grpc.keepalive_time_ms": 30_000,
+    "grpc.keepalive_timeout_ms": 10_000,
+    "grpc.keepalive_permit_without_calls": 1,
+  });
+  addGrpcServices(grpcServer, services, logger);
+  const health = new HealthImplementation({ "": "SERVING" });
+  for (const s of services) health.setStatus(s.service.typeName, "SERVING");
+  health.addToServer(grpcServer);
+  addReflection(grpcServer);
+  const grpcPort = await new Promise<number>((resolve, reject) =>
+    grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(new Error(`cannot listen for gRPC on ${config.host}:${config.grpcPort}: ${err.message}`)) : resolve(port),
+    ),
+  );
+
+  const http = createHttpServer(services, logger);
+  const httpPort = await new Promise<number>((resolve, reject) => {
+    http.server.once("error", (err) =>
+      reject(new Error(`cannot listen for HTTP on ${config.host}:${config.httpPort}: ${err.message}`)),
+    );
+    http.server.listen(config.httpPort, config.host, () => {
+      const addr = http.server.address();
+      resolve(typeof addr === "object" && addr ? addr.port : config.httpPort);
+    });
+  });
+  logger.info({ grpcPort, httpPort, host: config.host }, "agentid serving");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    grpcPort,
+    httpPort,
+    shutdown() {
+      stopping ??= (async () => {
+        logger.info("shutting down");
+        health.setStatus("", "NOT_SERVING");
+        const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
+        const httpDone = http.close();
+        // Ending the feed ends every watch stream with OK; clients resume elsewhere.
+        await ctx.feed.close();
+        const timer = setTimeout(() => grpcServer.forceShutdown(), GRACE_MS);
+        await Promise.all([grpcDone, httpDone]);
+        clearTimeout(timer);
+        await ctx.close();
+        logger.info("stopped");
+      })();
+      return stopping;
+    },
+  };
+}

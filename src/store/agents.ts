@@ -1,0 +1,115 @@
+import type { Db, Tx } from "./database.js";
+
+export type AgentStatus = "ACTIVE" | "REVOKED";
+
+export interface AgentRecord {
+  id: string;
+  /** Insertion order; the pagination key. */
+  seq: bigint;
+  name: string;
+  publicKey: Uint8Array;
+  labels: Record<string, string>;
+  status: AgentStatus;
+  createdAt: Date;
+  revokedAt: Date | null;
+  revokedReason: string | null;
+  revokedBy: string | null;
+  revokedRevision: bigint | null;
+}
+
+const columns = [
+  "id",
+  "seq",
+  "name",
+  "public_key",
+  "labels",
+  "status",
+  "created_at",
+  "revoked_at",
+  "revoked_reason",
+  "revoked_by",
+  "revoked_revision",
+] as const;
+
+type Row = {
+  id: string;
+  seq: string;
+  name: string;
+  public_key: Buffer;
+  labels: Record<string, string>;
+  status: AgentStatus;
+  created_at: Date;
+  revoked_at: Date | null;
+  revoked_reason: string | null;
+  revoked_by: string | null;
+  revoked_revision: string | null;
+};
+
+function toRecord(r: Row): AgentRecord {
+  return {
+    id: r.id,
+    seq: BigInt(r.seq),
+    name: r.name,
+    publicKey: new Uint8Array(r.public_key),
+    labels: r.labels,
+    status: r.status,
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at,
+    revokedReason: r.revoked_reason,
+    revokedBy: r.revoked_by,
+    revokedRevision: r.revoked_revision === null ? null : BigInt(r.revoked_revision),
+  };
+}
+
+export async function insertAgent(
+  db: Db,
+  a: { id: string; name: string; publicKey: Uint8Array; labels: Record<string, string> },
+): Promise<AgentRecord> {
+  const row = await db
+    .insertInto("agents")
+    .values({
+      id: a.id,
+      name: a.name,
+      public_key: Buffer.from(a.publicKey),
+      labels: JSON.stringify(a.labels),
+      status: "ACTIVE",
+    })
+    .returning(columns)
+    .executeTakeFirstOrThrow();
+  return toRecord(row);
+}
+
+export async function findAgent(db: Db | Tx, id: string): Promise<AgentRecord | undefined> {
+  const row = await db.selectFrom("agents").select(columns).where("id", "=", id).executeTakeFirst();
+  return row && toRecord(row);
+}
+
+/** Locks the agent row until the transaction ends. */
+export async function lockAgent(tx: Tx, id: string): Promise<AgentRecord | undefined> {
+  const row = await tx.selectFrom("agents").select(columns).where("id", "=", id).forUpdate().executeTakeFirst();
+  return row && toRecord(row);
+}
+
+/** Newest first; keyset pagination on seq. */
+export async function listAgents(
+  db: Db,
+  q: { limit: number; status?: AgentStatus; beforeSeq?: bigint },
+): Promise<AgentRecord[]> {
+  let query = db.selectFrom("agents").select(columns);
+  if (q.status) query = query.where("status", "=", q.status);
+  if (q.beforeSeq !== undefined) query = query.where("seq", "<", q.beforeSeq.toString());
+  const rows = await query.orderBy("seq", "desc").limit(q.limit).execute();
+  return rows.map(toRecord);
+}
+
+export async function markAgentRevoked(
+  tx: Tx,
+  id: string,
+  r: { reason: string; by: string; revision: bigint; at: Date },
+): Promise<void> {
+  await tx
+    .updateTable("agents")
+    .set({ status: "REVOKED", revoked_at: r.at, revoked_reason: r.reason, revoked_by: r.by, revoked_revision: r.revision })
+    .where("id", "=", id)
+    .execute();
+}

@@ -1,0 +1,48 @@
+import { Kysely, Migrator, PostgresDialect } from "kysely";
+import pg from "pg";
+import type { Database, Db } from "./database.js";
+import { migrationProvider } from "./migrations/index.js";
+
+export interface OpenedDatabase {
+  db: Db;
+  pool: pg.Pool;
+}
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable DATABASE_URL)";
+  }
+}
+
+export class DatabaseUnreachableError extends Error {}
+
+/** Opens a pool, checks that the server answers, and brings the schema up to date. */
+export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDatabase> {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
+  // An idle client losing its connection (a server restart) must not crash the process.
+  pool.on("error", () => {});
+  try {
+    await pool.query("select 1");
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw new DatabaseUnreachableError(
+      `cannot reach PostgreSQL at ${redactUrl(url)}: ${(err as Error).message || String(err)}`,
+    );
+  }
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  await migrate(db);
+  return { db, pool };
+}
+
+export async function migrate(db: Db): Promise<void> {
+  const { error, results } = await new Migrator({ db, provider: migrationProvider }).migrateToLatest();
+  if (error) {
+    const failed = results?.find((r) => r.status === "Error")?.migrationName ?? "unknown";
+    throw new Error(`migration ${failed} failed: ${(error as Error).message}`);
+  }
+}

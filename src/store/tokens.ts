@@ -1,0 +1,123 @@
+import { sql } from "kysely";
+import type { Db, Tx } from "./database.js";
+import type { AgentStatus } from "./agents.js";
+
+export interface TokenRecord {
+  id: string;
+  agentId: string;
+  scopes: string[];
+  audiences: string[];
+  issuedAt: Date;
+  expiresAt: Date;
+  revokedRevision: bigint | null;
+}
+
+/** A token with its agent's live state, as Introspect and Revoke need it. */
+export interface TokenState extends TokenRecord {
+  agentStatus: AgentStatus;
+  agentRevokedRevision: bigint | null;
+}
+
+const rev = (v: string | null) => (v === null ? null : BigInt(v));
+
+/**
+ * Inserts a token only while its agent is ACTIVE, in one statement, so that issuance cannot slip
+ * past a committed agent revocation. Returns undefined when the agent is missing or revoked.
+ */
+export async function insertTokenForActiveAgent(
+  db: Db,
+  t: { id: string; tokenHash: Uint8Array; agentId: string; scopes: string[]; audiences: string[]; ttlMs: number },
+): Promise<TokenRecord | undefined> {
+  const result = await sql<{ issued_at: Date; expires_at: Date }>`
+    insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
+    select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[],
+           now(), now() + ${t.ttlMs} * interval '1 millisecond'
+    from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
+    returning issued_at, expires_at`.execute(db);
+  const row = result.rows[0];
+  if (!row) return undefined;
+  return {
+    id: t.id,
+    agentId: t.agentId,
+    scopes: t.scopes,
+    audiences: t.audiences,
+    issuedAt: row.issued_at,
+    expiresAt: row.expires_at,
+    revokedRevision: null,
+  };
+}
+
+type StateRow = {
+  id: string;
+  agent_id: string;
+  scopes: string[];
+  audiences: string[];
+  issued_at: Date;
+  expires_at: Date;
+  revoked_revision: string | null;
+  agent_status: AgentStatus;
+  agent_revoked_revision: string | null;
+};
+
+function toState(r: StateRow): TokenState {
+  return {
+    id: r.id,
+    agentId: r.agent_id,
+    scopes: r.scopes,
+    audiences: r.audiences,
+    issuedAt: r.issued_at,
+    expiresAt: r.expires_at,
+    revokedRevision: rev(r.revoked_revision),
+    agentStatus: r.agent_status,
+    agentRevokedRevision: rev(r.agent_revoked_revision),
+  };
+}
+
+/**
+ * The token (if any) and the log revision, read in one statement and so from one snapshot: the
+ * state is exactly the state after `revision`.
+ */
+export async function readTokenAtRevision(
+  db: Db,
+  tokenHash: Uint8Array,
+): Promise<{ revision: bigint; token: TokenState | undefined }> {
+  const { rows } = await sql<StateRow & { revision: string }>`
+    select h.revision, t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
+           t.revoked_revision, a.status as agent_status, a.revoked_revision as agent_revoked_revision
+    from log_head h
+    left join tokens t on t.token_hash = ${Buffer.from(tokenHash)}
+    left join agents a on a.id = t.agent_id`.execute(db);
+  const row = rows[0]!;
+  return { revision: BigInt(row.revision), token: row.id === null ? undefined : toState(row) };
+}
+
+/** Locks the token row (not its agent) until the transaction ends. */
+export async function lockToken(
+  tx: Tx,
+  by: { hash: Uint8Array } | { id: string },
+): Promise<TokenState | undefined> {
+  const where = "hash" in by ? sql`t.token_hash = ${Buffer.from(by.hash)}` : sql`t.id = ${by.id}`;
+  const { rows } = await sql<StateRow>`
+    select t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at, t.revoked_revision,
+           a.status as agent_status, a.revoked_revision as agent_revoked_revision
+    from tokens t join agents a on a.id = t.agent_id
+    where ${where}
+    for update of t`.execute(tx);
+  return rows[0] && toState(rows[0]);
+}
+
+export async function markTokenRevoked(tx: Tx, id: string, revision: bigint, at: Date): Promise<void> {
+  await tx.updateTable("tokens").set({ revoked_at: at, revoked_revision: revision }).where("id", "=", id).execute();
+}
+
+/** Tokens of the agent that are neither revoked nor expired. */
+export async function countLiveTokens(tx: Tx, agentId: string): Promise<bigint> {
+  const row = await tx
+    .selectFrom("tokens")
+    .select((eb) => eb.fn.countAll<string>().as("n"))
+    .where("agent_id", "=", agentId)
+    .where("revoked_at", "is", null)
+    .where("expires_at", ">", sql<Date>`now()`)
+    .executeTakeFirstOrThrow();
+  return BigInt(row.n);
+}

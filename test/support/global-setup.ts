@@ -1,0 +1,41 @@
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:net";
+import type { TestProject } from "vitest/node";
+import { startEmbeddedPostgres } from "../../src/store/embedded.js";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** A server URL whose user may create databases; each suite makes its own. */
+    pgAdminUrl: string;
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/** One real PostgreSQL for the run: DATABASE_URL if set, else an embedded server in a temp folder. */
+export default async function setup(project: TestProject) {
+  if (process.env.DATABASE_URL) {
+    project.provide("pgAdminUrl", process.env.DATABASE_URL);
+    return;
+  }
+  const dataDir = await mkdtemp(join(tmpdir(), "agentid-test-"));
+  // As root, PostgreSQL runs as a "postgres" user that must be able to enter the folder.
+  await chmod(dataDir, 0o755);
+  const pg = await startEmbeddedPostgres({ dataDir, port: await freePort() });
+  project.provide("pgAdminUrl", pg.url);
+  return async () => {
+    await pg.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+}

@@ -1,0 +1,106 @@
+import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { inject } from "vitest";
+import pg from "pg";
+import pino from "pino";
+import { Writable } from "node:stream";
+import * as grpc from "@grpc/grpc-js";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { AgentService } from "../../gen/agentid/v1/agent_pb.js";
+import { TokenService } from "../../gen/agentid/v1/token_pb.js";
+import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { loadConfig, type Config } from "../../src/server/config.js";
+import { createAppContext, type AppContext } from "../../src/server/context.js";
+import { startServer, type RunningServer } from "../../src/server/server.js";
+
+/** Creates a fresh database on the run's PostgreSQL and returns its URL. */
+export async function createTestDatabase(): Promise<string> {
+  const admin = inject("pgAdminUrl");
+  const name = `t_${randomBytes(6).toString("hex")}`;
+  const client = new pg.Client({ connectionString: admin });
+  await client.connect();
+  await client.query(`create database ${name}`);
+  await client.end();
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export interface Clients {
+  agents: Client<typeof AgentService>;
+  tokens: Client<typeof TokenService>;
+  revocations: Client<typeof RevocationService>;
+}
+
+export function clientsFor(transport: Transport): Clients {
+  return {
+    agents: createClient(AgentService, transport),
+    tokens: createClient(TokenService, transport),
+    revocations: createClient(RevocationService, transport),
+  };
+}
+
+export interface Harness {
+  ctx: AppContext;
+  server: RunningServer;
+  databaseUrl: string;
+  /** Every line the server logged, for assertions about what reaches the logs. */
+  logs: string[];
+  /** gRPC through the grpc-js server. */
+  grpc: Clients;
+  /** Connect protocol over HTTP/1.1 through connect-node. */
+  connect: Clients;
+  /** Both, for tests that must hold on each transport. */
+  transports: { name: string; clients: Clients }[];
+  grpcAddress: string;
+  close(): Promise<void>;
+}
+
+export async function startHarness(opts: { databaseUrl?: string; config?: Partial<Config> } = {}): Promise<Harness> {
+  const databaseUrl = opts.databaseUrl ?? (await createTestDatabase());
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk));
+      cb();
+    },
+  });
+  const logger = pino({ level: "debug" }, sink);
+  const config: Config = {
+    ...loadConfig({}),
+    databaseUrl,
+    grpcPort: 0,
+    httpPort: 0,
+    dbPoolSize: 10,
+    ...opts.config,
+  };
+  const ctx = await createAppContext(config, { logger });
+  const server = await startServer(ctx);
+  const grpcAddress = `127.0.0.1:${server.grpcPort}`;
+  const grpcClients = clientsFor(createGrpcTransport({ baseUrl: `http://${grpcAddress}` }));
+  const connectClients = clientsFor(
+    createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: "1.1" }),
+  );
+  return {
+    ctx,
+    server,
+    databaseUrl,
+    logs,
+    grpc: grpcClients,
+    connect: connectClients,
+    transports: [
+      { name: "grpc", clients: grpcClients },
+      { name: "connect", clients: connectClients },
+    ],
+    grpcAddress,
+    close: () => server.shutdown(),
+  };
+}
+
+/** A fresh raw 32-byte Ed25519 public key. */
+export function publicKey(): Uint8Array {
+  const { publicKey: key } = generateKeyPairSync("ed25519");
+  return new Uint8Array(key.export({ type: "spki", format: "der" }).subarray(-32));
+}
+
+export { grpc };
