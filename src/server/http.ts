@@ -1,8 +1,15 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
@@ -41,6 +48,61 @@ function connectImpl(r: ServiceRoutes, logger: Logger): Partial<ServiceImpl<type
   return impl as Partial<ServiceImpl<typeof r.service>>;
 }
 
+// connect-node answers a request body that does not decode with INTERNAL; that is bad input, not a
+// bug, so it is rewritten to INVALID_ARGUMENT (Connect unary JSON errors and gRPC trailers).
+const PARSE_ERROR = /^\[internal\] parse (binary|JSON)|^parse (binary|JSON)/;
+
+async function mapParseError(res: UniversalServerResponse): Promise<UniversalServerResponse> {
+  const grpcMessage = res.trailer?.get("grpc-message") ?? res.header?.get("grpc-message");
+  if ((res.trailer?.get("grpc-status") ?? res.header?.get("grpc-status")) === String(Code.Internal) && grpcMessage) {
+    if (PARSE_ERROR.test(decodeURIComponent(grpcMessage))) {
+      (res.trailer?.has("grpc-status") ? res.trailer : res.header)!.set("grpc-status", String(Code.InvalidArgument));
+    }
+    return res;
+  }
+  if (res.status !== 500 || !res.body || res.header?.has("content-encoding")) return res;
+  // Error bodies are one small JSON chunk.
+  const chunks: Uint8Array[] = [];
+  for await (const c of res.body) chunks.push(c);
+  const bytes = Buffer.concat(chunks);
+  let body: { code?: string; message?: string } = {};
+  try {
+    body = JSON.parse(bytes.toString()) as typeof body;
+  } catch {
+    // Not a Connect JSON error; passed on as it was.
+  }
+  if (body.code === "internal" && PARSE_ERROR.test(body.message ?? "")) {
+    const fixed = Buffer.from(JSON.stringify({ code: "invalid_argument", message: `request body: ${body.message}` }));
+    res.header?.set("content-length", String(fixed.byteLength));
+    return { ...res, status: 400, body: single(fixed) };
+  }
+  return { ...res, body: single(bytes) };
+}
+
+async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
+  yield bytes;
+}
+
+/** connect-node's adapter, with parse errors mapped (see above). */
+function nodeHandler(services: ServiceRoutes[], logger: Logger) {
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli] });
+  for (const r of services) router.service(r.service, connectImpl(r, logger));
+  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const h = paths.get(req.url?.split("?", 2)[0] ?? "");
+    if (!h) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    h(universalRequestFromNodeRequest(req, res, undefined, undefined))
+      .then(async (uRes) => universalResponseToNodeResponse(await mapParseError(uRes), res))
+      .catch((err: unknown) => {
+        if (ConnectError.from(err).code !== Code.Aborted) logger.warn({ err, rpc: h.method.name }, "response failed");
+      });
+  };
+}
+
 export interface HttpServer {
   server: net.Server;
   close(): Promise<void>;
@@ -51,11 +113,7 @@ export interface HttpServer {
  * the first bytes of a connection tell which server gets it.
  */
 export function createHttpServer(services: ServiceRoutes[], logger: Logger): HttpServer {
-  const handler = connectNodeAdapter({
-    routes: (router: ConnectRouter) => {
-      for (const r of services) router.service(r.service, connectImpl(r, logger));
-    },
-  });
+  const handler = nodeHandler(services, logger);
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();

@@ -2,6 +2,8 @@ import type * as grpc from "@grpc/grpc-js";
 import { toBinary, type DescFile } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ReflectionService } from "@grpc/reflection";
+import { loadSync } from "@grpc/proto-loader";
+import { protoPath as healthProtoPath } from "grpc-health-check";
 import { file_agentid_v1_agent } from "../../gen/agentid/v1/agent_pb.js";
 import { file_agentid_v1_token } from "../../gen/agentid/v1/token_pb.js";
 import { file_agentid_v1_revocation } from "../../gen/agentid/v1/revocation_pb.js";
@@ -23,6 +25,7 @@ export function addReflection(server: grpc.Server): void {
   const fileDescriptorProtos = withDependencies([file_agentid_v1_agent, file_agentid_v1_token, file_agentid_v1_revocation]).map(
     (f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)),
   );
-  const definition = { "agentid.v1": { fileDescriptorProtos } };
+  // grpc.health.v1 too, so `buf curl` can call Health/Check without a schema.
+  const definition = { ...loadSync(healthProtoPath), "agentid.v1": { fileDescriptorProtos } };
   new ReflectionService(definition as never).addToServer(server);
 }
