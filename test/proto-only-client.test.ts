@@ -13,10 +13,10 @@ beforeAll(async () => {
 });
 afterAll(() => h?.close());
 
-type Unary = (req: object, cb: (err: grpc.ServiceError | null, res: any) => void) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
-function call<T = any>(client: grpc.Client, method: string, req: object): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+type Unary = (req: object, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: any) => void) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+function call<T = any>(client: grpc.Client, method: string, req: object, md = new grpc.Metadata()): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
   return new Promise((resolve, reject) =>
-    ((client as unknown as Record<string, Unary>)[method]!).call(client, req, (err, res) => (err ? reject(err) : resolve(res))),
+    ((client as unknown as Record<string, Unary>)[method]!).call(client, req, md, (err, res) => (err ? reject(err) : resolve(res))),
   );
 }
 
@@ -28,28 +28,31 @@ describe("a client that has only the .proto files", () => {
     );
     const pkg = grpc.loadPackageDefinition(def) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
     const v1 = pkg.agentid.v1;
+    // Call credentials need TLS in grpc-js; on this plaintext test port the key goes in metadata.
     const creds = grpc.credentials.createInsecure();
+    const md = new grpc.Metadata();
+    md.set("authorization", `Bearer ${h.adminKey}`);
     const agents = new v1.AgentService(h.grpcAddress, creds);
     const tokens = new v1.TokenService(h.grpcAddress, creds);
     const revocations = new v1.RevocationService(h.grpcAddress, creds);
 
-    const { agent } = await call(agents, "RegisterAgent", { name: "polyglot", publicKey: Buffer.from(publicKey()) });
+    const { agent } = await call(agents, "RegisterAgent", { name: "polyglot", publicKey: Buffer.from(publicKey()) }, md);
     expect(agent.status).toBe("AGENT_STATUS_ACTIVE");
-    const issued = await call(tokens, "Issue", { agentId: agent.agentId, scopes: ["x"], ttl: { seconds: 60 } });
-    const intro = await call(tokens, "Introspect", { token: issued.token, requiredScope: "x" });
+    const issued = await call(tokens, "Issue", { agentId: agent.agentId, scopes: ["x"], ttl: { seconds: 60 } }, md);
+    const intro = await call(tokens, "Introspect", { token: issued.token, requiredScope: "x" }, md);
     expect(intro.active).toBe(true);
     expect(intro.inactiveReason).toBe("INACTIVE_REASON_UNSPECIFIED");
 
-    const stream = revocations.WatchRevocations({ afterRevision: 0 });
+    const stream = revocations.WatchRevocations({ afterRevision: 0 }, md);
     const seen = new Promise<any>((resolve) => // eslint-disable-line @typescript-eslint/no-explicit-any
       stream.on("data", (m: any) => m.revocation?.tokenId === issued.tokenId && resolve(m.revocation)), // eslint-disable-line @typescript-eslint/no-explicit-any
     );
     stream.on("error", () => {});
-    const revoked = await call(tokens, "Revoke", { tokenId: issued.tokenId, reason: "done" });
+    const revoked = await call(tokens, "Revoke", { tokenId: issued.tokenId, reason: "done" }, md);
     const event = await seen;
     expect(event.revision).toBe(revoked.revision);
     stream.cancel();
-    const after = await call(tokens, "Introspect", { token: issued.token });
+    const after = await call(tokens, "Introspect", { token: issued.token }, md);
     expect(after.inactiveReason).toBe("INACTIVE_REASON_REVOKED");
     for (const c of [agents, tokens, revocations]) c.close();
   });
@@ -65,6 +68,7 @@ describe("a client that has only the .proto files", () => {
     // No --schema: buf curl resolves the method through server reflection.
     const { stdout } = await promisify(execFile)(join(root, "node_modules/.bin/buf"), [
       "curl", "--protocol", "grpc", "--http2-prior-knowledge",
+      "-H", `authorization: Bearer ${h.adminKey}`,
       "--data", '{"name":"via-buf-curl","publicKey":"' + Buffer.from(publicKey()).toString("base64") + '"}',
       `http://${h.grpcAddress}/agentid.v1.AgentService/RegisterAgent`,
     ]);

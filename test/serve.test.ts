@@ -4,18 +4,21 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { clientsFor, createTestDatabase, publicKey } from "./support/harness.js";
+import { bearer, clientsFor, createTestDatabase, publicKey } from "./support/harness.js";
+import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { StreamRecorder } from "./support/feed.js";
 import { runCli, spawnServe, type ServeProcess } from "./support/process.js";
 import { freePort } from "./support/global-setup.js";
 
 const started: ServeProcess[] = [];
+const ADMIN = newSecret(API_KEY_PREFIX);
+const interceptors = [bearer(ADMIN)];
 afterAll(() => {
   for (const s of started) s.proc.kill("SIGKILL");
 });
 
 async function serve(env: Record<string, string>) {
-  const s = await spawnServe({ LOG_LEVEL: "info", ...env });
+  const s = await spawnServe({ LOG_LEVEL: "info", AGENTID_ADMIN_KEY: ADMIN, ...env });
   started.push(s);
   return s;
 }
@@ -24,8 +27,8 @@ describe("agentid serve", () => {
   it("runs two servers on one DATABASE_URL side by side, and stops cleanly on SIGTERM", async () => {
     const DATABASE_URL = await createTestDatabase();
     const [a, b] = await Promise.all([serve({ DATABASE_URL }), serve({ DATABASE_URL })]);
-    const ca = clientsFor(createGrpcTransport({ baseUrl: `http://127.0.0.1:${a.grpcPort}` }));
-    const cb = clientsFor(createConnectTransport({ baseUrl: b.url, httpVersion: "1.1" }));
+    const ca = clientsFor(createGrpcTransport({ baseUrl: `http://127.0.0.1:${a.grpcPort}`, interceptors }));
+    const cb = clientsFor(createConnectTransport({ baseUrl: b.url, httpVersion: "1.1", interceptors }));
 
     const { agent } = await ca.agents.registerAgent({ name: "shared", publicKey: publicKey() });
     const { token } = await cb.tokens.issue({ agentId: agent!.agentId });
@@ -66,19 +69,35 @@ describe("agentid serve", () => {
     expect(res.stderr).toContain("AGENTID_GRPC_PORT must be an integer");
   });
 
+  it("creates an admin key on first start and prints it once, never in the logs", async () => {
+    const s = await spawnServe({ LOG_LEVEL: "info", DATABASE_URL: await createTestDatabase() });
+    started.push(s);
+    const keyLine = /\n\s+(ak_[0-9A-Za-z]{49})\n/;
+    for (let i = 0; i < 100 && !keyLine.test(s.output()); i++) await new Promise((r) => setTimeout(r, 50));
+    const m = keyLine.exec(s.output());
+    expect(m, s.output()).not.toBeNull();
+    const key = m![1]!;
+    const logLines = s.output().split("\n").filter((l) => l.startsWith("{"));
+    expect(logLines.join("\n")).not.toContain(key);
+    const c = clientsFor(createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", interceptors: [bearer(key)] }));
+    expect((await c.agents.listAgents({})).agents).toEqual([]);
+    s.proc.kill("SIGTERM");
+    expect(await s.exited).toBe(0);
+  });
+
   it("starts an embedded PostgreSQL with no DATABASE_URL, and keeps data across restarts", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "agentid-data-"));
     chmodSync(dataDir, 0o755);
     try {
       const env = { DATABASE_URL: "", AGENTID_DATA_DIR: dataDir, AGENTID_PG_PORT: String(await freePort()) };
       const first = await serve(env);
-      const c1 = clientsFor(createConnectTransport({ baseUrl: first.url, httpVersion: "1.1" }));
+      const c1 = clientsFor(createConnectTransport({ baseUrl: first.url, httpVersion: "1.1", interceptors }));
       const { agent } = await c1.agents.registerAgent({ name: "durable", publicKey: publicKey() });
       first.proc.kill("SIGTERM");
       expect(await first.exited).toBe(0);
 
       const second = await serve(env);
-      const c2 = clientsFor(createConnectTransport({ baseUrl: second.url, httpVersion: "1.1" }));
+      const c2 = clientsFor(createConnectTransport({ baseUrl: second.url, httpVersion: "1.1", interceptors }));
       expect((await c2.agents.getAgent({ agentId: agent!.agentId })).agent?.name).toBe("durable");
       second.proc.kill("SIGTERM");
       expect(await second.exited).toBe(0);
@@ -91,7 +110,7 @@ describe("agentid serve", () => {
 describe("the README's CLI tour", () => {
   it("registers, issues, introspects, watches and revokes", async () => {
     const s = await serve({ DATABASE_URL: await createTestDatabase() });
-    const env = { AGENTID_URL: s.url };
+    const env = { AGENTID_URL: s.url, AGENTID_API_KEY: ADMIN };
     const help = await runCli(["--help"], env);
     expect(help.stdout).toContain("agent register");
     for (const cmd of [["serve"], ["agent", "register"], ["agent", "list"], ["token", "issue"], ["token", "introspect"], ["revoke"], ["watch"]]) {
@@ -114,7 +133,7 @@ describe("the README's CLI tour", () => {
     const intro = await runCli(["token", "introspect", "-", "--scope", "orders:read"], env, token);
     expect(JSON.parse(intro.stdout)).toMatchObject({ active: true, agentId, scopes: ["orders:read"] });
 
-    const watch = new StreamRecorder(clientsFor(createConnectTransport({ baseUrl: s.url, httpVersion: "1.1" })), 0n);
+    const watch = new StreamRecorder(clientsFor(createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", interceptors })), 0n);
     await watch.until((r) => r.progress.length > 0);
     const { spawn } = await import("node:child_process");
     const { bin } = await import("./support/process.js");

@@ -1,10 +1,15 @@
-import { generateKeyPairSync } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Code, createClient, ConnectError, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { KeyService, Role } from "../../gen/agentid/v1/key_pb.js";
+import { PolicyKind, PolicyService } from "../../gen/agentid/v1/policy_pb.js";
+import { ActivityKind, ActivityService } from "../../gen/agentid/v1/activity_pb.js";
+import { API_KEY_PREFIX, newSecret } from "../domain/ids.js";
+import { signedIssueRequest } from "../client/self-issue.js";
 import { AgentService, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
@@ -22,12 +27,18 @@ Commands:
   agent get <agent_id>       show one agent
   agent list                 list agents
   agent kill <agent_id>      revoke an agent and all its tokens (alias of revoke --agent)
-  token issue                issue a token for an agent
+  agent trust <agent_id>     show an agent's trust score and its factors (--history for the past)
+  token issue                issue a token for an agent (with an API key, or as the agent with --key)
   token introspect <token>   check a token against live state
   revoke                     revoke a token, a token id, or an agent
   watch                      follow the revocation feed, one line per event
+  key create|list|revoke     manage API keys (admin)
+  key generate               print a new admin key offline, for AGENTID_ADMIN_KEY
+  policy create|list|delete  manage automatic revocation policies (admin)
+  activity report            report an agent's misbehaviour (resource servers)
 
-Every client command talks to a running server at --url (default $AGENTID_URL or ${DEFAULT_URL}).
+Every client command talks to a running server at --url (default $AGENTID_URL or ${DEFAULT_URL})
+and authenticates with --api-key (default $AGENTID_API_KEY).
 Run "agentid <command> --help" for its options.`;
 
 const HELP: Record<string, string> = {
@@ -36,9 +47,10 @@ const HELP: Record<string, string> = {
 Runs the server. Settings come from the environment (README, "Configuration"):
 DATABASE_URL (empty: embedded PostgreSQL in AGENTID_DATA_DIR), AGENTID_GRPC_PORT (50051),
 AGENTID_HTTP_PORT (8080), AGENTID_HOST (127.0.0.1), LOG_LEVEL (info).`,
-  "agent register": `Usage: agentid agent register --name NAME (--public-key BASE64 | --key-out FILE) [--label k=v ...]
+  "agent register": `Usage: agentid agent register --name NAME (--public-key BASE64 | --key-out FILE) [--scope S ...] [--label k=v ...]
 
   --name NAME          display name, 1 to 128 characters
+  --scope S            a scope the agent may hold (its allowed scopes); repeatable
   --public-key BASE64  the agent's raw 32-byte Ed25519 public key, base64
   --key-out FILE       generate a new key pair; write the private key (PKCS#8 PEM) to FILE
   --label k=v          a label; repeatable`,
@@ -49,9 +61,11 @@ Prints one agent per line: id, status, name. The next page token, if any, goes t
   "agent kill": `Usage: agentid agent kill <agent_id> --reason TEXT
 
 Revokes the agent for good: all its tokens stop working at once and no new ones can be issued.`,
-  "token issue": `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m]
+  "token issue": `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m] [--key FILE]
 
   --ttl  lifetime: a number with s, m, h or d (default: the server's, 1h)
+  --key  the agent's private key (PEM, as written by agent register --key-out): the agent issues
+         its own token by signing the request, with no API key, within its allowed scopes
 Prints the token on stdout and its id and expiry on stderr, so "$(agentid token issue ...)" captures the token.`,
   "token introspect": `Usage: agentid token introspect <token|-> [--scope S]
 
@@ -59,6 +73,27 @@ Use - to read the token from stdin (keeps it out of shell history). Prints the a
   revoke: `Usage: agentid revoke (--token T | --token-id ID | --agent ID) --reason TEXT
 
 Irreversible. Revoking twice is not an error.`,
+  "agent trust": `Usage: agentid agent trust <agent_id> [--history] [--since ISO] [--until ISO]
+
+Prints the trust score (0 to 100) with each factor's contribution; --history lists past scores.`,
+  "key create": `Usage: agentid key create --name NAME --role admin|issuer|resource_server [--audience A ...]
+
+Prints the new key's secret on stdout (shown once) and its id on stderr.
+Resource server keys need at least one --audience: they introspect only tokens issued for it.`,
+  "key list": `Usage: agentid key list`,
+  "key revoke": `Usage: agentid key revoke <key_id>`,
+  "key generate": `Usage: agentid key generate
+
+Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`,
+  "policy create": `Usage: agentid policy create --name NAME (--scope-violations N --window 1h | --trust-below T)
+
+  --scope-violations N --window W   revoke an agent with more than N scope violations within W
+  --trust-below T                   revoke an agent whose trust score falls below T (1 to 100)`,
+  "policy list": `Usage: agentid policy list`,
+  "policy delete": `Usage: agentid policy delete <name>`,
+  "activity report": `Usage: agentid activity report --agent ID --kind scope_violation|anomalous_request [--detail TEXT]
+
+Records an incident; policies are evaluated at once. Prints the new trust score.`,
   watch: `Usage: agentid watch [--after REVISION]
 
 Follows the revocation feed and prints one line per event until interrupted.
@@ -72,18 +107,37 @@ function fail(message: string): never {
 
 function args<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[], options: T, cmd: string) {
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean" }, url: { type: "string" } }, allowPositionals: true });
+    return parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean" }, url: { type: "string" }, "api-key": { type: "string" } },
+      allowPositionals: true,
+    });
   } catch (err) {
     fail(`${(err as Error).message}\n\n${HELP[cmd]}`);
   }
 }
 
-function clients(url: string | undefined) {
-  const transport = createConnectTransport({ baseUrl: url || process.env.AGENTID_URL || DEFAULT_URL, httpVersion: "1.1" });
+function clients(values: { url?: string; "api-key"?: string }, anonymous = false) {
+  const key = anonymous ? undefined : values["api-key"] || process.env.AGENTID_API_KEY;
+  const transport = createConnectTransport({
+    baseUrl: values.url || process.env.AGENTID_URL || DEFAULT_URL,
+    httpVersion: "1.1",
+    interceptors: key
+      ? [
+          (next) => (req) => {
+            req.header.set("authorization", `Bearer ${key}`);
+            return next(req);
+          },
+        ]
+      : [],
+  });
   return {
     agents: createClient(AgentService, transport),
     tokens: createClient(TokenService, transport),
     revocations: createClient(RevocationService, transport),
+    keys: createClient(KeyService, transport),
+    policies: createClient(PolicyService, transport),
+    activity: createClient(ActivityService, transport),
   };
 }
 
@@ -101,6 +155,21 @@ function iso(t: Timestamp | undefined): string {
   return t ? timestampDate(t).toISOString() : "-";
 }
 
+function readPrivateKey(file: string): KeyObject {
+  try {
+    return createPrivateKey(readFileSync(file));
+  } catch (err) {
+    fail(`--key: cannot read an Ed25519 private key from ${file}: ${(err as Error).message}`);
+  }
+}
+
+function parseTime(flag: string, s: string | undefined): Timestamp | undefined {
+  if (s === undefined) return undefined;
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) fail(`${flag}: expected an ISO 8601 time, got ${JSON.stringify(s)}`);
+  return timestampFromDate(d);
+}
+
 async function readStdin(): Promise<string> {
   let s = "";
   for await (const chunk of process.stdin) s += chunk;
@@ -114,7 +183,7 @@ async function revoke(tokens: Client<typeof TokenService>, target: { case: "toke
 
 async function main(argv: string[]): Promise<void> {
   const [first, second] = argv;
-  const twoWord = first === "agent" || first === "token";
+  const twoWord = ["agent", "token", "key", "policy", "activity"].includes(first ?? "");
   const cmd = twoWord ? `${first} ${second ?? ""}` : (first ?? "");
   const rest = argv.slice(twoWord ? 2 : 1);
   if (!first || first === "--help" || first === "-h" || first === "help") {
@@ -131,7 +200,7 @@ async function main(argv: string[]): Promise<void> {
     case "serve":
       return serve();
     case "agent register": {
-      const { values } = args(rest, { name: { type: "string" }, "public-key": { type: "string" }, "key-out": { type: "string" }, label: { type: "string", multiple: true } }, cmd);
+      const { values } = args(rest, { name: { type: "string" }, "public-key": { type: "string" }, "key-out": { type: "string" }, label: { type: "string", multiple: true }, scope: { type: "string", multiple: true } }, cmd);
       if (!values.name) fail(`--name is required\n\n${HELP[cmd]}`);
       if (!values["public-key"] === !values["key-out"]) fail(`give exactly one of --public-key and --key-out\n\n${HELP[cmd]}`);
       let publicKey: Uint8Array;
@@ -149,15 +218,15 @@ async function main(argv: string[]): Promise<void> {
         if (i < 1) fail(`--label: expected key=value, got ${JSON.stringify(l)}`);
         labels[l.slice(0, i)] = l.slice(i + 1);
       }
-      const { agents } = clients(values.url);
-      const res = await agents.registerAgent({ name: values.name, publicKey, labels });
+      const { agents } = clients(values);
+      const res = await agents.registerAgent({ name: values.name, publicKey, labels, allowedScopes: values.scope ?? [] });
       process.stdout.write(`${res.agent!.agentId}\n`);
       return;
     }
     case "agent get": {
       const { values, positionals } = args(rest, {}, cmd);
       if (positionals.length !== 1) fail(HELP[cmd]!);
-      const res = await clients(values.url).agents.getAgent({ agentId: positionals[0] });
+      const res = await clients(values).agents.getAgent({ agentId: positionals[0] });
       const { AgentSchema } = await import("../../gen/agentid/v1/agent_pb.js");
       printJson(AgentSchema, res.agent!);
       return;
@@ -166,7 +235,7 @@ async function main(argv: string[]): Promise<void> {
       const { values } = args(rest, { status: { type: "string" }, "page-size": { type: "string" }, "page-token": { type: "string" } }, cmd);
       const status = { active: AgentStatus.ACTIVE, revoked: AgentStatus.REVOKED, undefined: AgentStatus.UNSPECIFIED }[String(values.status)];
       if (status === undefined) fail(`--status: expected active or revoked`);
-      const res = await clients(values.url).agents.listAgents({
+      const res = await clients(values).agents.listAgents({
         status,
         pageSize: values["page-size"] ? Number(values["page-size"]) : 0,
         pageToken: values["page-token"] ?? "",
@@ -178,17 +247,16 @@ async function main(argv: string[]): Promise<void> {
     case "agent kill": {
       const { values, positionals } = args(rest, { reason: { type: "string" } }, cmd);
       if (positionals.length !== 1 || !values.reason) fail(HELP[cmd]!);
-      return revoke(clients(values.url).tokens, { case: "agentId", value: positionals[0]! }, values.reason);
+      return revoke(clients(values).tokens, { case: "agentId", value: positionals[0]! }, values.reason);
     }
     case "token issue": {
-      const { values } = args(rest, { agent: { type: "string" }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true }, ttl: { type: "string" } }, cmd);
+      const { values } = args(rest, { agent: { type: "string" }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true }, ttl: { type: "string" }, key: { type: "string" } }, cmd);
       if (!values.agent) fail(`--agent is required\n\n${HELP[cmd]}`);
-      const res = await clients(values.url).tokens.issue({
-        agentId: values.agent,
-        scopes: values.scope ?? [],
-        audiences: values.audience ?? [],
-        ttl: values.ttl ? durationFromMs(parseTtl(values.ttl)) : undefined,
-      });
+      const ttlMs = values.ttl ? parseTtl(values.ttl) : undefined;
+      const request = values.key
+        ? signedIssueRequest({ agentId: values.agent, privateKey: readPrivateKey(values.key), scopes: values.scope, audiences: values.audience, ttlMs })
+        : { agentId: values.agent, scopes: values.scope ?? [], audiences: values.audience ?? [], ttl: ttlMs ? durationFromMs(ttlMs) : undefined };
+      const res = await clients(values, Boolean(values.key)).tokens.issue(request);
       process.stdout.write(`${res.token}\n`);
       process.stderr.write(`token_id ${res.tokenId}, expires ${iso(res.expiresAt)}\n`);
       return;
@@ -197,7 +265,7 @@ async function main(argv: string[]): Promise<void> {
       const { values, positionals } = args(rest, { scope: { type: "string" } }, cmd);
       if (positionals.length !== 1) fail(HELP[cmd]!);
       const token = positionals[0] === "-" ? await readStdin() : positionals[0]!;
-      const res = await clients(values.url).tokens.introspect({ token, requiredScope: values.scope ?? "" });
+      const res = await clients(values).tokens.introspect({ token, requiredScope: values.scope ?? "" });
       const { IntrospectResponseSchema } = await import("../../gen/agentid/v1/token_pb.js");
       process.stdout.write(JSON.stringify(toJson(IntrospectResponseSchema, res, { alwaysEmitImplicit: true }), null, 2) + "\n");
       return;
@@ -211,7 +279,81 @@ async function main(argv: string[]): Promise<void> {
       ].filter((t) => t !== false);
       if (targets.length !== 1) fail(`give exactly one of --token, --token-id and --agent\n\n${HELP[cmd]}`);
       if (!values.reason) fail(`--reason is required\n\n${HELP[cmd]}`);
-      return revoke(clients(values.url).tokens, targets[0]!, values.reason);
+      return revoke(clients(values).tokens, targets[0]!, values.reason);
+    }
+    case "agent trust": {
+      const { values, positionals } = args(rest, { history: { type: "boolean" }, since: { type: "string" }, until: { type: "string" } }, cmd);
+      if (positionals.length !== 1) fail(HELP[cmd]!);
+      const c = clients(values).activity;
+      const scores = values.history
+        ? (await c.listTrustScores({ agentId: positionals[0], since: parseTime("--since", values.since), until: parseTime("--until", values.until), pageSize: 1000 })).trustScores
+        : [(await c.getTrustScore({ agentId: positionals[0] })).trustScore!];
+      for (const t of scores) {
+        process.stdout.write(`${iso(t.computedAt)}\tscore ${t.score.toFixed(1)}\n`);
+        if (!values.history) for (const f of t.factors) process.stdout.write(`  ${f.name.padEnd(16)} ${f.contribution >= 0 ? "+" : ""}${f.contribution.toFixed(1).padStart(6)}  ${f.detail}\n`);
+      }
+      return;
+    }
+    case "key create": {
+      const { values } = args(rest, { name: { type: "string" }, role: { type: "string" }, audience: { type: "string", multiple: true } }, cmd);
+      const role = { admin: Role.ADMIN, issuer: Role.ISSUER, resource_server: Role.RESOURCE_SERVER }[values.role ?? ""];
+      if (!values.name || role === undefined) fail(HELP[cmd]!);
+      const res = await clients(values).keys.createApiKey({ name: values.name, role, audiences: values.audience ?? [] });
+      process.stdout.write(`${res.secret}\n`);
+      process.stderr.write(`key_id ${res.key!.keyId} (${values.role}); the secret above is shown only once\n`);
+      return;
+    }
+    case "key list": {
+      const { values } = args(rest, {}, cmd);
+      for (const k of (await clients(values).keys.listApiKeys({})).keys) {
+        const state = k.revokedAt ? `revoked ${iso(k.revokedAt)}` : "active";
+        process.stdout.write(`${k.keyId}\t${Role[k.role].toLowerCase()}\t${state}\t${k.name}\t${k.audiences.join(",")}\n`);
+      }
+      return;
+    }
+    case "key revoke": {
+      const { values, positionals } = args(rest, {}, cmd);
+      if (positionals.length !== 1) fail(HELP[cmd]!);
+      const res = await clients(values).keys.revokeApiKey({ keyId: positionals[0] });
+      process.stdout.write(`revoked ${res.key!.keyId} at ${iso(res.key!.revokedAt)}\n`);
+      return;
+    }
+    case "key generate":
+      process.stdout.write(`${newSecret(API_KEY_PREFIX)}\n`);
+      return;
+    case "policy create": {
+      const { values } = args(rest, { name: { type: "string" }, "scope-violations": { type: "string" }, window: { type: "string" }, "trust-below": { type: "string" } }, cmd);
+      if (!values.name || (values["scope-violations"] === undefined) === (values["trust-below"] === undefined)) fail(HELP[cmd]!);
+      const policy =
+        values["scope-violations"] !== undefined
+          ? { name: values.name, kind: PolicyKind.SCOPE_VIOLATIONS, threshold: Number(values["scope-violations"]), window: durationFromMs(parseTtl(values.window ?? "1h")) }
+          : { name: values.name, kind: PolicyKind.TRUST_BELOW, threshold: Number(values["trust-below"]) };
+      const res = await clients(values).policies.createPolicy({ policy });
+      process.stdout.write(`created policy ${res.policy!.name}\n`);
+      return;
+    }
+    case "policy list": {
+      const { values } = args(rest, {}, cmd);
+      for (const p of (await clients(values).policies.listPolicies({})).policies) {
+        const rule = p.kind === PolicyKind.SCOPE_VIOLATIONS ? `more than ${p.threshold} scope violations within ${Number(p.window?.seconds ?? 0n)}s` : `trust score below ${p.threshold}`;
+        process.stdout.write(`${p.name}\t${rule}\tby ${p.createdBy}\n`);
+      }
+      return;
+    }
+    case "policy delete": {
+      const { values, positionals } = args(rest, {}, cmd);
+      if (positionals.length !== 1) fail(HELP[cmd]!);
+      await clients(values).policies.deletePolicy({ name: positionals[0] });
+      process.stdout.write(`deleted policy ${positionals[0]}\n`);
+      return;
+    }
+    case "activity report": {
+      const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, detail: { type: "string" } }, cmd);
+      const kind = { scope_violation: ActivityKind.SCOPE_VIOLATION, anomalous_request: ActivityKind.ANOMALOUS_REQUEST }[values.kind ?? ""];
+      if (!values.agent || kind === undefined) fail(HELP[cmd]!);
+      const res = await clients(values).activity.reportActivity({ agentId: values.agent, kind, detail: values.detail ?? "" });
+      process.stdout.write(`trust score ${res.trustScore!.score.toFixed(1)}${res.agentRevoked ? `; agent revoked by ${res.revokedBy}` : ""}\n`);
+      return;
     }
     case "watch": {
       const { values } = args(rest, { after: { type: "string" } }, cmd);
@@ -221,7 +363,7 @@ async function main(argv: string[]): Promise<void> {
       process.once("SIGINT", () => controller.abort());
       process.once("SIGTERM", () => controller.abort());
       try {
-        for await (const res of clients(values.url).revocations.watchRevocations({ afterRevision: BigInt(after) }, { signal: controller.signal })) {
+        for await (const res of clients(values).revocations.watchRevocations({ afterRevision: BigInt(after) }, { signal: controller.signal })) {
           if (res.kind.case !== "revocation") continue;
           const e = res.kind.value;
           const target = e.target.case === "tokenId" ? `token ${e.target.value} (agent ${e.tokenAgentId})` : `agent ${e.target.value}`;

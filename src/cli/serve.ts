@@ -6,9 +6,11 @@ import { DatabaseUnreachableError } from "../store/open.js";
 /** `agentid serve`: run until SIGTERM or SIGINT, then shut down gracefully. */
 export async function serve(): Promise<void> {
   let server;
+  let createdAdminKey: string | undefined;
   try {
     const config = loadConfig();
     const ctx = await createAppContext(config);
+    createdAdminKey = ctx.createdAdminKey;
     server = await startServer(ctx).catch(async (err) => {
       await ctx.close();
       throw err;
@@ -18,6 +20,13 @@ export async function serve(): Promise<void> {
     process.stderr.write(`agentid: cannot start: ${(err as Error).message}\n`);
     if (!known && process.env.LOG_LEVEL === "debug") process.stderr.write(`${(err as Error).stack}\n`);
     process.exit(1);
+  }
+  if (createdAdminKey) {
+    // Shown once, on the terminal only: logs never carry secrets.
+    process.stderr.write(
+      `\nagentid: created the first admin API key. It is shown only this once; keep it safe:\n\n    ${createdAdminKey}\n\n` +
+        `Use it as AGENTID_API_KEY for the CLI, or set AGENTID_ADMIN_KEY to choose your own.\n\n`,
+    );
   }
   const running = server;
   const stop = () => {

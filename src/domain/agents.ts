@@ -42,7 +42,7 @@ export function requirePublicKey(field: string, key: Uint8Array): Uint8Array {
 
 export function registerAgent(
   db: Db,
-  a: { name: string; publicKey: Uint8Array; labels: Record<string, string> },
+  a: { name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[] },
 ): Promise<AgentRecord> {
   return insertAgent(db, { id: newAgentId(), ...a });
 }

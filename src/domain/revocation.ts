@@ -3,7 +3,7 @@ import { countLiveTokens, lockToken, markTokenRevoked } from "../store/tokens.js
 import { lockAgent, markAgentRevoked } from "../store/agents.js";
 import { appendRevocation, nextRevision } from "../store/revocations.js";
 import { notFound } from "./errors.js";
-import { hashToken } from "./tokens.js";
+import { hashSecret } from "./ids.js";
 
 export type RevokeTarget = { token: string } | { tokenId: string } | { agentId: string };
 
@@ -29,7 +29,7 @@ async function revokeToken(
   reason: string,
   by: string,
 ): Promise<RevokeResult> {
-  const t = await lockToken(tx, "token" in target ? { hash: hashToken(target.token) } : { id: target.tokenId });
+  const t = await lockToken(tx, "token" in target ? { hash: hashSecret(target.token) } : { id: target.tokenId });
   if (!t) throw notFound("token" in target ? "token" : `token ${target.tokenId}`);
   const already = t.revokedRevision ?? t.agentRevokedRevision;
   if (already !== null) return { revision: already, tokensRevoked: 0n };

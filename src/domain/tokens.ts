@@ -1,13 +1,10 @@
-import { createHash } from "node:crypto";
 import type { Db } from "../store/database.js";
 import { findAgent } from "../store/agents.js";
 import { insertTokenForActiveAgent, readTokenAtRevision, type TokenRecord } from "../store/tokens.js";
-import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
-import { isWellFormedToken, newToken, newTokenId } from "./ids.js";
-
-export function hashToken(token: string): Buffer {
-  return createHash("sha256").update(token).digest();
-}
+import { useNonce } from "../store/activity.js";
+import { DomainError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
+import { NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
+import { hashSecret, isWellFormedToken, newToken, newTokenId } from "./ids.js";
 
 export interface TtlPolicy {
   defaultMs: number;
@@ -22,16 +19,47 @@ export function resolveTtl(field: string, requestedMs: number | undefined, polic
   return Math.floor(requestedMs);
 }
 
+/**
+ * Issues a token for an active agent, within its allowed scopes: always for a self-issued token,
+ * and for an issuer's whenever the agent was registered with allowed scopes.
+ */
 export async function issueToken(
   db: Db,
-  req: { agentId: string; scopes: string[]; audiences: string[]; ttlMs: number },
+  req: { agentId: string; scopes: string[]; audiences: string[]; ttlMs: number; selfIssued: boolean },
 ): Promise<{ token: string; record: TokenRecord }> {
   const token = newToken();
-  const record = await insertTokenForActiveAgent(db, { id: newTokenId(), tokenHash: hashToken(token), ...req });
+  const record = await insertTokenForActiveAgent(db, { id: newTokenId(), tokenHash: hashSecret(token), ...req });
   if (record) return { token, record };
   const agent = await findAgent(db, req.agentId);
   if (!agent) throw notFound(`agent ${req.agentId}`);
-  throw failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);
+  if (agent.status === "REVOKED") throw failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);
+  const outside = req.scopes.filter((s) => !agent.allowedScopes.includes(s));
+  throw new DomainError(
+    "permission_denied",
+    `scopes ${outside.join(", ")} are not among agent ${req.agentId}'s allowed scopes (${agent.allowedScopes.join(", ") || "none"})`,
+  );
+}
+
+/** Checks an agent's signed Issue request: skew, signature, then the nonce (once only). */
+export async function verifyAgentProof(
+  db: Db,
+  intent: IssueIntent,
+  signature: Uint8Array,
+  maxSkewMs: number,
+  now = Date.now(),
+): Promise<void> {
+  if (!NONCE_SHAPE.test(intent.nonce)) throw invalidArgument("proof.nonce", "must be 16 to 64 of A-Z a-z 0-9 _ -");
+  if (signature.length !== 64) throw invalidArgument("proof.signature", "must be a 64-byte Ed25519 signature");
+  if (Math.abs(now - intent.signedAtMs) > maxSkewMs) {
+    throw new DomainError("unauthenticated", `proof.signed_at is more than ${maxSkewMs / 1000}s from the server's clock`);
+  }
+  const agent = await findAgent(db, intent.agentId);
+  if (!agent || !verifyIssueProof(agent.publicKey, intent, signature)) {
+    throw new DomainError("unauthenticated", "proof does not verify with the agent's registered key");
+  }
+  if (!(await useNonce(db, intent.agentId, intent.nonce, new Date(intent.signedAtMs + maxSkewMs)))) {
+    throw new DomainError("unauthenticated", "proof was already used (replayed nonce)");
+  }
 }
 
 export type InactiveReason = "UNKNOWN_TOKEN" | "MALFORMED" | "EXPIRED" | "REVOKED" | "AGENT_REVOKED" | "SCOPE_NOT_GRANTED";
@@ -44,11 +72,23 @@ export interface Introspection {
   revision: bigint;
 }
 
-export async function introspect(db: Db, token: string, requiredScope: string, now = Date.now()): Promise<Introspection> {
+/**
+ * Answers from live state. With `audiences` (a resource server's), a token issued for none of them
+ * is answered exactly like an unknown one, so callers cannot probe for other audiences' tokens.
+ */
+export async function introspect(
+  db: Db,
+  token: string,
+  requiredScope: string,
+  audiences?: readonly string[],
+  now = Date.now(),
+): Promise<Introspection> {
   // A mistyped or foreign string never costs a database round trip.
   if (!isWellFormedToken(token)) return { active: false, inactiveReason: "MALFORMED", revision: 0n };
-  const { revision, token: state } = await readTokenAtRevision(db, hashToken(token));
-  if (!state) return { active: false, inactiveReason: "UNKNOWN_TOKEN", revision };
+  const { revision, token: state } = await readTokenAtRevision(db, hashSecret(token));
+  if (!state || (audiences && !state.audiences.some((a) => audiences.includes(a)))) {
+    return { active: false, inactiveReason: "UNKNOWN_TOKEN", revision };
+  }
   const inactive = (inactiveReason: InactiveReason): Introspection => ({ active: false, inactiveReason, token: state, revision });
   if (state.agentStatus === "REVOKED") return inactive("AGENT_REVOKED");
   if (state.revokedRevision !== null) return inactive("REVOKED");

@@ -1,9 +1,13 @@
+import type { Caller } from "./auth.js";
+
 /** What a handler may know about the call, whichever transport carried it. */
 export interface CallContext {
   /** Aborted when the client goes away or the server shuts down. */
   readonly signal: AbortSignal;
   /** A request header (gRPC metadata), lower-case name. */
   header(name: string): string | undefined;
-  /** Who is calling; recorded as revoked_by. */
+  /** The authenticated caller; undefined only where a method admits anonymous calls (Issue with a proof). */
+  readonly caller?: Caller;
+  /** Who is calling, as recorded in events and logs: "key:<id>", "agent:<id>" or "anonymous". */
   readonly principal: string;
 }

@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { API_KEY_PREFIX, isWellFormedSecret } from "../domain/ids.js";
 
 export interface Config {
   /** Empty: start the embedded PostgreSQL. */
@@ -13,6 +14,10 @@ export interface Config {
   tokenMaxTtlMs: number;
   dbPoolSize: number;
   watchQueueLimit: number;
+  /** A well-formed ak_ key to install as admin; empty: create one on first start and print it. */
+  adminKey: string;
+  /** How far an agent's signed_at may be from the server's clock. */
+  proofMaxSkewMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -41,7 +46,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenMaxTtlMs: int(env, "AGENTID_TOKEN_MAX_TTL_SECONDS", 86400, 1, 366 * 86400) * 1000,
     dbPoolSize: int(env, "AGENTID_DB_POOL_SIZE", 20, 1, 500),
     watchQueueLimit: int(env, "AGENTID_WATCH_QUEUE_LIMIT", 10_000, 2, 1_000_000),
+    adminKey: env.AGENTID_ADMIN_KEY ?? "",
+    proofMaxSkewMs: int(env, "AGENTID_PROOF_MAX_SKEW_SECONDS", 60, 1, 3600) * 1000,
   };
+  if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
+    // The value itself is a secret: never echo it.
+    throw new ConfigError("AGENTID_ADMIN_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");
+  }
   if (config.tokenDefaultTtlMs > config.tokenMaxTtlMs) {
     throw new ConfigError("AGENTID_TOKEN_DEFAULT_TTL_SECONDS must not exceed AGENTID_TOKEN_MAX_TTL_SECONDS");
   }

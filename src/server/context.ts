@@ -4,6 +4,9 @@ import { openDatabase } from "../store/open.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
 import { RevocationHub } from "../feed/hub.js";
 import type { Config } from "./config.js";
+import { Authenticator } from "./auth.js";
+import { ActivityTracker } from "../domain/activity.js";
+import { bootstrapAdminKey } from "../domain/keys.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
 export interface AppContext {
@@ -11,6 +14,10 @@ export interface AppContext {
   db: Db;
   logger: Logger;
   feed: RevocationHub;
+  auth: Authenticator;
+  activity: ActivityTracker;
+  /** The admin key this start created, to be shown once; undefined when one existed or was given. */
+  createdAdminKey?: string;
   close(): Promise<void>;
 }
 
@@ -34,15 +41,22 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   }
   try {
     const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
+    const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
     const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
     await feed.start();
+    const activity = new ActivityTracker(db, logger);
+    activity.start();
     return {
       config,
       db,
       logger,
       feed,
+      auth: new Authenticator(db),
+      activity,
+      createdAdminKey,
       async close() {
         await feed.close();
+        await activity.close();
         await db.destroy();
         await stopEmbedded?.();
       },

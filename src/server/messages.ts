@@ -1,6 +1,13 @@
 // Records to API messages, in one place.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ApiKeySchema, Role } from "../../gen/agentid/v1/key_pb.js";
+import { PolicyKind, PolicySchema } from "../../gen/agentid/v1/policy_pb.js";
+import { TrustScoreSchema } from "../../gen/agentid/v1/activity_pb.js";
+import type { ApiKeyRecord } from "../store/api-keys.js";
+import type { PolicyRecord } from "../store/policies.js";
+import type { TrustScoreRecord } from "../store/activity.js";
+import type { Role as StoreRole } from "../store/database.js";
 import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { InactiveReason, type IntrospectResponseSchema } from "../../gen/agentid/v1/token_pb.js";
 import {
@@ -23,6 +30,56 @@ export function agentMessage(a: AgentRecord) {
     revokedReason: a.revokedReason ?? "",
     revokedBy: a.revokedBy ?? "",
     revokedRevision: a.revokedRevision ?? 0n,
+    allowedScopes: a.allowedScopes,
+  });
+}
+
+const ROLES = { admin: Role.ADMIN, issuer: Role.ISSUER, resource_server: Role.RESOURCE_SERVER } as const;
+
+export function roleFromMessage(r: Role): StoreRole | undefined {
+  switch (r) {
+    case Role.ADMIN:
+      return "admin";
+    case Role.ISSUER:
+      return "issuer";
+    case Role.RESOURCE_SERVER:
+      return "resource_server";
+    case Role.UNSPECIFIED:
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+export function apiKeyMessage(k: ApiKeyRecord) {
+  return create(ApiKeySchema, {
+    keyId: k.id,
+    name: k.name,
+    role: ROLES[k.role],
+    audiences: k.audiences,
+    createdAt: timestampFromDate(k.createdAt),
+    createdBy: k.createdBy,
+    revokedAt: k.revokedAt ? timestampFromDate(k.revokedAt) : undefined,
+  });
+}
+
+export function policyMessage(p: PolicyRecord) {
+  return create(PolicySchema, {
+    name: p.name,
+    kind: p.kind === "scope_violations" ? PolicyKind.SCOPE_VIOLATIONS : PolicyKind.TRUST_BELOW,
+    threshold: p.threshold,
+    window: p.windowSeconds ? durationFromMs(p.windowSeconds * 1000) : undefined,
+    createdAt: timestampFromDate(p.createdAt),
+    createdBy: p.createdBy,
+  });
+}
+
+export function trustScoreMessage(t: TrustScoreRecord) {
+  return create(TrustScoreSchema, {
+    agentId: t.agentId,
+    score: t.score,
+    factors: t.factors,
+    computedAt: timestampFromDate(t.computedAt),
   });
 }
 

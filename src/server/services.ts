@@ -18,6 +18,19 @@ import { issueRoute } from "./routes/issue.js";
 import { introspectRoute } from "./routes/introspect.js";
 import { revokeRoute } from "./routes/revoke.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
+import { createApiKeyRoute } from "./routes/create-api-key.js";
+import { listApiKeysRoute } from "./routes/list-api-keys.js";
+import { revokeApiKeyRoute } from "./routes/revoke-api-key.js";
+import { createPolicyRoute } from "./routes/create-policy.js";
+import { listPoliciesRoute } from "./routes/list-policies.js";
+import { deletePolicyRoute } from "./routes/delete-policy.js";
+import { reportActivityRoute } from "./routes/report-activity.js";
+import { getTrustScoreRoute } from "./routes/get-trust-score.js";
+import { listTrustScoresRoute } from "./routes/list-trust-scores.js";
+import { KeyService } from "../../gen/agentid/v1/key_pb.js";
+import { PolicyService } from "../../gen/agentid/v1/policy_pb.js";
+import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
+import { guard, type Access } from "./access.js";
 
 /** Like connect's ServiceImpl, with our transport-neutral CallContext. */
 type MethodHandler<M extends DescMethod> =
@@ -35,23 +48,75 @@ export interface ServiceRoutes {
   handlers: Record<string, Handler>;
 }
 
-function service<S extends DescService>(service: S, handlers: ServiceHandlers<S>): ServiceRoutes {
-  return { service, handlers: handlers as Record<string, Handler> };
+const ADMIN: Access = { roles: ["admin"] };
+const OPERATORS: Access = { roles: ["admin", "issuer"] };
+
+/** The handlers of one service, each behind its access rule: no method is reachable without one. */
+function service<S extends DescService>(
+  ctx: AppContext,
+  service: S,
+  handlers: ServiceHandlers<S>,
+  access: { [P in keyof S["method"]]: Access },
+): ServiceRoutes {
+  const guarded: Record<string, Handler> = {};
+  for (const m of service.methods) {
+    const h = (handlers as Record<string, Handler>)[m.localName]!;
+    guarded[m.localName] = guard(m, h, (access as Record<string, Access>)[m.localName]!, ctx.auth);
+  }
+  return { service, handlers: guarded };
 }
 
 /** Every service with its handlers: the one list both transports mount. */
 export function routes(ctx: AppContext): ServiceRoutes[] {
   return [
-    service(AgentService, {
-      registerAgent: registerAgentRoute(ctx),
-      getAgent: getAgentRoute(ctx),
-      listAgents: listAgentsRoute(ctx),
-    }),
-    service(TokenService, {
-      issue: issueRoute(ctx),
-      introspect: introspectRoute(ctx),
-      revoke: revokeRoute(ctx),
-    }),
-    service(RevocationService, { watchRevocations: watchRevocationsRoute(ctx) }),
+    service(
+      ctx,
+      AgentService,
+      { registerAgent: registerAgentRoute(ctx), getAgent: getAgentRoute(ctx), listAgents: listAgentsRoute(ctx) },
+      { registerAgent: OPERATORS, getAgent: OPERATORS, listAgents: OPERATORS },
+    ),
+    service(
+      ctx,
+      TokenService,
+      { issue: issueRoute(ctx), introspect: introspectRoute(ctx), revoke: revokeRoute(ctx) },
+      {
+        // An agent may issue itself a token with no API key, by signing the request (see issue.ts).
+        issue: { roles: ["admin", "issuer"], anonymous: true },
+        introspect: { roles: ["admin", "issuer", "resource_server"] },
+        revoke: OPERATORS,
+      },
+    ),
+    service(
+      ctx,
+      RevocationService,
+      { watchRevocations: watchRevocationsRoute(ctx) },
+      { watchRevocations: { roles: ["admin", "resource_server"] } },
+    ),
+    service(
+      ctx,
+      KeyService,
+      { createApiKey: createApiKeyRoute(ctx), listApiKeys: listApiKeysRoute(ctx), revokeApiKey: revokeApiKeyRoute(ctx) },
+      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN },
+    ),
+    service(
+      ctx,
+      PolicyService,
+      { createPolicy: createPolicyRoute(ctx), listPolicies: listPoliciesRoute(ctx), deletePolicy: deletePolicyRoute(ctx) },
+      { createPolicy: ADMIN, listPolicies: ADMIN, deletePolicy: ADMIN },
+    ),
+    service(
+      ctx,
+      ActivityService,
+      {
+        reportActivity: reportActivityRoute(ctx),
+        getTrustScore: getTrustScoreRoute(ctx),
+        listTrustScores: listTrustScoresRoute(ctx),
+      },
+      {
+        reportActivity: { roles: ["admin", "resource_server"] },
+        getTrustScore: OPERATORS,
+        listTrustScores: OPERATORS,
+      },
+    ),
   ];
 }

@@ -15,6 +15,7 @@ export interface AgentRecord {
   revokedReason: string | null;
   revokedBy: string | null;
   revokedRevision: bigint | null;
+  allowedScopes: string[];
 }
 
 const columns = [
@@ -29,6 +30,7 @@ const columns = [
   "revoked_reason",
   "revoked_by",
   "revoked_revision",
+  "allowed_scopes",
 ] as const;
 
 type Row = {
@@ -43,6 +45,7 @@ type Row = {
   revoked_reason: string | null;
   revoked_by: string | null;
   revoked_revision: string | null;
+  allowed_scopes: string[];
 };
 
 function toRecord(r: Row): AgentRecord {
@@ -58,12 +61,13 @@ function toRecord(r: Row): AgentRecord {
     revokedReason: r.revoked_reason,
     revokedBy: r.revoked_by,
     revokedRevision: r.revoked_revision === null ? null : BigInt(r.revoked_revision),
+    allowedScopes: r.allowed_scopes,
   };
 }
 
 export async function insertAgent(
   db: Db,
-  a: { id: string; name: string; publicKey: Uint8Array; labels: Record<string, string> },
+  a: { id: string; name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[] },
 ): Promise<AgentRecord> {
   const row = await db
     .insertInto("agents")
@@ -73,6 +77,7 @@ export async function insertAgent(
       public_key: Buffer.from(a.publicKey),
       labels: JSON.stringify(a.labels),
       status: "ACTIVE",
+      allowed_scopes: a.allowedScopes,
     })
     .returning(columns)
     .executeTakeFirstOrThrow();

@@ -16,6 +16,7 @@ export interface AgentsTable {
   revoked_reason: string | null;
   revoked_by: string | null;
   revoked_revision: ColumnType<string | null, bigint | null, bigint | null>;
+  allowed_scopes: ColumnType<string[], string[] | undefined, string[]>;
 }
 
 export interface TokensTable {
@@ -48,11 +49,79 @@ export interface LogHeadTable {
   revision: ColumnType<string, bigint, bigint>;
 }
 
+export type Role = "admin" | "issuer" | "resource_server";
+
+export interface ApiKeysTable {
+  id: string;
+  /** SHA-256 of the secret; the secret itself is never stored. */
+  key_hash: Buffer;
+  name: string;
+  role: Role;
+  audiences: ColumnType<string[], string[] | undefined, string[]>;
+  created_at: GeneratedTimestamp;
+  created_by: string;
+  revoked_at: Timestamp | null;
+}
+
+export interface AgentNoncesTable {
+  agent_id: string;
+  nonce: string;
+  expires_at: Timestamp;
+}
+
+export interface AgentActivityTable {
+  agent_id: string;
+  minute: Timestamp;
+  introspections: ColumnType<string, number | undefined, never>;
+  scope_violations: ColumnType<string, number | undefined, never>;
+  incidents: ColumnType<string, number | undefined, never>;
+}
+
+export interface ActivityReportsTable {
+  id: Generated<string>;
+  agent_id: string;
+  kind: string;
+  detail: string;
+  reported_by: string;
+  at: GeneratedTimestamp;
+}
+
+export interface TrustScoresTable {
+  id: Generated<string>;
+  agent_id: string;
+  score: number;
+  factors: ColumnType<TrustFactorRow[], string, string>;
+  computed_at: GeneratedTimestamp;
+}
+
+export interface TrustFactorRow {
+  name: string;
+  contribution: number;
+  detail: string;
+}
+
+export type PolicyKind = "scope_violations" | "trust_below";
+
+export interface PoliciesTable {
+  name: string;
+  kind: PolicyKind;
+  threshold: number;
+  window_seconds: number | null;
+  created_at: GeneratedTimestamp;
+  created_by: string;
+}
+
 export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
   revocations: RevocationsTable;
   log_head: LogHeadTable;
+  api_keys: ApiKeysTable;
+  agent_nonces: AgentNoncesTable;
+  agent_activity: AgentActivityTable;
+  activity_reports: ActivityReportsTable;
+  trust_scores: TrustScoresTable;
+  policies: PoliciesTable;
 }
 
 export type Db = Kysely<Database>;

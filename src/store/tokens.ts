@@ -21,18 +21,28 @@ export interface TokenState extends TokenRecord {
 const rev = (v: string | null) => (v === null ? null : BigInt(v));
 
 /**
- * Inserts a token only while its agent is ACTIVE, in one statement, so that issuance cannot slip
- * past a committed agent revocation. Returns undefined when the agent is missing or revoked.
+ * Inserts a token only while its agent is ACTIVE and the scopes are allowed, in one statement, so
+ * that issuance cannot slip past a committed agent revocation. Returns undefined otherwise.
  */
 export async function insertTokenForActiveAgent(
   db: Db,
-  t: { id: string; tokenHash: Uint8Array; agentId: string; scopes: string[]; audiences: string[]; ttlMs: number },
+  t: {
+    id: string;
+    tokenHash: Uint8Array;
+    agentId: string;
+    scopes: string[];
+    audiences: string[];
+    ttlMs: number;
+    /** Scopes must be within the agent's allowed scopes, even when it has none. */
+    selfIssued: boolean;
+  },
 ): Promise<TokenRecord | undefined> {
   const result = await sql<{ issued_at: Date; expires_at: Date }>`
     insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
     select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[],
            now(), now() + ${t.ttlMs} * interval '1 millisecond'
     from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
+      and (${t.scopes}::text[] <@ a.allowed_scopes or (not ${t.selfIssued} and cardinality(a.allowed_scopes) = 0))
     returning issued_at, expires_at`.execute(db);
   const row = result.rows[0];
   if (!row) return undefined;

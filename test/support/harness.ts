@@ -4,7 +4,7 @@ import pg from "pg";
 import pino from "pino";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
@@ -12,6 +12,7 @@ import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
 import { loadConfig, type Config } from "../../src/server/config.js";
 import { createAppContext, type AppContext } from "../../src/server/context.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
+import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
 
 /** Creates a fresh database on the run's PostgreSQL and returns its URL. */
 export async function createTestDatabase(): Promise<string> {
@@ -30,6 +31,14 @@ export interface Clients {
   agents: Client<typeof AgentService>;
   tokens: Client<typeof TokenService>;
   revocations: Client<typeof RevocationService>;
+}
+
+/** Sends `authorization: Bearer <key>` on every call. */
+export function bearer(key: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${key}`);
+    return next(req);
+  };
 }
 
 export function clientsFor(transport: Transport): Clients {
@@ -53,6 +62,10 @@ export interface Harness {
   /** Both, for tests that must hold on each transport. */
   transports: { name: string; clients: Clients }[];
   grpcAddress: string;
+  /** The admin key the harness's clients use. */
+  adminKey: string;
+  /** Clients on both transports with another key (undefined: no credentials at all). */
+  as(key: string | undefined): { grpc: Clients; connect: Clients };
   close(): Promise<void>;
 }
 
@@ -66,8 +79,10 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
     },
   });
   const logger = pino({ level: "debug" }, sink);
+  const adminKey = newSecret(API_KEY_PREFIX);
   const config: Config = {
     ...loadConfig({}),
+    adminKey,
     databaseUrl,
     grpcPort: 0,
     httpPort: 0,
@@ -77,10 +92,16 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
   const ctx = await createAppContext(config, { logger });
   const server = await startServer(ctx);
   const grpcAddress = `127.0.0.1:${server.grpcPort}`;
-  const grpcClients = clientsFor(createGrpcTransport({ baseUrl: `http://${grpcAddress}` }));
-  const connectClients = clientsFor(
-    createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: "1.1" }),
-  );
+  const as = (key: string | undefined) => {
+    const interceptors = key ? [bearer(key)] : [];
+    return {
+      grpc: clientsFor(createGrpcTransport({ baseUrl: `http://${grpcAddress}`, interceptors })),
+      connect: clientsFor(
+        createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: "1.1", interceptors }),
+      ),
+    };
+  };
+  const { grpc: grpcClients, connect: connectClients } = as(adminKey);
   return {
     ctx,
     server,
@@ -93,6 +114,8 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
       { name: "connect", clients: connectClients },
     ],
     grpcAddress,
+    adminKey,
+    as,
     close: () => server.shutdown(),
   };
 }

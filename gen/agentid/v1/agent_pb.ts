@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/agent.proto.
  */
 export const file_agentid_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIugCCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqUBChRSZWdpc3RlckFnZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSPAoGbGFiZWxzGAMgAygLMiwuYWdlbnRpZC52MS5SZWdpc3RlckFnZW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKFVJlZ2lzdGVyQWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLmFnZW50aWQudjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjQKEEdldEFnZW50UmVzcG9uc2USIAoFYWdlbnQYASABKAsyES5hZ2VudGlkLnYxLkFnZW50ImMKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLmFnZW50aWQudjEuQWdlbnRTdGF0dXMiUAoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLmFnZW50aWQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKl4KC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19BQ1RJVkUQARIYChRBR0VOVF9TVEFUVVNfUkVWT0tFRBACMvgBCgxBZ2VudFNlcnZpY2USVAoNUmVnaXN0ZXJBZ2VudBIgLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QaIS5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJFCghHZXRBZ2VudBIbLmFnZW50aWQudjEuR2V0QWdlbnRSZXF1ZXN0GhwuYWdlbnRpZC52MS5HZXRBZ2VudFJlc3BvbnNlEksKCkxpc3RBZ2VudHMSHS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIoADCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIr0BChRSZWdpc3RlckFnZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSPAoGbGFiZWxzGAMgAygLMiwuYWdlbnRpZC52MS5SZWdpc3RlckFnZW50UmVxdWVzdC5MYWJlbHNFbnRyeRIWCg5hbGxvd2VkX3Njb3BlcxgEIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKFVJlZ2lzdGVyQWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLmFnZW50aWQudjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjQKEEdldEFnZW50UmVzcG9uc2USIAoFYWdlbnQYASABKAsyES5hZ2VudGlkLnYxLkFnZW50ImMKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLmFnZW50aWQudjEuQWdlbnRTdGF0dXMiUAoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLmFnZW50aWQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKl4KC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19BQ1RJVkUQARIYChRBR0VOVF9TVEFUVVNfUkVWT0tFRBACMvgBCgxBZ2VudFNlcnZpY2USVAoNUmVnaXN0ZXJBZ2VudBIgLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QaIS5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJFCghHZXRBZ2VudBIbLmFnZW50aWQudjEuR2V0QWdlbnRSZXF1ZXN0GhwuYWdlbnRpZC52MS5HZXRBZ2VudFJlc3BvbnNlEksKCkxpc3RBZ2VudHMSHS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Agent is a registered identity.
@@ -74,9 +74,18 @@ export type Agent = Message<"agentid.v1.Agent"> & {
   revokedRevision: bigint;
 
   /**
+   * The principal that revoked it: "key:<id>" of an API key, or "policy:<name>".
+   *
    * @generated from field: string revoked_by = 10;
    */
   revokedBy: string;
+
+  /**
+   * The scopes this agent may hold; it can issue itself tokens only within them.
+   *
+   * @generated from field: repeated string allowed_scopes = 11;
+   */
+  allowedScopes: string[];
 };
 
 /**
@@ -110,6 +119,14 @@ export type RegisterAgentRequest = Message<"agentid.v1.RegisterAgentRequest"> & 
    * @generated from field: map<string, string> labels = 3;
    */
   labels: { [key: string]: string };
+
+  /**
+   * Scopes the agent may hold (at most 64). Tokens, self-issued or not, stay within them; empty
+   * means the agent may only be issued scope-less tokens by itself, and any scopes by an issuer.
+   *
+   * @generated from field: repeated string allowed_scopes = 4;
+   */
+  allowedScopes: string[];
 };
 
 /**

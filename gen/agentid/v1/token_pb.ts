@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/token.proto.
  */
 export const file_agentid_v1_token: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZ2VudGlkL3YxL3Rva2VuLnByb3RvEgphZ2VudGlkLnYxImsKDElzc3VlUmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIOCgZzY29wZXMYAiADKAkSEQoJYXVkaWVuY2VzGAMgAygJEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJgCg1Jc3N1ZVJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhAKCHRva2VuX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKEUludHJvc3BlY3RSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhYKDnJlcXVpcmVkX3Njb3BlGAIgASgJIpECChJJbnRyb3NwZWN0UmVzcG9uc2USDgoGYWN0aXZlGAEgASgIEjMKD2luYWN0aXZlX3JlYXNvbhgCIAEoDjIaLmFnZW50aWQudjEuSW5hY3RpdmVSZWFzb24SEAoIdG9rZW5faWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhEKCWF1ZGllbmNlcxgGIAMoCRItCglpc3N1ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAkgASgDImIKDVJldm9rZVJlcXVlc3QSDwoFdG9rZW4YASABKAlIABISCgh0b2tlbl9pZBgCIAEoCUgAEhIKCGFnZW50X2lkGAMgASgJSAASDgoGcmVhc29uGAQgASgJQggKBnRhcmdldCI6Cg5SZXZva2VSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAxIWCg50b2tlbnNfcmV2b2tlZBgCIAEoAyr3AQoOSW5hY3RpdmVSZWFzb24SHwobSU5BQ1RJVkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodSU5BQ1RJVkVfUkVBU09OX1VOS05PV05fVE9LRU4QARIdChlJTkFDVElWRV9SRUFTT05fTUFMRk9STUVEEAISGwoXSU5BQ1RJVkVfUkVBU09OX0VYUElSRUQQAxIbChdJTkFDVElWRV9SRUFTT05fUkVWT0tFRBAEEiEKHUlOQUNUSVZFX1JFQVNPTl9BR0VOVF9SRVZPS0VEEAUSJQohSU5BQ1RJVkVfUkVBU09OX1NDT1BFX05PVF9HUkFOVEVEEAYy2gEKDFRva2VuU2VydmljZRI8CgVJc3N1ZRIYLmFnZW50aWQudjEuSXNzdWVSZXF1ZXN0GhkuYWdlbnRpZC52MS5Jc3N1ZVJlc3BvbnNlEksKCkludHJvc3BlY3QSHS5hZ2VudGlkLnYxLkludHJvc3BlY3RSZXF1ZXN0Gh4uYWdlbnRpZC52MS5JbnRyb3NwZWN0UmVzcG9uc2USPwoGUmV2b2tlEhkuYWdlbnRpZC52MS5SZXZva2VSZXF1ZXN0GhouYWdlbnRpZC52MS5SZXZva2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChZhZ2VudGlkL3YxL3Rva2VuLnByb3RvEgphZ2VudGlkLnYxIpIBCgxJc3N1ZVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSDgoGc2NvcGVzGAIgAygJEhEKCWF1ZGllbmNlcxgDIAMoCRImCgN0dGwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJQoFcHJvb2YYBSABKAsyFi5hZ2VudGlkLnYxLkFnZW50UHJvb2YiXQoKQWdlbnRQcm9vZhItCglzaWduZWRfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBW5vbmNlGAIgASgJEhEKCXNpZ25hdHVyZRgDIAEoDCJgCg1Jc3N1ZVJlc3BvbnNlEg0KBXRva2VuGAEgASgJEhAKCHRva2VuX2lkGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjoKEUludHJvc3BlY3RSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhYKDnJlcXVpcmVkX3Njb3BlGAIgASgJIpECChJJbnRyb3NwZWN0UmVzcG9uc2USDgoGYWN0aXZlGAEgASgIEjMKD2luYWN0aXZlX3JlYXNvbhgCIAEoDjIaLmFnZW50aWQudjEuSW5hY3RpdmVSZWFzb24SEAoIdG9rZW5faWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhEKCWF1ZGllbmNlcxgGIAMoCRItCglpc3N1ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJldmlzaW9uGAkgASgDImIKDVJldm9rZVJlcXVlc3QSDwoFdG9rZW4YASABKAlIABISCgh0b2tlbl9pZBgCIAEoCUgAEhIKCGFnZW50X2lkGAMgASgJSAASDgoGcmVhc29uGAQgASgJQggKBnRhcmdldCI6Cg5SZXZva2VSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAxIWCg50b2tlbnNfcmV2b2tlZBgCIAEoAyr3AQoOSW5hY3RpdmVSZWFzb24SHwobSU5BQ1RJVkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASIQodSU5BQ1RJVkVfUkVBU09OX1VOS05PV05fVE9LRU4QARIdChlJTkFDVElWRV9SRUFTT05fTUFMRk9STUVEEAISGwoXSU5BQ1RJVkVfUkVBU09OX0VYUElSRUQQAxIbChdJTkFDVElWRV9SRUFTT05fUkVWT0tFRBAEEiEKHUlOQUNUSVZFX1JFQVNPTl9BR0VOVF9SRVZPS0VEEAUSJQohSU5BQ1RJVkVfUkVBU09OX1NDT1BFX05PVF9HUkFOVEVEEAYy2gEKDFRva2VuU2VydmljZRI8CgVJc3N1ZRIYLmFnZW50aWQudjEuSXNzdWVSZXF1ZXN0GhkuYWdlbnRpZC52MS5Jc3N1ZVJlc3BvbnNlEksKCkludHJvc3BlY3QSHS5hZ2VudGlkLnYxLkludHJvc3BlY3RSZXF1ZXN0Gh4uYWdlbnRpZC52MS5JbnRyb3NwZWN0UmVzcG9uc2USPwoGUmV2b2tlEhkuYWdlbnRpZC52MS5SZXZva2VSZXF1ZXN0GhouYWdlbnRpZC52MS5SZXZva2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message agentid.v1.IssueRequest
@@ -43,6 +43,13 @@ export type IssueRequest = Message<"agentid.v1.IssueRequest"> & {
    * @generated from field: google.protobuf.Duration ttl = 4;
    */
   ttl?: Duration | undefined;
+
+  /**
+   * Set when the agent issues its own token without an API key: proof that it holds its key.
+   *
+   * @generated from field: agentid.v1.AgentProof proof = 5;
+   */
+  proof?: AgentProof | undefined;
 };
 
 /**
@@ -51,6 +58,48 @@ export type IssueRequest = Message<"agentid.v1.IssueRequest"> & {
  */
 export const IssueRequestSchema: GenMessage<IssueRequest> = /*@__PURE__*/
   messageDesc(file_agentid_v1_token, 0);
+
+/**
+ * AgentProof is an Ed25519 signature by the agent's registered key over the canonical payload
+ * (UTF-8, lines joined by "\n"):
+ *   agentid-issue-v1
+ *   <agent_id>
+ *   <scopes, sorted, joined by " ">
+ *   <audiences, sorted, joined by " ">
+ *   <ttl in milliseconds, 0 for the server default>
+ *   <signed_at in unix milliseconds>
+ *   <nonce>
+ * signed_at must be within the server's clock-skew bound; a nonce is accepted once.
+ *
+ * @generated from message agentid.v1.AgentProof
+ */
+export type AgentProof = Message<"agentid.v1.AgentProof"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp signed_at = 1;
+   */
+  signedAt?: Timestamp | undefined;
+
+  /**
+   * 16 to 64 characters of [A-Za-z0-9_-].
+   *
+   * @generated from field: string nonce = 2;
+   */
+  nonce: string;
+
+  /**
+   * 64-byte Ed25519 signature.
+   *
+   * @generated from field: bytes signature = 3;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message agentid.v1.AgentProof.
+ * Use `create(AgentProofSchema)` to create a new message.
+ */
+export const AgentProofSchema: GenMessage<AgentProof> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_token, 1);
 
 /**
  * @generated from message agentid.v1.IssueResponse
@@ -81,7 +130,7 @@ export type IssueResponse = Message<"agentid.v1.IssueResponse"> & {
  * Use `create(IssueResponseSchema)` to create a new message.
  */
 export const IssueResponseSchema: GenMessage<IssueResponse> = /*@__PURE__*/
-  messageDesc(file_agentid_v1_token, 1);
+  messageDesc(file_agentid_v1_token, 2);
 
 /**
  * @generated from message agentid.v1.IntrospectRequest
@@ -105,7 +154,7 @@ export type IntrospectRequest = Message<"agentid.v1.IntrospectRequest"> & {
  * Use `create(IntrospectRequestSchema)` to create a new message.
  */
 export const IntrospectRequestSchema: GenMessage<IntrospectRequest> = /*@__PURE__*/
-  messageDesc(file_agentid_v1_token, 2);
+  messageDesc(file_agentid_v1_token, 3);
 
 /**
  * @generated from message agentid.v1.IntrospectResponse
@@ -164,7 +213,7 @@ export type IntrospectResponse = Message<"agentid.v1.IntrospectResponse"> & {
  * Use `create(IntrospectResponseSchema)` to create a new message.
  */
 export const IntrospectResponseSchema: GenMessage<IntrospectResponse> = /*@__PURE__*/
-  messageDesc(file_agentid_v1_token, 3);
+  messageDesc(file_agentid_v1_token, 4);
 
 /**
  * @generated from message agentid.v1.RevokeRequest
@@ -212,7 +261,7 @@ export type RevokeRequest = Message<"agentid.v1.RevokeRequest"> & {
  * Use `create(RevokeRequestSchema)` to create a new message.
  */
 export const RevokeRequestSchema: GenMessage<RevokeRequest> = /*@__PURE__*/
-  messageDesc(file_agentid_v1_token, 4);
+  messageDesc(file_agentid_v1_token, 5);
 
 /**
  * @generated from message agentid.v1.RevokeResponse
@@ -238,7 +287,7 @@ export type RevokeResponse = Message<"agentid.v1.RevokeResponse"> & {
  * Use `create(RevokeResponseSchema)` to create a new message.
  */
 export const RevokeResponseSchema: GenMessage<RevokeResponse> = /*@__PURE__*/
-  messageDesc(file_agentid_v1_token, 5);
+  messageDesc(file_agentid_v1_token, 6);
 
 /**
  * InactiveReason says why an introspected token is not active.

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RegisterAgentRequest, RegisterAgentResponseSchema } from "../../../gen/agentid/v1/agent_pb.js";
 import { registerAgent, requirePublicKey } from "../../domain/agents.js";
-import { requireLabels, requireText } from "../../domain/validate.js";
+import { requireLabels, requireText, requireWords } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import { agentMessage } from "../messages.js";
 
@@ -11,6 +11,7 @@ export function registerAgentRoute(ctx: AppContext) {
       name: requireText("name", req.name, 128),
       publicKey: requirePublicKey("public_key", req.publicKey),
       labels: requireLabels("labels", req.labels),
+      allowedScopes: requireWords("allowed_scopes", req.allowedScopes, 128, 64),
     });
     ctx.logger.info({ agentId: agent.id }, "agent registered");
     return { agent: agentMessage(agent) };

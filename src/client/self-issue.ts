@@ -1,0 +1,34 @@
+import { randomBytes, sign, type KeyObject } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { IssueRequestSchema, type IssueRequest } from "../../gen/agentid/v1/token_pb.js";
+import { issuePayload } from "../domain/proof.js";
+
+export interface SelfIssue {
+  agentId: string;
+  /** The agent's Ed25519 private key (from createPrivateKey on its PEM). */
+  privateKey: KeyObject;
+  scopes?: string[];
+  audiences?: string[];
+  /** Omit for the server default. */
+  ttlMs?: number;
+}
+
+/**
+ * An Issue request an agent signs with its own key, to obtain a token with no API key. Each call
+ * makes a fresh nonce and timestamp; the server accepts a given request once.
+ */
+export function signedIssueRequest(s: SelfIssue): IssueRequest {
+  const scopes = s.scopes ?? [];
+  const audiences = s.audiences ?? [];
+  const signedAtMs = Date.now();
+  const nonce = randomBytes(18).toString("base64url");
+  const signature = sign(null, issuePayload({ agentId: s.agentId, scopes, audiences, ttlMs: s.ttlMs ?? 0, signedAtMs, nonce }), s.privateKey);
+  return create(IssueRequestSchema, {
+    agentId: s.agentId,
+    scopes,
+    audiences,
+    ttl: s.ttlMs === undefined ? undefined : durationFromMs(s.ttlMs),
+    proof: { signedAt: timestampFromMs(signedAtMs), nonce, signature },
+  });
+}

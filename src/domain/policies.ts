@@ -1,0 +1,32 @@
+import type { Db, PolicyKind } from "../store/database.js";
+import { deletePolicy, insertPolicy, type PolicyRecord } from "../store/policies.js";
+import { DomainError, invalidArgument, notFound } from "./errors.js";
+
+const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
+const MAX_WINDOW_MS = 30 * 86_400_000;
+
+export async function createPolicy(
+  db: Db,
+  p: { name: string; kind: PolicyKind; threshold: number; windowMs: number | undefined; createdBy: string },
+): Promise<PolicyRecord> {
+  if (!NAME.test(p.name)) throw invalidArgument("policy.name", "must be 1 to 64 of a-z 0-9 -, starting with a letter or digit");
+  let windowSeconds: number | null = null;
+  if (p.kind === "scope_violations") {
+    if (p.threshold < 0) throw invalidArgument("policy.threshold", "must not be negative");
+    if (p.windowMs === undefined || p.windowMs < 1000 || p.windowMs > MAX_WINDOW_MS) {
+      throw invalidArgument("policy.window", "must be between 1s and 30 days");
+    }
+    windowSeconds = Math.floor(p.windowMs / 1000);
+  } else {
+    if (p.threshold < 1 || p.threshold > 100) throw invalidArgument("policy.threshold", "must be a score from 1 to 100");
+    if (p.windowMs !== undefined) throw invalidArgument("policy.window", "applies only to SCOPE_VIOLATIONS policies");
+  }
+  const created = await insertPolicy(db, { name: p.name, kind: p.kind, threshold: p.threshold, windowSeconds, createdBy: p.createdBy });
+  if (!created) throw new DomainError("already_exists", `policy ${p.name} already exists; delete it first to change it`);
+  return created;
+}
+
+export async function removePolicy(db: Db, name: string): Promise<void> {
+  if (!NAME.test(name)) throw invalidArgument("name", "is not a policy name");
+  if (!(await deletePolicy(db, name))) throw notFound(`policy ${name}`);
+}
