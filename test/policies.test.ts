@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Role, KeyService } from "../gen/agentid/v1/key_pb.js";
+import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
+import { ActivityKind, ActivityService } from "../gen/agentid/v1/activity_pb.js";
+import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
+import { bearer, clientsFor, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { StreamRecorder } from "./support/feed.js";
+
+let h: Harness;
+let rsKey: string;
+function clientsWith(key: string) {
+  const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${h.server.httpPort}`, httpVersion: "1.1", interceptors: [bearer(key)] });
+  return {
+    ...clientsFor(transport),
+    keys: createClient(KeyService, transport),
+    policies: createClient(PolicyService, transport),
+    activity: createClient(ActivityService, transport),
+  };
+}
+const admin = () => clientsWith(h.adminKey);
+const rs = () => clientsWith(rsKey);
+
+beforeAll(async () => {
+  h = await startHarness();
+  rsKey = (await admin().keys.createApiKey({ name: "api", role: Role.RESOURCE_SERVER, audiences: ["api"] })).secret;
+});
+afterAll(() => h?.close());
+
+async function agentWithToken() {
+  const { agent } = await admin().agents.registerAgent({ name: "p", publicKey: publicKey() });
+  const { token } = await admin().tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: ["api"] });
+  return { agentId: agent!.agentId, token };
+}
+
+async function status(agentId: string) {
+  return (await admin().agents.getAgent({ agentId })).agent!;
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe("policies", () => {
+  it("revoke an agent that crosses the scope-violation threshold, and not one just below", async () => {
+    await admin().policies.createPolicy({
+      policy: { name: "scope-abuse", kind: PolicyKind.SCOPE_VIOLATIONS, threshold: 3, window: durationFromMs(3_600_000) },
+    });
+    const rec = new StreamRecorder(h.grpc, 0n);
+    await rec.until((r) => r.progress.length > 0);
+    const bad = await agentWithToken();
+    const borderline = await agentWithToken();
+
+    // Three violations each: at the threshold, not over it.
+    for (let i = 0; i < 3; i++) {
+      await rs().tokens.introspect({ token: bad.token, requiredScope: "admin" });
+      await rs().tokens.introspect({ token: borderline.token, requiredScope: "admin" });
+    }
+    await eventually(async () => (await admin().activity.listTrustScores({ agentId: borderline.agentId })).trustScores.length >= 3);
+    expect((await status(bad.agentId)).status).toBe(AgentStatus.ACTIVE);
+
+    // The fourth crosses it: activity in, revocation out on the feed.
+    await rs().tokens.introspect({ token: bad.token, requiredScope: "admin" });
+    await rec.until((r) => r.events.some((e) => e.target.value === bad.agentId), 5000);
+    const event = rec.events.find((e) => e.target.value === bad.agentId)!;
+    expect(event.revokedBy).toBe("policy:scope-abuse");
+    expect(event.reason).toContain("4 scope violations within 3600s (threshold 3)");
+    const agent = await status(bad.agentId);
+    expect(agent).toMatchObject({ status: AgentStatus.REVOKED, revokedBy: "policy:scope-abuse" });
+    expect((await rs().tokens.introspect({ token: bad.token })).active).toBe(false);
+
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await status(borderline.agentId)).status).toBe(AgentStatus.ACTIVE);
+    expect(rec.events.some((e) => e.target.value === borderline.agentId)).toBe(false);
+    await rec.stop();
+    await admin().policies.deletePolicy({ name: "scope-abuse" });
+  });
+
+  it("revoke an agent whose trust score falls below the threshold", async () => {
+    await admin().policies.createPolicy({ policy: { name: "low-trust", kind: PolicyKind.TRUST_BELOW, threshold: 50 } });
+    const a = await agentWithToken();
+    const b = await agentWithToken();
+    const report = (agentId: string) => rs().activity.reportActivity({ agentId, kind: ActivityKind.ANOMALOUS_REQUEST, detail: "exfil pattern" });
+
+    // New agent: 100 - 10 (age); each incident -20.
+    expect((await report(a.agentId)).trustScore!.score).toBeCloseTo(70, 0);
+    const second = await report(a.agentId);
+    expect(second.trustScore!.score).toBeCloseTo(50, 0);
+    expect(second.agentRevoked).toBe(false);
+    const third = await report(a.agentId);
+    expect(third).toMatchObject({ agentRevoked: true, revokedBy: "policy:low-trust" });
+    expect((await status(a.agentId)).revokedReason).toMatch(/^policy low-trust: trust score 30(\.\d+)? below 50$/);
+
+    await report(b.agentId);
+    await report(b.agentId);
+    expect((await status(b.agentId)).status).toBe(AgentStatus.ACTIVE);
+    await admin().policies.deletePolicy({ name: "low-trust" });
+  });
+
+  it("are listed, validated and deleted", async () => {
+    await admin().policies.createPolicy({ policy: { name: "listed", kind: PolicyKind.TRUST_BELOW, threshold: 20 } });
+    const list = await admin().policies.listPolicies({});
+    expect(list.policies.find((p) => p.name === "listed")).toMatchObject({ threshold: 20, createdBy: expect.stringMatching(/^key:/) });
+    const code = async (p: Promise<unknown>) => ConnectError.from(await p.then(() => null, (e) => e)).code;
+    expect(await code(admin().policies.createPolicy({ policy: { name: "listed", kind: PolicyKind.TRUST_BELOW, threshold: 20 } }))).toBe(Code.AlreadyExists);
+    expect(await code(admin().policies.createPolicy({ policy: { name: "Bad Name", kind: PolicyKind.TRUST_BELOW, threshold: 20 } }))).toBe(Code.InvalidArgument);
+    expect(await code(admin().policies.createPolicy({ policy: { name: "x", kind: PolicyKind.TRUST_BELOW, threshold: 200 } }))).toBe(Code.InvalidArgument);
+    expect(await code(admin().policies.createPolicy({ policy: { name: "y", kind: PolicyKind.SCOPE_VIOLATIONS, threshold: 2 } }))).toBe(Code.InvalidArgument);
+    expect(await code(admin().policies.createPolicy({ policy: { name: "z" } }))).toBe(Code.InvalidArgument);
+    expect(await code(admin().policies.createPolicy({}))).toBe(Code.InvalidArgument);
+    await admin().policies.deletePolicy({ name: "listed" });
+    expect(await code(admin().policies.deletePolicy({ name: "listed" }))).toBe(Code.NotFound);
+  });
+});
+
+describe("the trust score", () => {
+  it("shows each factor's contribution, and its history by time range", async () => {
+    const a = await agentWithToken();
+    const t0 = new Date();
+    const first = (await admin().activity.getTrustScore({ agentId: a.agentId })).trustScore!;
+    expect(first.factors.map((f) => f.name)).toEqual(["scope_adherence", "request_rate", "incidents", "age"]);
+    expect(first.score).toBeCloseTo(90, 0);
+    expect(first.score).toBeCloseTo(100 + first.factors.reduce((s, f) => s + f.contribution, 0), 5);
+
+    await rs().tokens.introspect({ token: a.token, requiredScope: "write" });
+    await eventually(async () => (await admin().activity.getTrustScore({ agentId: a.agentId })).trustScore!.score < 85);
+    const after = (await admin().activity.getTrustScore({ agentId: a.agentId })).trustScore!;
+    expect(after.factors.find((f) => f.name === "scope_adherence")).toMatchObject({ contribution: -10 });
+    expect(after.factors.find((f) => f.name === "scope_adherence")!.detail).toContain("1 scope violation(s)");
+
+    const t1 = new Date();
+    const history = await admin().activity.listTrustScores({ agentId: a.agentId, since: timestampFromDate(t0) });
+    expect(history.trustScores.length).toBeGreaterThanOrEqual(3);
+    expect(history.trustScores[0]!.score).toBeCloseTo(90, 0);
+    const none = await admin().activity.listTrustScores({ agentId: a.agentId, until: timestampFromDate(t0) });
+    expect(none.trustScores).toEqual([]);
+    const later = await admin().activity.listTrustScores({ agentId: a.agentId, since: timestampFromDate(new Date(t1.getTime() + 60_000)) });
+    expect(later.trustScores).toEqual([]);
+  });
+
+  it("counts introspections per agent in time buckets", async () => {
+    const a = await agentWithToken();
+    for (let i = 0; i < 5; i++) await rs().tokens.introspect({ token: a.token });
+    await h.ctx.activity.flush();
+    const { rows } = await (await import("kysely")).sql<{ n: string }>`
+      select sum(introspections) as n from agent_activity where agent_id = ${a.agentId}`.execute(h.ctx.db);
+    expect(Number(rows[0]!.n)).toBe(5);
+  });
+});
