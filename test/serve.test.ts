@@ -165,3 +165,49 @@ describe("the README's CLI tour", () => {
     await s.exited;
   });
 });
+
+describe("the operator's CLI", () => {
+  it("manages keys and policies, and lets an agent issue its own token with its key", async () => {
+    const s = await serve({ DATABASE_URL: await createTestDatabase() });
+    const env = { AGENTID_URL: s.url, AGENTID_API_KEY: ADMIN };
+    const created = await runCli(["key", "create", "--name", "orders-api", "--role", "resource_server", "--audience", "orders"], env);
+    expect(created.code, created.stderr).toBe(0);
+    const rsKey = created.stdout.trim();
+    expect(rsKey).toMatch(/^ak_/);
+    const keyId = /key_id (key_\w+)/.exec(created.stderr)![1]!;
+    expect((await runCli(["key", "list"], env)).stdout).toContain(`${keyId}\tresource_server\tactive\torders-api\torders`);
+
+    expect((await runCli(["policy", "create", "--name", "abuse", "--scope-violations", "0", "--window", "1h"], env)).code).toBe(0);
+    expect((await runCli(["policy", "list"], env)).stdout).toContain("abuse\tmore than 0 scope violations within 3600s");
+
+    const dir = mkdtempSync(join(tmpdir(), "agentid-key-"));
+    const reg = await runCli(["agent", "register", "--name", "self", "--key-out", join(dir, "a.pem"), "--scope", "orders:read"], env);
+    const agentId = reg.stdout.trim();
+    // No API key at all: the agent signs its request.
+    const own = await runCli(["token", "issue", "--agent", agentId, "--key", join(dir, "a.pem"), "--scope", "orders:read", "--audience", "orders"], {
+      AGENTID_URL: s.url,
+      AGENTID_API_KEY: "",
+    });
+    expect(own.code, own.stderr).toBe(0);
+    const token = own.stdout.trim();
+
+    // One scope violation through the resource server's key trips the policy.
+    const rsEnv = { AGENTID_URL: s.url, AGENTID_API_KEY: rsKey };
+    const denied = await runCli(["token", "introspect", token, "--scope", "orders:write"], rsEnv);
+    expect(JSON.parse(denied.stdout).inactiveReason).toBe("INACTIVE_REASON_SCOPE_NOT_GRANTED");
+    let state = "";
+    for (let i = 0; i < 50 && !state.includes("REVOKED"); i++) {
+      state = (await runCli(["agent", "list", "--status", "revoked"], env)).stdout;
+    }
+    expect(state).toContain(`${agentId}\tREVOKED`);
+    const trust = await runCli(["agent", "trust", agentId], env);
+    expect(trust.stdout).toMatch(/score \d+/);
+    expect(trust.stdout).toContain("scope_adherence");
+
+    expect((await runCli(["key", "revoke", keyId], env)).code).toBe(0);
+    const refused = await runCli(["token", "introspect", token], rsEnv);
+    expect(refused.stderr).toContain("Unauthenticated");
+    s.proc.kill("SIGTERM");
+    await s.exited;
+  });
+});
