@@ -109,3 +109,33 @@ describe("bytes that are not protobuf", () => {
     expect(((await res.json()) as { code: string }).code).toBe("invalid_argument");
   });
 });
+
+describe("bad input on the operator services", () => {
+  it("names the field", async () => {
+    const { createClient } = await import("@connectrpc/connect");
+    const { createGrpcTransport } = await import("@connectrpc/connect-node");
+    const { KeyService, Role } = await import("../gen/agentid/v1/key_pb.js");
+    const { ActivityService, ActivityKind } = await import("../gen/agentid/v1/activity_pb.js");
+    const { bearer } = await import("./support/harness.js");
+    const transport = createGrpcTransport({ baseUrl: `http://${h.grpcAddress}`, interceptors: [bearer(h.adminKey)] });
+    const keys = createClient(KeyService, transport);
+    const activity = createClient(ActivityService, transport);
+    const cases: [Promise<unknown>, string][] = [
+      [keys.createApiKey({ name: "", role: Role.ISSUER }), "name"],
+      [keys.createApiKey({ name: "k", role: 9 as typeof Role.ISSUER }), "role"],
+      [keys.createApiKey({ name: "k", role: Role.RESOURCE_SERVER, audiences: ["a b"] }), "audiences[0]"],
+      [keys.revokeApiKey({ keyId: "nope" }), "key_id"],
+      [activity.reportActivity({ agentId: "x", kind: ActivityKind.ANOMALOUS_REQUEST }), "agent_id"],
+      [activity.reportActivity({ agentId, kind: ActivityKind.UNSPECIFIED }), "kind"],
+      [activity.reportActivity({ agentId, kind: ActivityKind.ANOMALOUS_REQUEST, detail: "d".repeat(2000) }), "detail"],
+      [activity.listTrustScores({ agentId, pageSize: 5000 }), "page_size"],
+      [activity.getTrustScore({ agentId: "" }), "agent_id"],
+      [h.grpc.agents.registerAgent({ name: "a", publicKey: publicKey(), allowedScopes: ["has space"] }), "allowed_scopes[0]"],
+    ];
+    for (const [p, field] of cases) {
+      const err = await error(p);
+      expect(err.code, field).toBe(Code.InvalidArgument);
+      expect(err.rawMessage.startsWith(field), `${field}: ${err.rawMessage}`).toBe(true);
+    }
+  });
+});
