@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startEmbeddedPostgres } from "../../src/store/embedded.js";
+
+export const root = join(import.meta.dirname, "..", "..");
+const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+/** A throwaway embedded PostgreSQL for one bench run. */
+export async function benchPostgres() {
+  const dataDir = mkdtempSync(join(tmpdir(), "agentid-bench-"));
+  chmodSync(dataDir, 0o755);
+  const pg = await startEmbeddedPostgres({ dataDir, port: await freePort() });
+  return {
+    url: pg.url,
+    async stop() {
+      await pg.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Runs a TypeScript file in its own Node process with `arg` as JSON in a file (argv[2]), and
+ * resolves with the JSON it prints last.
+ */
+export function runTs<T>(file: string, arg: unknown, env: Record<string, string> = {}): Promise<T> {
+  const argFile = join(mkdtempSync(join(tmpdir(), "agentid-bench-arg-")), "arg.json");
+  writeFileSync(argFile, JSON.stringify(arg));
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [tsx, join(root, "bench", file), argFile], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.on("exit", (code) => {
+      const last = out.trim().split("\n").pop() ?? "";
+      if (code !== 0) return reject(new Error(`${file} exited ${code}: ${out}`));
+      try {
+        resolve(JSON.parse(last) as T);
+      } catch {
+        reject(new Error(`${file} printed no JSON: ${out}`));
+      }
+    });
+  });
+}
+
+/** Starts a long-running process that prints one JSON line when ready. */
+export function startTs<T>(file: string, args: string[], env: Record<string, string> = {}): Promise<{ proc: ChildProcess; ready: T }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [tsx, join(root, file), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    const onData = (d: Buffer) => {
+      out += d;
+      const line = out.split("\n").find((l) => l.startsWith("{"));
+      if (!line) return;
+      proc.stdout!.off("data", onData);
+      proc.stdout!.resume();
+      resolve({ proc, ready: JSON.parse(line) as T });
+    };
+    proc.stdout!.on("data", onData);
+    proc.on("exit", (code) => reject(new Error(`${file} exited ${code}: ${out}`)));
+  });
+}
+
+/** `agentid serve` as a real process on free ports; resolves once it listens. */
+export async function startAgentid(env: Record<string, string>) {
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const proc = spawn(process.execPath, [join(root, "bin", "agentid.js"), "serve"], {
+    env: { ...process.env, LOG_LEVEL: "info", AGENTID_GRPC_PORT: String(grpcPort), AGENTID_HTTP_PORT: String(httpPort), ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let exited = false;
+  proc.on("exit", () => (exited = true));
+  proc.stdout!.resume();
+  // Ready when the HTTP port accepts (the log line may be filtered out by LOG_LEVEL).
+  for (;;) {
+    if (exited) throw new Error("agentid exited during start-up");
+    const up = await new Promise<boolean>((resolve) => {
+      const s = connect(httpPort, "127.0.0.1", () => (s.destroy(), resolve(true)));
+      s.on("error", () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { proc, grpcPort, httpPort, grpcAddress: `127.0.0.1:${grpcPort}`, url: `http://127.0.0.1:${httpPort}` };
+}

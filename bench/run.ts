@@ -1,0 +1,138 @@
+// `npm run bench` (quick) or `npm run bench -- --full`: every figure is a ratio against a baseline
+// measured in the same run on the same machine; load always comes from separate processes.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { join } from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AgentService } from "../gen/agentid/v1/agent_pb.js";
+import { IntrospectRequestSchema, IssueRequestSchema, TokenService } from "../gen/agentid/v1/token_pb.js";
+import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
+import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
+import type { Summary } from "./load/stats.js";
+import { benchPostgres, root, runTs, startAgentid, startTs } from "./lib/procs.js";
+import { generateKeyPairSync } from "node:crypto";
+
+const full = process.argv.includes("--full");
+const durationMs = full ? 10_000 : 2_000;
+const warmupMs = full ? 2_000 : 500;
+const concurrency = 32;
+const channels = 4;
+const tokenCount = full ? 20_000 : 2_000;
+
+interface Row {
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: number;
+  target: string;
+  met: boolean;
+}
+const rows: Row[] = [];
+const raw: Record<string, unknown> = {};
+const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(2));
+function row(figure: string, value: number, unit: string, baseline: number, baselineName: string, op: ">=" | "<=", target: number) {
+  const ratio = value / baseline;
+  rows.push({
+    figure,
+    value: `${fmt(value)} ${unit}`,
+    baseline: `${fmt(baseline)} ${unit} (${baselineName})`,
+    ratio,
+    target: `${op} ${target}x`,
+    met: op === ">=" ? ratio >= target : ratio <= target,
+  });
+}
+
+const pg = await benchPostgres();
+const adminKey = newSecret(API_KEY_PREFIX);
+const server = await startAgentid({ DATABASE_URL: pg.url, AGENTID_ADMIN_KEY: adminKey, AGENTID_DB_POOL_SIZE: "20", LOG_LEVEL: "warn" });
+const noop = await startTs<{ port: number }>("bench/noop-grpc-server.ts", []);
+try {
+  const transport = createConnectTransport({
+    baseUrl: server.url,
+    httpVersion: "1.1",
+    interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${adminKey}`), next(req))],
+  });
+  const agents = createClient(AgentService, transport);
+  const tokens = createClient(TokenService, transport);
+  const rsKey = (await createClient(KeyService, transport).createApiKey({ name: "bench", role: Role.RESOURCE_SERVER, audiences: ["bench"] })).secret;
+  const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
+  const { agent } = await agents.registerAgent({ name: "bench", publicKey: pub });
+  const agentId = agent!.agentId;
+  const issued: string[] = [];
+  for (let i = 0; i < tokenCount; i += 200) {
+    const batch = await Promise.all(Array.from({ length: Math.min(200, tokenCount - i) }, () => tokens.issue({ agentId, scopes: ["read"], audiences: ["bench"] })));
+    issued.push(...batch.map((t) => t.token));
+  }
+  const introspectBodies = issued.map((token) => Buffer.from(toBinary(IntrospectRequestSchema, create(IntrospectRequestSchema, { token, requiredScope: "read" }))).toString("base64"));
+  const load = { concurrency, channels, warmupMs, durationMs };
+
+  // 1. Introspect over gRPC against a no-op grpc-js unary.
+  const noopRun = await runTs<Summary>("load/grpc-unary.ts", { ...load, address: `127.0.0.1:${noop.ready.port}`, path: "/bench.Noop/Call", requests: [""] });
+  const grpcIntro = await runTs<Summary>("load/grpc-unary.ts", {
+    ...load,
+    address: server.grpcAddress,
+    path: "/agentid.v1.TokenService/Introspect",
+    requests: introspectBodies,
+    authorization: `Bearer ${rsKey}`,
+  });
+  raw.noopGrpc = noopRun;
+  raw.introspectGrpc = grpcIntro;
+  row("Introspect, gRPC (distinct tokens, DB path)", grpcIntro.perSecond, "req/s", noopRun.perSecond, "no-op grpc-js unary", ">=", 0.5);
+
+  // 2. Introspect over Connect, HTTP/1.1 and HTTP/2, against the gRPC figure.
+  for (const httpVersion of ["1.1", "2"] as const) {
+    const r = await runTs<Summary>("load/connect-unary.ts", {
+      ...load,
+      url: server.url,
+      path: "/agentid.v1.TokenService/Introspect",
+      httpVersion,
+      requests: introspectBodies,
+      authorization: `Bearer ${rsKey}`,
+    });
+    raw[`introspectConnectHttp${httpVersion}`] = r;
+    row(`Introspect, Connect HTTP/${httpVersion}`, r.perSecond, "req/s", grpcIntro.perSecond, "Introspect gRPC", ">=", 0.5);
+  }
+
+  // 6. Issue against a plain single-row INSERT at the same concurrency.
+  const insert = await runTs<Summary>("load/pg-insert.ts", { ...load, databaseUrl: pg.url });
+  const issueBody = Buffer.from(toBinary(IssueRequestSchema, create(IssueRequestSchema, { agentId, scopes: ["read"], audiences: ["bench"] }))).toString("base64");
+  const issue = await runTs<Summary>("load/grpc-unary.ts", {
+    ...load,
+    address: server.grpcAddress,
+    path: "/agentid.v1.TokenService/Issue",
+    requests: [issueBody],
+    authorization: `Bearer ${adminKey}`,
+  });
+  raw.pgInsert = insert;
+  raw.issueGrpc = issue;
+  row("Issue, gRPC", issue.perSecond, "req/s", insert.perSecond, "single-row INSERT", ">=", 0.6);
+
+  for (const [name, s] of Object.entries(raw) as [string, Summary][]) {
+    if (s.errors) console.error(`warning: ${name} had ${s.errors} errors, first: ${s.firstError}`);
+  }
+  const latency = `Introspect gRPC at concurrency ${concurrency}: p50 ${(grpcIntro.p50us / 1000).toFixed(2)} ms, p99 ${(grpcIntro.p99us / 1000).toFixed(2)} ms`;
+  const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  const lines = [
+    `agentid bench (${full ? "full" : "quick"}: ${durationMs / 1000}s per figure, concurrency ${concurrency}) on ${machine}`,
+    "",
+    "| figure | value | baseline | ratio | target | |",
+    "| --- | --- | --- | --- | --- | --- |",
+    ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.baseline} | ${r.ratio.toFixed(2)}x | ${r.target} | ${r.met ? "met" : "MISSED"} |`),
+    "",
+    latency,
+  ];
+  console.log(lines.join("\n"));
+  mkdirSync(join(root, "bench", "results"), { recursive: true });
+  writeFileSync(
+    join(root, "bench", "results", full ? "full.json" : "quick.json"),
+    JSON.stringify({ at: new Date().toISOString(), machine, mode: full ? "full" : "quick", rows, raw }, null, 2) + "\n",
+  );
+} finally {
+  server.proc.kill("SIGTERM");
+  noop.proc.kill("SIGTERM");
+  await new Promise((r) => server.proc.once("exit", r));
+  await pg.stop();
+}
+process.exit(0);
