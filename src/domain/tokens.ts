@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Db } from "../store/database.js";
 import { findAgent } from "../store/agents.js";
 import { insertTokenForActiveAgent, readTokenAtRevision, type TokenRecord } from "../store/tokens.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { isWellFormedToken, newToken, newTokenId } from "./ids.js";
 
@@ -22,12 +23,25 @@ export function resolveTtl(field: string, requestedMs: number | undefined, polic
   return Math.floor(requestedMs);
 }
 
+/** Issues a token and logs token.issued (with the token id, never the token) in the same transaction. */
 export async function issueToken(
   db: Db,
   req: { agentId: string; scopes: string[]; audiences: string[]; ttlMs: number },
+  actor: string,
 ): Promise<{ token: string; record: TokenRecord }> {
   const token = newToken();
-  const record = await insertTokenForActiveAgent(db, { id: newTokenId(), tokenHash: hashToken(token), ...req });
+  const record = await db.transaction().execute(async (tx) => {
+    const r = await insertTokenForActiveAgent(tx, { id: newTokenId(), tokenHash: hashToken(token), ...req });
+    if (!r) return undefined;
+    await appendAuditEntry(tx, {
+      kind: "token.issued",
+      agentId: r.agentId,
+      tokenId: r.id,
+      actor,
+      details: { scopes: r.scopes, audiences: r.audiences, expires_at: r.expiresAt.toISOString() },
+    });
+    return r;
+  });
   if (record) return { token, record };
   const agent = await findAgent(db, req.agentId);
   if (!agent) throw notFound(`agent ${req.agentId}`);

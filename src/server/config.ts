@@ -13,6 +13,11 @@ export interface Config {
   tokenMaxTtlMs: number;
   dbPoolSize: number;
   watchQueueLimit: number;
+  /** Transparency log origin: the checkpoint's first line and the signing key's name. */
+  auditOrigin: string;
+  /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key kept in the database. */
+  auditSigningKey: string;
+  auditCheckpointIntervalMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -41,7 +46,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenMaxTtlMs: int(env, "AGENTID_TOKEN_MAX_TTL_SECONDS", 86400, 1, 366 * 86400) * 1000,
     dbPoolSize: int(env, "AGENTID_DB_POOL_SIZE", 20, 1, 500),
     watchQueueLimit: int(env, "AGENTID_WATCH_QUEUE_LIMIT", 10_000, 2, 1_000_000),
+    auditOrigin: env.AGENTID_AUDIT_ORIGIN || "agentid/audit",
+    auditSigningKey: env.AGENTID_AUDIT_SIGNING_KEY ?? "",
+    auditCheckpointIntervalMs: int(env, "AGENTID_AUDIT_CHECKPOINT_MS", 1000, 10, 3_600_000),
   };
+  // A signed-note key name: printable, no spaces or "+" (the verifier key's separator).
+  if (!/^[\x21-\x2a\x2c-\x7e]{1,128}$/.test(config.auditOrigin)) {
+    throw new ConfigError("AGENTID_AUDIT_ORIGIN must be 1 to 128 printable characters without spaces or +");
+  }
   if (config.tokenDefaultTtlMs > config.tokenMaxTtlMs) {
     throw new ConfigError("AGENTID_TOKEN_DEFAULT_TTL_SECONDS must not exceed AGENTID_TOKEN_MAX_TTL_SECONDS");
   }

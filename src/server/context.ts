@@ -3,6 +3,7 @@ import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
 import { RevocationHub } from "../feed/hub.js";
+import { AuditLog } from "../audit/log.js";
 import type { Config } from "./config.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
@@ -11,6 +12,8 @@ export interface AppContext {
   db: Db;
   logger: Logger;
   feed: RevocationHub;
+  /** The transparency log's tree and checkpoint signer. */
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -36,13 +39,22 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
     const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
     await feed.start();
+    const audit = await AuditLog.open({
+      db,
+      logger,
+      origin: config.auditOrigin,
+      signingKey: config.auditSigningKey,
+      checkpointIntervalMs: config.auditCheckpointIntervalMs,
+    });
     return {
       config,
       db,
       logger,
       feed,
+      audit,
       async close() {
         await feed.close();
+        await audit.close();
         await db.destroy();
         await stopEmbedded?.();
       },

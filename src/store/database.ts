@@ -48,11 +48,48 @@ export interface LogHeadTable {
   revision: ColumnType<string, bigint, bigint>;
 }
 
+/** One row: how many audit entries exist. Its row lock orders appends. */
+export interface AuditHeadTable {
+  id: ColumnType<boolean, boolean, never>;
+  size: ColumnType<string, bigint, bigint>;
+}
+
+/** The transparency log's entries; seq is the RFC 6962 leaf index. */
+export interface AuditEntriesTable {
+  seq: ColumnType<string, bigint, never>;
+  at: Timestamp;
+  kind: string;
+  agent_id: string | null;
+  token_id: string | null;
+  actor: string;
+  reason: string;
+  details: ColumnType<Record<string, unknown>, string, string>;
+  leaf_hash: Buffer;
+}
+
+export interface AuditCheckpointsTable {
+  tree_size: ColumnType<string, bigint, never>;
+  root_hash: Buffer;
+  note: string;
+  signed_at: GeneratedTimestamp;
+}
+
+export interface AuditKeysTable {
+  id: ColumnType<boolean, boolean | undefined, never>;
+  private_key_pem: string;
+  public_key: Buffer;
+  created_at: GeneratedTimestamp;
+}
+
 export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
   revocations: RevocationsTable;
   log_head: LogHeadTable;
+  audit_head: AuditHeadTable;
+  audit_entries: AuditEntriesTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_keys: AuditKeysTable;
 }
 
 export type Db = Kysely<Database>;
