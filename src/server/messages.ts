@@ -10,6 +10,10 @@ import {
 import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
 import type { Introspection } from "../domain/tokens.js";
 import type { FeedMessage } from "../feed/watcher.js";
+import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/audit_pb.js";
+import type { EntryWithLeaf } from "../audit/query.js";
+import type { SignedCheckpoint } from "../audit/log.js";
+import { canonicalJson, type JsonValue } from "../audit/encoding.js";
 
 export function agentMessage(a: AgentRecord) {
   return create(AgentSchema, {
@@ -78,4 +82,23 @@ export function feedMessage(m: FeedMessage): WatchRevocationsResponse {
       },
     },
   });
+}
+
+export function auditEntryMessage(e: EntryWithLeaf): MessageInitShape<typeof AuditEntrySchema> {
+  return {
+    seq: e.seq,
+    time: timestampFromDate(e.at),
+    kind: e.kind,
+    agentId: e.agentId,
+    tokenId: e.tokenId,
+    actor: e.actor,
+    reason: e.reason,
+    // Re-encoded canonically: jsonb keeps values but not key order.
+    detailsJson: canonicalJson(e.details as JsonValue),
+    leafHash: e.committedLeafHash,
+  };
+}
+
+export function checkpointMessage(c: SignedCheckpoint): MessageInitShape<typeof CheckpointSchema> {
+  return { origin: c.origin, treeSize: c.treeSize, rootHash: c.rootHash, note: c.note };
 }

@@ -9,6 +9,7 @@ import type {
 import { AgentService } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
 import { registerAgentRoute } from "./routes/register-agent.js";
@@ -18,6 +19,11 @@ import { issueRoute } from "./routes/issue.js";
 import { introspectRoute } from "./routes/introspect.js";
 import { revokeRoute } from "./routes/revoke.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
+import { getCheckpointRoute } from "./routes/get-checkpoint.js";
+import { getInclusionProofRoute } from "./routes/get-inclusion-proof.js";
+import { getConsistencyProofRoute } from "./routes/get-consistency-proof.js";
+import { listEntriesRoute } from "./routes/list-entries.js";
+import { getPublicKeyRoute } from "./routes/get-public-key.js";
 
 /** Like connect's ServiceImpl, with our transport-neutral CallContext. */
 type MethodHandler<M extends DescMethod> =
@@ -53,5 +59,12 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
       revoke: revokeRoute(ctx),
     }),
     service(RevocationService, { watchRevocations: watchRevocationsRoute(ctx) }),
+    service(AuditService, {
+      getCheckpoint: getCheckpointRoute(ctx),
+      getInclusionProof: getInclusionProofRoute(ctx),
+      getConsistencyProof: getConsistencyProofRoute(ctx),
+      listEntries: listEntriesRoute(ctx),
+      getPublicKey: getPublicKeyRoute(ctx),
+    }),
   ];
 }
