@@ -36,7 +36,7 @@ export interface VerifyReport {
   savedSize?: bigint;
 }
 
-function parseVerifierKey(vkey: string): { name: string; key: Buffer } {
+export function parseVerifierKey(vkey: string): { name: string; key: Buffer } {
   const parts = vkey.trim().split("+");
   const raw = Buffer.from(parts[2] ?? "", "base64");
   if (parts.length !== 3 || raw.length !== 33 || raw[0] !== 1) throw new Error(`not an Ed25519 verifier key: ${vkey}`);

@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Code, createClient, ConnectError, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -8,7 +8,9 @@ import { durationFromMs, timestampDate, type Timestamp } from "@bufbuild/protobu
 import { AgentService, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { serve } from "./serve.js";
+import { auditCheckpoint, auditLog, auditVerify } from "./audit.js";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -26,6 +28,9 @@ Commands:
   token introspect <token>   check a token against live state
   revoke                     revoke a token, a token id, or an agent
   watch                      follow the revocation feed, one line per event
+  audit log --agent ID       an agent's history from the transparency log, as a timeline
+  audit verify               check the whole transparency log offline, naming any bad entry
+  audit checkpoint           print (and save) the log's current signed checkpoint
 
 Every client command talks to a running server at --url (default $AGENTID_URL or ${DEFAULT_URL}).
 Run "agentid <command> --help" for its options.`;
@@ -63,6 +68,26 @@ Irreversible. Revoking twice is not an error.`,
 
 Follows the revocation feed and prints one line per event until interrupted.
   --after  start after this revision (default 0: every retained revocation)`,
+  "audit log": `Usage: agentid audit log [--agent ID] [--kind KIND] [--since TIME] [--until TIME] [--json]
+
+Prints matching transparency log entries oldest first, one line each: time, seq, kind, token id,
+actor, reason, details. TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age
+such as 90m, 2h or 7d (that long ago). --since is inclusive, --until exclusive.
+  --json  one JSON object per line instead`,
+  "audit verify": `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY]
+
+Fetches every entry and the current signed checkpoint, recomputes each leaf hash from the entry's
+contents and the Merkle tree from the leaves, and checks the signature, sample inclusion proofs,
+and (with --checkpoint) that a checkpoint saved earlier is still a prefix of the log, by root and
+by consistency proof. Names every entry that was changed, deleted, moved or inserted.
+Exit status 0: the log verifies; 1: it does not (each problem on stdout).
+  --checkpoint FILE       a checkpoint saved earlier (by --save-checkpoint or audit checkpoint --out)
+  --save-checkpoint FILE  after a successful check, save the current checkpoint to FILE
+  --key VKEY              trust this verifier key instead of the one the server reports`,
+  "audit checkpoint": `Usage: agentid audit checkpoint [--out FILE] [--key VKEY]
+
+Prints the current signed checkpoint (a signed note) after checking its signature, and the
+server's verifier key on stderr. --out also writes the note to FILE.`,
 };
 
 function fail(message: string): never {
@@ -84,6 +109,7 @@ function clients(url: string | undefined) {
     agents: createClient(AgentService, transport),
     tokens: createClient(TokenService, transport),
     revocations: createClient(RevocationService, transport),
+    audit: createClient(AuditService, transport),
   };
 }
 
@@ -114,7 +140,7 @@ async function revoke(tokens: Client<typeof TokenService>, target: { case: "toke
 
 async function main(argv: string[]): Promise<void> {
   const [first, second] = argv;
-  const twoWord = first === "agent" || first === "token";
+  const twoWord = first === "agent" || first === "token" || first === "audit";
   const cmd = twoWord ? `${first} ${second ?? ""}` : (first ?? "");
   const rest = argv.slice(twoWord ? 2 : 1);
   if (!first || first === "--help" || first === "-h" || first === "help") {
@@ -232,6 +258,21 @@ async function main(argv: string[]): Promise<void> {
         throw err;
       }
       return;
+    }
+    case "audit log": {
+      const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, since: { type: "string" }, until: { type: "string" }, json: { type: "boolean" } }, cmd);
+      return auditLog(clients(values.url).audit, values, fail);
+    }
+    case "audit verify": {
+      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" } }, cmd);
+      const saved = values.checkpoint === undefined ? undefined : readFileSync(values.checkpoint, "utf8");
+      const ok = await auditVerify(clients(values.url).audit, { saved, saveTo: values["save-checkpoint"], key: values.key });
+      if (!ok) process.exit(1);
+      return;
+    }
+    case "audit checkpoint": {
+      const { values } = args(rest, { out: { type: "string" }, key: { type: "string" } }, cmd);
+      return auditCheckpoint(clients(values.url).audit, { out: values.out, key: values.key });
     }
     default:
       fail(`unknown command "${cmd}"`);
