@@ -79,7 +79,7 @@ function verifyInclusion(index: number, size: number, leaf: Buffer, proof: Uint8
 /** RFC 9162 §2.1.4.2: does the consistency proof link the two roots? */
 function verifyConsistencyProof(first: number, second: number, firstRoot: Buffer, secondRoot: Buffer, proof: Uint8Array[]): boolean {
   if (first === second) return proof.length === 0 && firstRoot.equals(secondRoot);
-  let nodes = proof.map((p) => Buffer.from(p));
+  let nodes: Buffer[] = proof.map((p) => Buffer.from(p));
   if ((first & (first - 1)) === 0) nodes = [firstRoot, ...nodes];
   let fn = first - 1;
   let sn = second - 1;
