@@ -37,10 +37,11 @@ export interface VerifyReport {
 }
 
 export function parseVerifierKey(vkey: string): { name: string; key: Buffer } {
-  const parts = vkey.trim().split("+");
-  const raw = Buffer.from(parts[2] ?? "", "base64");
-  if (parts.length !== 3 || raw.length !== 33 || raw[0] !== 1) throw new Error(`not an Ed25519 verifier key: ${vkey}`);
-  const name = parts[0]!;
+  // name+hexid+base64: the name and id hold no "+", but base64 may.
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey.trim());
+  const raw = Buffer.from(m?.[3] ?? "", "base64");
+  if (!m || raw.length !== 33 || raw[0] !== 1) throw new Error(`not an Ed25519 verifier key: ${vkey}`);
+  const name = m[1]!;
   const key = raw.subarray(1);
   if (verifierKey(name, key) !== vkey.trim()) throw new Error(`verifier key id does not match its key: ${vkey}`);
   return { name, key };
@@ -145,7 +146,9 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
       });
     }
     // Spot-check inclusion proofs from the server against the rebuilt leaves.
-    const samples = sampleIndices(Number(n), opts.inclusionSamples ?? 8);
+    // Entries already named would only be named again.
+    const flagged = new Set(problems.map((p) => p.seq));
+    const samples = sampleIndices(Number(n), opts.inclusionSamples ?? 8).filter((i) => !flagged.has(BigInt(i)));
     for (const i of samples) {
       const p = await client.getInclusionProof({ leafIndex: BigInt(i), treeSize: n });
       const r = rootFromInclusionProof(i, Number(n), tree.leaf(i), p.hashes);
