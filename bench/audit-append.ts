@@ -6,7 +6,9 @@
 // Both sides run at the domain level (no RPC), so the log's cost is not hidden behind transport
 // overhead: this is the worst-case ratio. "without log" is what issuance was before the log: the
 // single conditional INSERT of the token in its own transaction. "with log" is issueToken, which
-// adds the audit append (one UPDATE ... RETURNING + INSERT statement under the head lock).
+// adds the audit entry: one more INSERT, and at commit the sequencing trigger's UPDATE of
+// audit_head, whose row lock is held until the commit is durable. That serialises committing
+// writers of entries; what the ratio mostly measures is one commit (WAL flush) at a time.
 import { randomBytes } from "node:crypto";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";

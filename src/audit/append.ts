@@ -48,9 +48,9 @@ function checkJson(v: JsonValue, path: string): void {
 
 /**
  * Appends an entry to the transparency log inside the caller's transaction, so the change and
- * its entry commit together or not at all. Takes the log's head lock until commit: call it last.
+ * its entry commit together or not at all. The entry's seq and time are assigned at commit.
  */
-export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<{ seq: bigint; at: Date }> {
+export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<void> {
   if (!KIND_SHAPE.test(e.kind) || e.kind.length > MAX_KIND) throw new Error(`audit entry kind ${JSON.stringify(e.kind)} is malformed`);
   const content = {
     kind: e.kind,
@@ -65,5 +65,5 @@ export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<{ se
   checkJson(content.details, "details");
   const detailsJson = canonicalJson(content.details);
   if (detailsJson.length > MAX_DETAILS) throw new Error(`audit entry details longer than ${MAX_DETAILS}`);
-  return insertAuditEntry(tx, { ...content, detailsJson, leafPrefix: leafPrefix(content), leafSuffix: leafSuffix(content) });
+  await insertAuditEntry(tx, { ...content, detailsJson, leafPrefix: leafPrefix(content), leafSuffix: leafSuffix(content) });
 }

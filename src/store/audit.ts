@@ -1,4 +1,3 @@
-import { sql } from "kysely";
 import type { Db, Tx } from "./database.js";
 
 export interface AuditEntryRecord {
@@ -13,15 +12,12 @@ export interface AuditEntryRecord {
   leafHash: Buffer;
 }
 
-// to_char pattern giving what Date.toISOString writes, e.g. 2026-01-02T03:04:05.678Z.
-const ISO_MS = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"';
-
 /**
- * Appends one entry in a single statement: takes the next seq from audit_head (its row lock is
- * held until commit, so seqs commit in order and a rollback hands its seq out again) and stores
- * the row with its leaf hash. The caller supplies the canonical bytes around seq and time
- * (src/audit/encoding.ts); SQL fills those two in, so the lock costs one round trip. Call it last
- * in the transaction.
+ * Appends one entry in the caller's transaction. The row gets its seq, time and leaf hash at
+ * commit, from the deferred trigger audit_entries_sequence (migration 0003): it takes
+ * audit_head's row lock there, so seqs commit in order and a rollback uses none, and the lock is
+ * held only while the commit itself runs. The caller supplies the canonical bytes around seq and
+ * time (src/audit/encoding.ts); the trigger fills those two in.
  */
 export async function insertAuditEntry(
   tx: Tx,
@@ -35,21 +31,20 @@ export async function insertAuditEntry(
     leafPrefix: Buffer;
     leafSuffix: Buffer;
   },
-): Promise<{ seq: bigint; at: Date }> {
-  const { rows } = await sql<{ seq: string; at: Date }>`
-    with h as (
-      update audit_head set size = size + 1
-      returning size - 1 as seq, date_trunc('milliseconds', clock_timestamp()) as at
-    )
-    insert into audit_entries (seq, at, kind, agent_id, token_id, actor, reason, details, leaf_hash)
-    select h.seq, h.at, ${e.kind}, ${e.agentId || null}, ${e.tokenId || null}, ${e.actor}, ${e.reason},
-           ${e.detailsJson}::jsonb,
-           sha256(${e.leafPrefix}::bytea
-             || convert_to(h.seq::text || ',"time":"' || to_char(h.at at time zone 'UTC', ${ISO_MS}) || '"', 'UTF8')
-             || ${e.leafSuffix}::bytea)
-    from h
-    returning seq, at`.execute(tx);
-  return { seq: BigInt(rows[0]!.seq), at: rows[0]!.at };
+): Promise<void> {
+  await tx
+    .insertInto("audit_entries")
+    .values({
+      kind: e.kind,
+      agent_id: e.agentId || null,
+      token_id: e.tokenId || null,
+      actor: e.actor,
+      reason: e.reason,
+      details: e.detailsJson,
+      leaf_prefix: e.leafPrefix,
+      leaf_suffix: e.leafSuffix,
+    })
+    .execute();
 }
 
 /** Leaf hashes from seq `from` on, in order; stops early at a gap so callers see a prefix. */
@@ -63,7 +58,7 @@ export async function readLeafHashes(db: Db, from: bigint, limit: number): Promi
     .execute();
   const out: Buffer[] = [];
   for (const r of rows) {
-    if (BigInt(r.seq) !== from + BigInt(out.length)) break;
+    if (r.seq === null || r.leaf_hash === null || BigInt(r.seq) !== from + BigInt(out.length)) break;
     out.push(r.leaf_hash);
   }
   return out;
@@ -79,22 +74,26 @@ export interface EntryFilter {
 }
 
 export async function listAuditEntries(db: Db, f: EntryFilter): Promise<AuditEntryRecord[]> {
-  let q = db.selectFrom("audit_entries").selectAll().where("seq", ">=", f.fromSeq.toString() as never);
+  let q = db
+    .selectFrom("audit_entries")
+    .select(["seq", "at", "kind", "agent_id", "token_id", "actor", "reason", "details", "leaf_hash"])
+    .where("seq", ">=", f.fromSeq.toString() as never);
   if (f.agentId) q = q.where("agent_id", "=", f.agentId);
   if (f.kind) q = q.where("kind", "=", f.kind);
   if (f.since) q = q.where("at", ">=", f.since);
   if (f.until) q = q.where("at", "<", f.until);
   const rows = await q.orderBy("seq").limit(f.limit).execute();
   return rows.map((r) => ({
-    seq: BigInt(r.seq),
-    at: r.at,
+    // Rows read by seq are committed, so seq and at are set.
+    seq: BigInt(r.seq!),
+    at: r.at!,
     kind: r.kind,
     agentId: r.agent_id ?? "",
     tokenId: r.token_id ?? "",
     actor: r.actor,
     reason: r.reason,
     details: r.details,
-    leafHash: r.leaf_hash,
+    leafHash: r.leaf_hash ?? Buffer.alloc(0),
   }));
 }
 

@@ -54,17 +54,20 @@ export interface AuditHeadTable {
   size: ColumnType<string, bigint, bigint>;
 }
 
-/** The transparency log's entries; seq is the RFC 6962 leaf index. */
+/** The transparency log's entries; seq (the RFC 6962 leaf index), at and leaf_hash are set at commit. */
 export interface AuditEntriesTable {
-  seq: ColumnType<string, bigint, never>;
-  at: Timestamp;
+  id: Generated<string>;
+  seq: ColumnType<string | null, never, never>;
+  at: ColumnType<Date | null, never, never>;
   kind: string;
   agent_id: string | null;
   token_id: string | null;
   actor: string;
   reason: string;
   details: ColumnType<Record<string, unknown>, string, string>;
-  leaf_hash: Buffer;
+  leaf_hash: ColumnType<Buffer | null, never, never>;
+  leaf_prefix: ColumnType<Buffer | null, Buffer, never>;
+  leaf_suffix: ColumnType<Buffer | null, Buffer, never>;
 }
 
 export interface AuditCheckpointsTable {
