@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, verify } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync, verify } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -6,6 +6,8 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditService, type AuditEntry } from "../gen/agentid/v1/audit_pb.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
+import { appendAuditEntry } from "../src/audit/append.js";
+import { revoke } from "../src/domain/revocation.js";
 
 // ---------------------------------------------------------------------------------------------
 // An independent implementation of what the server must do, written plainly from the specs
@@ -266,6 +268,39 @@ describe("transparency log entries", () => {
     for (let i = 1; i < everything.length; i++) expect(t(everything[i]!) >= t(everything[i - 1]!)).toBe(true);
   });
 
+  it("records the actor the domain is given, and kinds added later through appendAuditEntry", async () => {
+    const { agent } = await h.grpc.agents.registerAgent({ name: "policed", publicKey: publicKey() });
+    const id = agent!.agentId;
+    await revoke(h.ctx.db, { agentId: id }, "risk score above 0.9", "policy:risk-threshold");
+    await h.ctx.db.transaction().execute((tx) =>
+      appendAuditEntry(tx, {
+        kind: "policy.changed",
+        agentId: id,
+        actor: "key:ops-admin",
+        reason: "tighten",
+        details: { policy: "risk-threshold", threshold: 80, enabled: true, scopes: ["a", "b"], nested: { z: 1, a: "\u00e9\n\"" } },
+      }),
+    );
+    // A failing transaction leaves no entry.
+    await expect(
+      h.ctx.db.transaction().execute(async (tx) => {
+        await appendAuditEntry(tx, { kind: "activity.reported", agentId: id, actor: "x" });
+        throw new Error("rolled back");
+      }),
+    ).rejects.toThrow("rolled back");
+    const { entries } = await audit.listEntries({ agentId: id });
+    expect(entries.map((e) => [e.kind, e.actor])).toEqual([
+      ["agent.registered", "anonymous"],
+      ["agent.revoked", "policy:risk-threshold"],
+      ["policy.changed", "key:ops-admin"],
+    ]);
+    expect(JSON.parse(entries[2]!.detailsJson)).toEqual({ policy: "risk-threshold", threshold: 80, enabled: true, scopes: ["a", "b"], nested: { z: 1, a: "\u00e9\n\"" } });
+    // The committed leaf hash matches the documented encoding, recomputed here.
+    for (const e of entries) expect(hashLeaf(entryBytes(e)).equals(Buffer.from(e.leafHash))).toBe(true);
+    // Malformed kinds are a bug in the caller.
+    await expect(h.ctx.db.transaction().execute((tx) => appendAuditEntry(tx, { kind: "Bad Kind", actor: "x" }))).rejects.toThrow(/kind/);
+  });
+
   it("rejects bad queries, naming the field", async () => {
     const bad = async (p: Promise<unknown>, field: string) => {
       try {
@@ -364,6 +399,38 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new Error(`no checkpoint covering ${size} entries was signed`);
+  });
+
+  it("signs alike on every replica sharing the database, or with the key from the environment", async () => {
+    const replica = await startHarness({ databaseUrl: h.databaseUrl });
+    try {
+      const other = createClient(AuditService, createGrpcTransport({ baseUrl: `http://${replica.grpcAddress}` }));
+      expect((await other.getPublicKey({})).verifierKey).toBe((await audit.getPublicKey({})).verifierKey);
+      // An entry written through one replica is in the other's next checkpoint.
+      const { agent } = await replica.grpc.agents.registerAgent({ name: "via-replica", publicKey: publicKey() });
+      const seq = (await audit.listEntries({ agentId: agent!.agentId })).entries[0]!.seq;
+      const a = (await audit.getCheckpoint({})).checkpoint!;
+      const b = (await other.getCheckpoint({})).checkpoint!;
+      expect(a.treeSize).toBeGreaterThan(seq);
+      if (a.treeSize === b.treeSize) expect(a.note).toBe(b.note);
+    } finally {
+      await replica.close();
+    }
+
+    const { privateKey, publicKey: pub } = generateKeyPairSync("ed25519");
+    const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+    const own = await startHarness({ config: { auditSigningKey: pem, auditOrigin: "example.com/agentid" } });
+    try {
+      const c = createClient(AuditService, createGrpcTransport({ baseUrl: `http://${own.grpcAddress}` }));
+      const key = await c.getPublicKey({});
+      expect(Buffer.from(key.publicKey)).toEqual(pub.export({ type: "spki", format: "der" }).subarray(-32));
+      expect(key.origin).toBe("example.com/agentid");
+      const { checkpoint } = await c.getCheckpoint({});
+      expect(openNote(checkpoint!.note, key.origin, key.publicKey)).toMatchObject({ origin: "example.com/agentid", size: 0 });
+      expect(checkpoint!.rootHash).toEqual(new Uint8Array(sha256()));
+    } finally {
+      await own.close();
+    }
   });
 
   it("answers the same over Connect", async () => {
