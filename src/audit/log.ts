@@ -51,7 +51,15 @@ export class AuditLog {
         const { privateKey } = generateKeyPairSync("ed25519");
         return { pem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(), publicKey: rawPublicKey(privateKey) };
       }));
-    const log = new AuditLog(o.db, o.logger, new NoteSigner(o.origin, parseSigningKey(pem)));
+    let key;
+    try {
+      key = parseSigningKey(pem);
+    } catch (err) {
+      // Never echo the key itself.
+      const where = o.signingKey ? "AGENTID_AUDIT_SIGNING_KEY" : "the signing key stored in audit_keys";
+      throw new Error(`${where} is not an Ed25519 PKCS#8 key (PEM, or base64 DER): ${(err as Error).message}`);
+    }
+    const log = new AuditLog(o.db, o.logger, new NoteSigner(o.origin, key));
     await log.sync();
     await log.checkStoredCheckpoint();
     log.timer = setInterval(() => {

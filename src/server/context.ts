@@ -37,15 +37,18 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   }
   try {
     const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
-    const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
-    await feed.start();
     const audit = await AuditLog.open({
       db,
       logger,
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
+    }).catch(async (err: unknown) => {
+      await db.destroy();
+      throw err;
     });
+    const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
+    await feed.start();
     return {
       config,
       db,
