@@ -11,7 +11,7 @@ import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agen
 import type { Introspection } from "../domain/tokens.js";
 import type { FeedMessage } from "../feed/watcher.js";
 import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/audit_pb.js";
-import type { EntryWithLeaf } from "../audit/query.js";
+import type { EntryWithLeaf } from "../domain/audit.js";
 import type { SignedCheckpoint } from "../audit/log.js";
 import { canonicalJson, type JsonValue } from "../audit/encoding.js";
 

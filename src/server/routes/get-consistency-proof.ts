@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GetConsistencyProofRequest, GetConsistencyProofResponseSchema } from "../../../gen/agentid/v1/audit_pb.js";
-import { consistencyProof } from "../../audit/query.js";
+import { consistencyProof } from "../../domain/audit.js";
 import type { AppContext } from "../context.js";
 
 export function getConsistencyProofRoute(ctx: AppContext) {

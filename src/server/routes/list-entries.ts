@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ListEntriesRequest, ListEntriesResponseSchema } from "../../../gen/agentid/v1/audit_pb.js";
-import { listEntryPage } from "../../audit/query.js";
+import { listEntryPage } from "../../domain/audit.js";
 import type { AppContext } from "../context.js";
 import { auditEntryMessage } from "../messages.js";
 

@@ -1,12 +1,12 @@
 import type { Db } from "../store/database.js";
 import { listAuditEntries, type AuditEntryRecord } from "../store/audit.js";
-import { DomainError, invalidArgument } from "../domain/errors.js";
-import { requireAgentId } from "../domain/validate.js";
-import { KIND_SHAPE } from "./append.js";
-import type { AuditLog } from "./log.js";
+import { DomainError, invalidArgument } from "./errors.js";
+import { requireAgentId } from "./validate.js";
+import { KIND_SHAPE } from "../audit/append.js";
+import type { AuditLog } from "../audit/log.js";
 
-export const DEFAULT_PAGE_SIZE = 100;
-export const MAX_PAGE_SIZE = 1000;
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
 
 function outOfRange(message: string): DomainError {
   return new DomainError("out_of_range", message);
