@@ -433,6 +433,30 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
     }
   });
 
+  it("lists the checkpoints it has signed, largest first, each verifiable", async () => {
+    const key = await audit.getPublicKey({});
+    const { agent } = await h.grpc.agents.registerAgent({ name: "history", publicKey: publicKey() });
+    await audit.getCheckpoint({});
+    await h.grpc.tokens.issue({ agentId: agent!.agentId });
+    const latest = (await audit.getCheckpoint({})).checkpoint!;
+    const leaves = (await allEntries()).map((e) => hashLeaf(entryBytes(e)));
+    const sizes: number[] = [];
+    let pageToken = "";
+    do {
+      const page = await audit.listCheckpoints({ maxTreeSize: latest.treeSize, pageSize: 3, pageToken });
+      for (const c of page.checkpoints) {
+        const opened = openNote(c.note, key.origin, key.publicKey);
+        expect(opened.root.equals(mth(leaves.slice(0, opened.size)))).toBe(true);
+        sizes.push(opened.size);
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(sizes[0]).toBe(Number(latest.treeSize));
+    expect(sizes).toContain(Number(latest.treeSize) - 1);
+    expect([...sizes].sort((a, b) => b - a)).toEqual(sizes);
+    expect(new Set(sizes).size).toBe(sizes.length);
+  });
+
   it("answers the same over Connect", async () => {
     const connect = createClient(
       AuditService,

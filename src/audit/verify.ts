@@ -174,6 +174,8 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
           problems.push({
             message: `the first ${m} entries no longer hash to the saved checkpoint's root: history before entry ${m} was rewritten`,
           });
+          const range = await narrow(client, tree, name, key, m);
+          if (range) problems.push(range);
         }
         const proof = await client.getConsistencyProof({ firstTreeSize: m, secondTreeSize: n });
         if (!verifyConsistency(Number(m), Number(n), saved.rootHash, checkpoint.rootHash, proof.hashes)) {
@@ -183,6 +185,41 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
     }
   }
   return report();
+}
+
+/**
+ * Walks the server's older signed checkpoints down from a size known to be rewritten, to the
+ * first one the rebuilt tree still matches: the rewritten entry lies between the two. Only
+ * checkpoints whose signatures verify count, so this is as strong as the signing key is secret.
+ */
+async function narrow(client: Client<typeof AuditService>, tree: MerkleTree, name: string, key: Buffer, bad: bigint): Promise<Problem | undefined> {
+  let lowestBad = bad;
+  let pageToken = "";
+  do {
+    const page = await client.listCheckpoints({ maxTreeSize: bad, pageSize: 1000, pageToken });
+    for (const c of page.checkpoints) {
+      let cp: ParsedCheckpoint;
+      try {
+        cp = openCheckpoint(c.note, name, key);
+      } catch {
+        continue;
+      }
+      if (cp.treeSize === 0n || cp.treeSize > BigInt(tree.size)) continue;
+      if (!tree.root(Number(cp.treeSize)).equals(cp.rootHash)) {
+        lowestBad = cp.treeSize;
+        continue;
+      }
+      const good = cp.treeSize;
+      return lowestBad - good === 1n
+        ? { seq: good, message: `was rewritten: the checkpoints signed at sizes ${good} and ${lowestBad} differ only by it, and the log now fails the second` }
+        : {
+            seq: good,
+            message: `or a later entry up to ${lowestBad - 1n} was rewritten: the log still matches the checkpoint signed at size ${good}, not the one at ${lowestBad}`,
+          };
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return lowestBad < bad ? { seq: 0n, message: `or a later entry up to ${lowestBad - 1n} was rewritten (no older checkpoint matches)` } : undefined;
 }
 
 function sampleIndices(n: number, k: number): number[] {

@@ -1,5 +1,5 @@
 import type { Db } from "../store/database.js";
-import { listAuditEntries, type AuditEntryRecord } from "../store/audit.js";
+import { listAuditEntries, listCheckpoints, type AuditEntryRecord, type StoredCheckpoint } from "../store/audit.js";
 import { DomainError, invalidArgument } from "./errors.js";
 import { requireAgentId } from "./validate.js";
 import { KIND_SHAPE } from "../audit/append.js";
@@ -47,7 +47,7 @@ export interface EntryQuery {
 // Page tokens are opaque to clients: base64url of the next seq to read.
 function decodeCursor(token: string): bigint {
   const text = Buffer.from(token, "base64url").toString();
-  if (!/^[0-9]{1,19}$/.test(text)) throw invalidArgument("page_token", "is not a token from a previous ListEntries response");
+  if (!/^[0-9]{1,19}$/.test(text)) throw invalidArgument("page_token", "is not a token from a previous response");
   return BigInt(text);
 }
 
@@ -85,4 +85,20 @@ export async function listEntryPage(
   const last = page[page.length - 1];
   const nextPageToken = rows.length > limit && last ? Buffer.from((last.seq + 1n).toString()).toString("base64url") : "";
   return { entries, nextPageToken };
+}
+
+export async function listCheckpointPage(
+  db: Db,
+  q: { maxTreeSize: bigint; pageSize: number; pageToken: string },
+): Promise<{ checkpoints: StoredCheckpoint[]; nextPageToken: string }> {
+  if (q.maxTreeSize < 0n) throw invalidArgument("max_tree_size", "must not be negative");
+  if (q.pageSize < 0 || q.pageSize > MAX_PAGE_SIZE) throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE}`);
+  const limit = q.pageSize || DEFAULT_PAGE_SIZE;
+  // Here the token is the tree size to continue below.
+  const beforeSize = q.pageToken ? decodeCursor(q.pageToken) : undefined;
+  const rows = await listCheckpoints(db, { maxSize: q.maxTreeSize || undefined, beforeSize, limit: limit + 1 });
+  const checkpoints = rows.slice(0, limit);
+  const last = checkpoints[checkpoints.length - 1];
+  const nextPageToken = rows.length > limit && last ? Buffer.from(last.treeSize.toString()).toString("base64url") : "";
+  return { checkpoints, nextPageToken };
 }

@@ -13,6 +13,7 @@ import type { FeedMessage } from "../feed/watcher.js";
 import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/audit_pb.js";
 import type { EntryWithLeaf } from "../domain/audit.js";
 import type { SignedCheckpoint } from "../audit/log.js";
+import type { StoredCheckpoint } from "../store/audit.js";
 import { canonicalJson, type JsonValue } from "../audit/encoding.js";
 
 export function agentMessage(a: AgentRecord) {
@@ -99,6 +100,8 @@ export function auditEntryMessage(e: EntryWithLeaf): MessageInitShape<typeof Aud
   };
 }
 
-export function checkpointMessage(c: SignedCheckpoint): MessageInitShape<typeof CheckpointSchema> {
-  return { origin: c.origin, treeSize: c.treeSize, rootHash: c.rootHash, note: c.note };
+export function checkpointMessage(c: SignedCheckpoint | StoredCheckpoint): MessageInitShape<typeof CheckpointSchema> {
+  // A stored checkpoint's origin is its note's first line.
+  const origin = "origin" in c ? c.origin : c.note.slice(0, c.note.indexOf("\n"));
+  return { origin, treeSize: c.treeSize, rootHash: c.rootHash, note: c.note };
 }

@@ -24,6 +24,7 @@ import { getInclusionProofRoute } from "./routes/get-inclusion-proof.js";
 import { getConsistencyProofRoute } from "./routes/get-consistency-proof.js";
 import { listEntriesRoute } from "./routes/list-entries.js";
 import { getPublicKeyRoute } from "./routes/get-public-key.js";
+import { listCheckpointsRoute } from "./routes/list-checkpoints.js";
 
 /** Like connect's ServiceImpl, with our transport-neutral CallContext. */
 type MethodHandler<M extends DescMethod> =
@@ -65,6 +66,7 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
       getConsistencyProof: getConsistencyProofRoute(ctx),
       listEntries: listEntriesRoute(ctx),
       getPublicKey: getPublicKeyRoute(ctx),
+      listCheckpoints: listCheckpointsRoute(ctx),
     }),
   ];
 }

@@ -135,3 +135,15 @@ export async function loadOrCreateSigningKey(db: Db, create: () => { pem: string
   const row = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirstOrThrow();
   return row.private_key_pem;
 }
+
+/** Signed checkpoints, largest tree first, of trees at most maxSize and below beforeSize. */
+export async function listCheckpoints(
+  db: Db,
+  q: { maxSize?: bigint; beforeSize?: bigint; limit: number },
+): Promise<StoredCheckpoint[]> {
+  let query = db.selectFrom("audit_checkpoints").select(["tree_size", "root_hash", "note"]);
+  if (q.maxSize !== undefined) query = query.where("tree_size", "<=", q.maxSize.toString() as never);
+  if (q.beforeSize !== undefined) query = query.where("tree_size", "<", q.beforeSize.toString() as never);
+  const rows = await query.orderBy("tree_size", "desc").limit(q.limit).execute();
+  return rows.map((r) => ({ treeSize: BigInt(r.tree_size), rootHash: r.root_hash, note: r.note }));
+}

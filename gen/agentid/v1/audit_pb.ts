@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/audit.proto.
  */
 export const file_agentid_v1_audit: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZ2VudGlkL3YxL2F1ZGl0LnByb3RvEgphZ2VudGlkLnYxIr0BCgpBdWRpdEVudHJ5EgsKA3NlcRgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAMgASgJEhAKCGFnZW50X2lkGAQgASgJEhAKCHRva2VuX2lkGAUgASgJEg0KBWFjdG9yGAYgASgJEg4KBnJlYXNvbhgHIAEoCRIUCgxkZXRhaWxzX2pzb24YCCABKAkSEQoJbGVhZl9oYXNoGAkgASgMIlAKCkNoZWNrcG9pbnQSDgoGb3JpZ2luGAEgASgJEhEKCXRyZWVfc2l6ZRgCIAEoAxIRCglyb290X2hhc2gYAyABKAwSDAoEbm90ZRgEIAEoCSIWChRHZXRDaGVja3BvaW50UmVxdWVzdCJDChVHZXRDaGVja3BvaW50UmVzcG9uc2USKgoKY2hlY2twb2ludBgBIAEoCzIWLmFnZW50aWQudjEuQ2hlY2twb2ludCJBChhHZXRJbmNsdXNpb25Qcm9vZlJlcXVlc3QSEgoKbGVhZl9pbmRleBgBIAEoAxIRCgl0cmVlX3NpemUYAiABKAMiUgoZR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRISCgpsZWFmX2luZGV4GAEgASgDEhEKCXRyZWVfc2l6ZRgCIAEoAxIOCgZoYXNoZXMYAyADKAwiTwoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSFwoPZmlyc3RfdHJlZV9zaXplGAEgASgDEhgKEHNlY29uZF90cmVlX3NpemUYAiABKAMiYAobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhcKD2ZpcnN0X3RyZWVfc2l6ZRgBIAEoAxIYChBzZWNvbmRfdHJlZV9zaXplGAIgASgDEg4KBmhhc2hlcxgDIAMoDCLEAQoSTGlzdEVudHJpZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEgwKBGtpbmQYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCRIRCglzdGFydF9zZXEYByABKAMiVwoTTGlzdEVudHJpZXNSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuYWdlbnRpZC52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIVChNHZXRQdWJsaWNLZXlSZXF1ZXN0IlAKFEdldFB1YmxpY0tleVJlc3BvbnNlEg4KBm9yaWdpbhgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEhQKDHZlcmlmaWVyX2tleRgDIAEoCTLRAwoMQXVkaXRTZXJ2aWNlElQKDUdldENoZWNrcG9pbnQSIC5hZ2VudGlkLnYxLkdldENoZWNrcG9pbnRSZXF1ZXN0GiEuYWdlbnRpZC52MS5HZXRDaGVja3BvaW50UmVzcG9uc2USYAoRR2V0SW5jbHVzaW9uUHJvb2YSJC5hZ2VudGlkLnYxLkdldEluY2x1c2lvblByb29mUmVxdWVzdBolLmFnZW50aWQudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRJmChNHZXRDb25zaXN0ZW5jeVByb29mEiYuYWdlbnRpZC52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVxdWVzdBonLmFnZW50aWQudjEuR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEk4KC0xpc3RFbnRyaWVzEh4uYWdlbnRpZC52MS5MaXN0RW50cmllc1JlcXVlc3QaHy5hZ2VudGlkLnYxLkxpc3RFbnRyaWVzUmVzcG9uc2USUQoMR2V0UHVibGljS2V5Eh8uYWdlbnRpZC52MS5HZXRQdWJsaWNLZXlSZXF1ZXN0GiAuYWdlbnRpZC52MS5HZXRQdWJsaWNLZXlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZhZ2VudGlkL3YxL2F1ZGl0LnByb3RvEgphZ2VudGlkLnYxIr0BCgpBdWRpdEVudHJ5EgsKA3NlcRgBIAEoAxIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRraW5kGAMgASgJEhAKCGFnZW50X2lkGAQgASgJEhAKCHRva2VuX2lkGAUgASgJEg0KBWFjdG9yGAYgASgJEg4KBnJlYXNvbhgHIAEoCRIUCgxkZXRhaWxzX2pzb24YCCABKAkSEQoJbGVhZl9oYXNoGAkgASgMIlAKCkNoZWNrcG9pbnQSDgoGb3JpZ2luGAEgASgJEhEKCXRyZWVfc2l6ZRgCIAEoAxIRCglyb290X2hhc2gYAyABKAwSDAoEbm90ZRgEIAEoCSIWChRHZXRDaGVja3BvaW50UmVxdWVzdCJDChVHZXRDaGVja3BvaW50UmVzcG9uc2USKgoKY2hlY2twb2ludBgBIAEoCzIWLmFnZW50aWQudjEuQ2hlY2twb2ludCJBChhHZXRJbmNsdXNpb25Qcm9vZlJlcXVlc3QSEgoKbGVhZl9pbmRleBgBIAEoAxIRCgl0cmVlX3NpemUYAiABKAMiUgoZR2V0SW5jbHVzaW9uUHJvb2ZSZXNwb25zZRISCgpsZWFmX2luZGV4GAEgASgDEhEKCXRyZWVfc2l6ZRgCIAEoAxIOCgZoYXNoZXMYAyADKAwiTwoaR2V0Q29uc2lzdGVuY3lQcm9vZlJlcXVlc3QSFwoPZmlyc3RfdHJlZV9zaXplGAEgASgDEhgKEHNlY29uZF90cmVlX3NpemUYAiABKAMiYAobR2V0Q29uc2lzdGVuY3lQcm9vZlJlc3BvbnNlEhcKD2ZpcnN0X3RyZWVfc2l6ZRgBIAEoAxIYChBzZWNvbmRfdHJlZV9zaXplGAIgASgDEg4KBmhhc2hlcxgDIAMoDCLEAQoSTGlzdEVudHJpZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEgwKBGtpbmQYAiABKAkSKQoFc2luY2UYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCRIRCglzdGFydF9zZXEYByABKAMiVwoTTGlzdEVudHJpZXNSZXNwb25zZRInCgdlbnRyaWVzGAEgAygLMhYuYWdlbnRpZC52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIVChNHZXRQdWJsaWNLZXlSZXF1ZXN0IlAKFEdldFB1YmxpY0tleVJlc3BvbnNlEg4KBm9yaWdpbhgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEhQKDHZlcmlmaWVyX2tleRgDIAEoCSJWChZMaXN0Q2hlY2twb2ludHNSZXF1ZXN0EhUKDW1heF90cmVlX3NpemUYASABKAMSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiXwoXTGlzdENoZWNrcG9pbnRzUmVzcG9uc2USKwoLY2hlY2twb2ludHMYASADKAsyFi5hZ2VudGlkLnYxLkNoZWNrcG9pbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMq0ECgxBdWRpdFNlcnZpY2USVAoNR2V0Q2hlY2twb2ludBIgLmFnZW50aWQudjEuR2V0Q2hlY2twb2ludFJlcXVlc3QaIS5hZ2VudGlkLnYxLkdldENoZWNrcG9pbnRSZXNwb25zZRJgChFHZXRJbmNsdXNpb25Qcm9vZhIkLmFnZW50aWQudjEuR2V0SW5jbHVzaW9uUHJvb2ZSZXF1ZXN0GiUuYWdlbnRpZC52MS5HZXRJbmNsdXNpb25Qcm9vZlJlc3BvbnNlEmYKE0dldENvbnNpc3RlbmN5UHJvb2YSJi5hZ2VudGlkLnYxLkdldENvbnNpc3RlbmN5UHJvb2ZSZXF1ZXN0GicuYWdlbnRpZC52MS5HZXRDb25zaXN0ZW5jeVByb29mUmVzcG9uc2USTgoLTGlzdEVudHJpZXMSHi5hZ2VudGlkLnYxLkxpc3RFbnRyaWVzUmVxdWVzdBofLmFnZW50aWQudjEuTGlzdEVudHJpZXNSZXNwb25zZRJRCgxHZXRQdWJsaWNLZXkSHy5hZ2VudGlkLnYxLkdldFB1YmxpY0tleVJlcXVlc3QaIC5hZ2VudGlkLnYxLkdldFB1YmxpY0tleVJlc3BvbnNlEloKD0xpc3RDaGVja3BvaW50cxIiLmFnZW50aWQudjEuTGlzdENoZWNrcG9pbnRzUmVxdWVzdBojLmFnZW50aWQudjEuTGlzdENoZWNrcG9pbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * AuditEntry is one leaf of the log. Its leaf hash is SHA-256(0x00 || canonical JSON of the
@@ -405,6 +405,65 @@ export const GetPublicKeyResponseSchema: GenMessage<GetPublicKeyResponse> = /*@_
   messageDesc(file_agentid_v1_audit, 11);
 
 /**
+ * @generated from message agentid.v1.ListCheckpointsRequest
+ */
+export type ListCheckpointsRequest = Message<"agentid.v1.ListCheckpointsRequest"> & {
+  /**
+   * Only checkpoints of trees at most this large; 0 means no limit.
+   *
+   * @generated from field: int64 max_tree_size = 1;
+   */
+  maxTreeSize: bigint;
+
+  /**
+   * 1 to 1000; 0 means 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message agentid.v1.ListCheckpointsRequest.
+ * Use `create(ListCheckpointsRequestSchema)` to create a new message.
+ */
+export const ListCheckpointsRequestSchema: GenMessage<ListCheckpointsRequest> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_audit, 12);
+
+/**
+ * @generated from message agentid.v1.ListCheckpointsResponse
+ */
+export type ListCheckpointsResponse = Message<"agentid.v1.ListCheckpointsResponse"> & {
+  /**
+   * Largest tree first.
+   *
+   * @generated from field: repeated agentid.v1.Checkpoint checkpoints = 1;
+   */
+  checkpoints: Checkpoint[];
+
+  /**
+   * Empty when there are no more checkpoints.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message agentid.v1.ListCheckpointsResponse.
+ * Use `create(ListCheckpointsResponseSchema)` to create a new message.
+ */
+export const ListCheckpointsResponseSchema: GenMessage<ListCheckpointsResponse> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_audit, 13);
+
+/**
  * AuditService serves the transparency log: every identity event as a leaf of an RFC 6962
  * Merkle tree, signed checkpoints, inclusion and consistency proofs, and queries by agent and time.
  * docs/transparency-log.md documents the entry encoding and the checkpoint format.
@@ -462,6 +521,16 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof GetPublicKeyRequestSchema;
     output: typeof GetPublicKeyResponseSchema;
+  },
+  /**
+   * ListCheckpoints pages through the checkpoints the server has signed, largest tree first.
+   *
+   * @generated from rpc agentid.v1.AuditService.ListCheckpoints
+   */
+  listCheckpoints: {
+    methodKind: "unary";
+    input: typeof ListCheckpointsRequestSchema;
+    output: typeof ListCheckpointsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agentid_v1_audit, 0);
