@@ -13,6 +13,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { KeyService } from "../gen/agentid/v1/key_pb.js";
 import { PolicyService } from "../gen/agentid/v1/policy_pb.js";
 import { ActivityService } from "../gen/agentid/v1/activity_pb.js";
+import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { bearer, clientsFor, publicKey, startHarness, type Clients, type Harness } from "./support/harness.js";
 import { StreamRecorder } from "./support/feed.js";
 import { signedIssueRequest } from "../src/client/self-issue.js";
@@ -40,6 +41,7 @@ function clientsWith(key: string | undefined, header?: string) {
     keys: createClient(KeyService, transport),
     policies: createClient(PolicyService, transport),
     activity: createClient(ActivityService, transport),
+    audit: createClient(AuditService, transport),
   };
 }
 const admin = () => clientsWith(h.adminKey);
@@ -81,6 +83,12 @@ const rpcs = (agentId: string): Rpc[] => [
   ["ActivityService.ReportActivity", (c) => c.activity.reportActivity({ agentId, kind: ActivityKind.ANOMALOUS_REQUEST })],
   ["ActivityService.GetTrustScore", (c) => c.activity.getTrustScore({ agentId })],
   ["ActivityService.ListTrustScores", (c) => c.activity.listTrustScores({ agentId })],
+  ["AuditService.GetCheckpoint", (c) => c.audit.getCheckpoint({})],
+  ["AuditService.GetInclusionProof", (c) => c.audit.getInclusionProof({ leafIndex: 0n })],
+  ["AuditService.GetConsistencyProof", (c) => c.audit.getConsistencyProof({ firstTreeSize: 1n, secondTreeSize: 1n })],
+  ["AuditService.ListEntries", (c) => c.audit.listEntries({})],
+  ["AuditService.GetPublicKey", (c) => c.audit.getPublicKey({})],
+  ["AuditService.ListCheckpoints", (c) => c.audit.listCheckpoints({})],
 ];
 
 // The authorization matrix: which roles may call what.
@@ -101,6 +109,12 @@ const allowed: Record<string, ("admin" | "issuer" | "resource_server")[]> = {
   "ActivityService.ReportActivity": ["admin", "resource_server"],
   "ActivityService.GetTrustScore": ["admin", "issuer"],
   "ActivityService.ListTrustScores": ["admin", "issuer"],
+  "AuditService.GetCheckpoint": ["admin", "issuer", "resource_server"],
+  "AuditService.GetInclusionProof": ["admin", "issuer"],
+  "AuditService.GetConsistencyProof": ["admin", "issuer", "resource_server"],
+  "AuditService.ListEntries": ["admin", "issuer"],
+  "AuditService.GetPublicKey": ["admin", "issuer", "resource_server"],
+  "AuditService.ListCheckpoints": ["admin", "issuer", "resource_server"],
 };
 
 describe("caller authentication", () => {

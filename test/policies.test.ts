@@ -153,3 +153,29 @@ describe("the trust score", () => {
     expect(Number(rows[0]!.n)).toBe(5);
   });
 });
+
+describe("the transparency log", () => {
+  it("records key, policy and activity changes with their actor", async () => {
+    const { AuditService } = await import("../gen/agentid/v1/audit_pb.js");
+    const audit = createClient(AuditService, h.grpcTransport);
+    const { key } = await admin().keys.createApiKey({ name: "audited", role: Role.ISSUER });
+    await admin().keys.revokeApiKey({ keyId: key!.keyId });
+    await admin().policies.createPolicy({ policy: { name: "audited", kind: PolicyKind.TRUST_BELOW, threshold: 5 } });
+    await admin().policies.deletePolicy({ name: "audited" });
+    const a = await agentWithToken();
+    await rs().activity.reportActivity({ agentId: a.agentId, kind: ActivityKind.ANOMALOUS_REQUEST, detail: "odd" });
+
+    const entries = (await audit.listEntries({ pageSize: 1000 })).entries;
+    const find = (kind: string, pred: (d: Record<string, unknown>) => boolean) =>
+      entries.find((e) => e.kind === kind && pred(JSON.parse(e.detailsJson) as Record<string, unknown>));
+    const adminActor = expect.stringMatching(/^key:key_/);
+    expect(entries[0]).toMatchObject({ kind: "key.created", actor: "bootstrap" });
+    expect(find("key.created", (d) => d.key_id === key!.keyId)).toMatchObject({ actor: adminActor });
+    expect(find("key.revoked", (d) => d.key_id === key!.keyId)).toMatchObject({ actor: adminActor });
+    expect(find("policy.created", (d) => d.name === "audited")).toMatchObject({ actor: adminActor });
+    expect(find("policy.deleted", (d) => d.name === "audited")).toMatchObject({ actor: adminActor });
+    const report = entries.find((e) => e.kind === "activity.reported" && e.agentId === a.agentId);
+    expect(report).toMatchObject({ reason: "anomalous_request", actor: expect.stringMatching(/^key:key_/) });
+    expect(JSON.parse(report!.detailsJson)).toEqual({ kind: "anomalous_request", detail: "odd" });
+  });
+});

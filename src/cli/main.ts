@@ -13,7 +13,9 @@ import { signedIssueRequest } from "../client/self-issue.js";
 import { AgentService, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { serve } from "./serve.js";
+import { auditCheckpoint, auditLog, auditVerify } from "./audit.js";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -36,6 +38,9 @@ Commands:
   key generate               print a new admin key offline, for AGENTID_ADMIN_KEY
   policy create|list|delete  manage automatic revocation policies (admin)
   activity report            report an agent's misbehaviour (resource servers)
+  audit log --agent ID       an agent's history from the transparency log, as a timeline
+  audit verify               check the whole transparency log offline, naming any bad entry
+  audit checkpoint           print (and save) the log's current signed checkpoint
 
 Every client command talks to a running server at --url (default $AGENTID_URL or ${DEFAULT_URL})
 and authenticates with --api-key (default $AGENTID_API_KEY).
@@ -98,6 +103,26 @@ Records an incident; policies are evaluated at once. Prints the new trust score.
 
 Follows the revocation feed and prints one line per event until interrupted.
   --after  start after this revision (default 0: every retained revocation)`,
+  "audit log": `Usage: agentid audit log [--agent ID] [--kind KIND] [--since TIME] [--until TIME] [--json]
+
+Prints matching transparency log entries oldest first, one line each: time, seq, kind, token id,
+actor, reason, details. TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age
+such as 90m, 2h or 7d (that long ago). --since is inclusive, --until exclusive.
+  --json  one JSON object per line instead`,
+  "audit verify": `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY]
+
+Fetches every entry and the current signed checkpoint, recomputes each leaf hash from the entry's
+contents and the Merkle tree from the leaves, and checks the signature, sample inclusion proofs,
+and (with --checkpoint) that a checkpoint saved earlier is still a prefix of the log, by root and
+by consistency proof. Names every entry that was changed, deleted, moved or inserted.
+Exit status 0: the log verifies; 1: it does not (each problem on stdout).
+  --checkpoint FILE       a checkpoint saved earlier (by --save-checkpoint or audit checkpoint --out)
+  --save-checkpoint FILE  after a successful check, save the current checkpoint to FILE
+  --key VKEY              trust this verifier key instead of the one the server reports`,
+  "audit checkpoint": `Usage: agentid audit checkpoint [--out FILE] [--key VKEY]
+
+Prints the current signed checkpoint (a signed note) after checking its signature, and the
+server's verifier key on stderr. --out also writes the note to FILE.`,
 };
 
 function fail(message: string): never {
@@ -138,6 +163,7 @@ function clients(values: { url?: string; "api-key"?: string }, anonymous = false
     keys: createClient(KeyService, transport),
     policies: createClient(PolicyService, transport),
     activity: createClient(ActivityService, transport),
+    audit: createClient(AuditService, transport),
   };
 }
 
@@ -183,7 +209,7 @@ async function revoke(tokens: Client<typeof TokenService>, target: { case: "toke
 
 async function main(argv: string[]): Promise<void> {
   const [first, second] = argv;
-  const twoWord = ["agent", "token", "key", "policy", "activity"].includes(first ?? "");
+  const twoWord = ["agent", "token", "key", "policy", "activity", "audit"].includes(first ?? "");
   const cmd = twoWord ? `${first} ${second ?? ""}` : (first ?? "");
   const rest = argv.slice(twoWord ? 2 : 1);
   if (!first || first === "--help" || first === "-h" || first === "help") {
@@ -374,6 +400,21 @@ async function main(argv: string[]): Promise<void> {
         throw err;
       }
       return;
+    }
+    case "audit log": {
+      const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, since: { type: "string" }, until: { type: "string" }, json: { type: "boolean" } }, cmd);
+      return auditLog(clients(values).audit, values, fail);
+    }
+    case "audit verify": {
+      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" } }, cmd);
+      const saved = values.checkpoint === undefined ? undefined : readFileSync(values.checkpoint, "utf8");
+      const ok = await auditVerify(clients(values).audit, { saved, saveTo: values["save-checkpoint"], key: values.key });
+      if (!ok) process.exit(1);
+      return;
+    }
+    case "audit checkpoint": {
+      const { values } = args(rest, { out: { type: "string" }, key: { type: "string" } }, cmd);
+      return auditCheckpoint(clients(values).audit, { out: values.out, key: values.key });
     }
     default:
       fail(`unknown command "${cmd}"`);

@@ -5,6 +5,7 @@ import { activityWindow, addActivity, countReports, insertReport, insertTrustSco
 import { listPolicies, type PolicyRecord } from "../store/policies.js";
 import { notFound, failedPrecondition } from "./errors.js";
 import { revoke } from "./revocation.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { trustScore } from "./trust.js";
 
 export type ReportKind = "scope_violation" | "anomalous_request";
@@ -56,9 +57,12 @@ export class ActivityTracker {
   async report(agentId: string, kind: ReportKind, detail: string, reportedBy: string): Promise<Evaluation> {
     const agent = await findAgent(this.db, agentId);
     if (!agent) throw notFound(`agent ${agentId}`);
-    await insertReport(this.db, { agentId, kind, detail, reportedBy });
     const minute = new Date(Math.floor(Date.now() / MINUTE_MS) * MINUTE_MS);
-    await addActivity(this.db, kind === "scope_violation" ? "scope_violations" : "incidents", [{ agentId, minute, n: 1 }]);
+    await this.db.transaction().execute(async (tx) => {
+      await insertReport(tx, { agentId, kind, detail, reportedBy });
+      await addActivity(tx, kind === "scope_violation" ? "scope_violations" : "incidents", [{ agentId, minute, n: 1 }]);
+      await appendAuditEntry(tx, { kind: "activity.reported", agentId, actor: reportedBy, reason: kind, details: { kind, detail } });
+    });
     return this.evaluate(agentId);
   }
 

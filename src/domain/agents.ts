@@ -1,5 +1,6 @@
 import type { Db } from "../store/database.js";
 import { findAgent, insertAgent, listAgents, type AgentRecord, type AgentStatus } from "../store/agents.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { invalidArgument, notFound } from "./errors.js";
 import { newAgentId } from "./ids.js";
 
@@ -40,11 +41,22 @@ export function requirePublicKey(field: string, key: Uint8Array): Uint8Array {
   return key;
 }
 
+/** Registers an agent and logs agent.registered in the same transaction. */
 export function registerAgent(
   db: Db,
   a: { name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[] },
+  actor: string,
 ): Promise<AgentRecord> {
-  return insertAgent(db, { id: newAgentId(), ...a });
+  return db.transaction().execute(async (tx) => {
+    const agent = await insertAgent(tx, { id: newAgentId(), ...a });
+    await appendAuditEntry(tx, {
+      kind: "agent.registered",
+      agentId: agent.id,
+      actor,
+      details: { name: agent.name, public_key: Buffer.from(agent.publicKey).toString("base64"), labels: agent.labels },
+    });
+    return agent;
+  });
 }
 
 export async function getAgent(db: Db, id: string): Promise<AgentRecord> {

@@ -1,5 +1,6 @@
 import type { Db, Role } from "../store/database.js";
 import { insertAdminKeyIfNone, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyRecord } from "../store/api-keys.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { invalidArgument, notFound } from "./errors.js";
 import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
 
@@ -8,13 +9,16 @@ import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
  * key when no live admin key exists, and returns it so the caller can show it once.
  */
 export async function bootstrapAdminKey(db: Db, configured: string): Promise<string | undefined> {
-  if (configured) {
-    await insertAdminKeyIfNone(db, { id: newKeyId(), keyHash: hashSecret(configured), onlyIfNoAdmin: false });
-    return undefined;
-  }
-  const secret = newSecret(API_KEY_PREFIX);
-  const created = await insertAdminKeyIfNone(db, { id: newKeyId(), keyHash: hashSecret(secret), onlyIfNoAdmin: true });
-  return created ? secret : undefined;
+  const secret = configured || newSecret(API_KEY_PREFIX);
+  const id = newKeyId();
+  const created = await db.transaction().execute(async (tx) => {
+    const inserted = await insertAdminKeyIfNone(tx, { id, keyHash: hashSecret(secret), onlyIfNoAdmin: !configured });
+    if (inserted) {
+      await appendAuditEntry(tx, { kind: "key.created", actor: "bootstrap", details: { key_id: id, name: "bootstrap admin", role: "admin", audiences: [] } });
+    }
+    return inserted;
+  });
+  return created && !configured ? secret : undefined;
 }
 
 export async function createApiKey(
@@ -28,14 +32,26 @@ export async function createApiKey(
     throw invalidArgument("audiences", "only resource server keys are bound to audiences");
   }
   const secret = newSecret(API_KEY_PREFIX);
-  const key = await insertApiKey(db, { id: newKeyId(), keyHash: hashSecret(secret), ...k });
+  const key = await db.transaction().execute(async (tx) => {
+    const key = await insertApiKey(tx, { id: newKeyId(), keyHash: hashSecret(secret), ...k });
+    await appendAuditEntry(tx, {
+      kind: "key.created",
+      actor: k.createdBy,
+      details: { key_id: key.id, name: key.name, role: key.role, audiences: key.audiences },
+    });
+    return key;
+  });
   return { key, secret };
 }
 
 export { listApiKeys };
 
-export async function revokeKey(db: Db, id: string): Promise<ApiKeyRecord> {
-  const key = await revokeApiKey(db, id);
-  if (!key) throw notFound(`API key ${id}`);
-  return key;
+/** Revokes once; repeating it is not an error and logs nothing more. */
+export async function revokeKey(db: Db, id: string, actor: string): Promise<ApiKeyRecord> {
+  return db.transaction().execute(async (tx) => {
+    const { key, changed } = (await revokeApiKey(tx, id)) ?? {};
+    if (!key) throw notFound(`API key ${id}`);
+    if (changed) await appendAuditEntry(tx, { kind: "key.revoked", actor, details: { key_id: key.id, name: key.name, role: key.role } });
+    return key;
+  });
 }

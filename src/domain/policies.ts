@@ -1,5 +1,6 @@
 import type { Db, PolicyKind } from "../store/database.js";
 import { deletePolicy, insertPolicy, type PolicyRecord } from "../store/policies.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, invalidArgument, notFound } from "./errors.js";
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
@@ -21,12 +22,22 @@ export async function createPolicy(
     if (p.threshold < 1 || p.threshold > 100) throw invalidArgument("policy.threshold", "must be a score from 1 to 100");
     if (p.windowMs !== undefined) throw invalidArgument("policy.window", "applies only to SCOPE_VIOLATIONS policies");
   }
-  const created = await insertPolicy(db, { name: p.name, kind: p.kind, threshold: p.threshold, windowSeconds, createdBy: p.createdBy });
-  if (!created) throw new DomainError("already_exists", `policy ${p.name} already exists; delete it first to change it`);
-  return created;
+  return db.transaction().execute(async (tx) => {
+    const created = await insertPolicy(tx, { name: p.name, kind: p.kind, threshold: p.threshold, windowSeconds, createdBy: p.createdBy });
+    if (!created) throw new DomainError("already_exists", `policy ${p.name} already exists; delete it first to change it`);
+    await appendAuditEntry(tx, {
+      kind: "policy.created",
+      actor: p.createdBy,
+      details: { name: created.name, kind: created.kind, threshold: created.threshold, window_seconds: created.windowSeconds },
+    });
+    return created;
+  });
 }
 
-export async function removePolicy(db: Db, name: string): Promise<void> {
+export async function removePolicy(db: Db, name: string, actor: string): Promise<void> {
   if (!NAME.test(name)) throw invalidArgument("name", "is not a policy name");
-  if (!(await deletePolicy(db, name))) throw notFound(`policy ${name}`);
+  await db.transaction().execute(async (tx) => {
+    if (!(await deletePolicy(tx, name))) throw notFound(`policy ${name}`);
+    await appendAuditEntry(tx, { kind: "policy.deleted", actor, details: { name } });
+  });
 }

@@ -2,6 +2,7 @@ import type { Db, Tx } from "../store/database.js";
 import { countLiveTokens, lockToken, markTokenRevoked } from "../store/tokens.js";
 import { lockAgent, markAgentRevoked } from "../store/agents.js";
 import { appendRevocation, nextRevision } from "../store/revocations.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { notFound } from "./errors.js";
 import { hashSecret } from "./ids.js";
 
@@ -15,7 +16,8 @@ export interface RevokeResult {
 
 /**
  * Revokes a token or a whole agent. Irreversible and idempotent: a second call writes nothing and
- * answers with the revision of the revocation already in force.
+ * answers with the revision of the revocation already in force. `by` is the actor (a principal,
+ * or policy:<name>), recorded as revoked_by and in the transparency log entry.
  */
 export function revoke(db: Db, target: RevokeTarget, reason: string, by: string): Promise<RevokeResult> {
   return db.transaction().execute((tx) =>
@@ -44,6 +46,14 @@ async function revokeToken(
     revokedAt: at,
     expiresAt: t.expiresAt,
   });
+  await appendAuditEntry(tx, {
+    kind: "token.revoked",
+    agentId: t.agentId,
+    tokenId: t.id,
+    actor: by,
+    reason,
+    details: { revision: Number(revision) },
+  });
   return { revision, tokensRevoked: 1n };
 }
 
@@ -64,6 +74,13 @@ async function revokeAgent(tx: Tx, agentId: string, reason: string, by: string):
     revokedBy: by,
     revokedAt: at,
     expiresAt: null,
+  });
+  await appendAuditEntry(tx, {
+    kind: "agent.revoked",
+    agentId,
+    actor: by,
+    reason,
+    details: { revision: Number(revision), tokens_revoked: Number(tokensRevoked) },
   });
   return { revision, tokensRevoked };
 }

@@ -2,6 +2,7 @@ import type { Db } from "../store/database.js";
 import { findAgent } from "../store/agents.js";
 import { insertTokenForActiveAgent, readTokenAtRevision, type TokenRecord } from "../store/tokens.js";
 import { useNonce } from "../store/activity.js";
+import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
 import { hashSecret, isWellFormedToken, newToken, newTokenId } from "./ids.js";
@@ -20,15 +21,28 @@ export function resolveTtl(field: string, requestedMs: number | undefined, polic
 }
 
 /**
- * Issues a token for an active agent, within its allowed scopes: always for a self-issued token,
- * and for an issuer's whenever the agent was registered with allowed scopes.
+ * Issues a token for an active agent, within its allowed scopes (always for a self-issued token,
+ * and for an issuer's whenever the agent was registered with allowed scopes), and logs
+ * token.issued (with the token id, never the token) in the same transaction.
  */
 export async function issueToken(
   db: Db,
   req: { agentId: string; scopes: string[]; audiences: string[]; ttlMs: number; selfIssued: boolean },
+  actor: string,
 ): Promise<{ token: string; record: TokenRecord }> {
   const token = newToken();
-  const record = await insertTokenForActiveAgent(db, { id: newTokenId(), tokenHash: hashSecret(token), ...req });
+  const record = await db.transaction().execute(async (tx) => {
+    const r = await insertTokenForActiveAgent(tx, { id: newTokenId(), tokenHash: hashSecret(token), ...req });
+    if (!r) return undefined;
+    await appendAuditEntry(tx, {
+      kind: "token.issued",
+      agentId: r.agentId,
+      tokenId: r.id,
+      actor,
+      details: { scopes: r.scopes, audiences: r.audiences, expires_at: r.expiresAt.toISOString() },
+    });
+    return r;
+  });
   if (record) return { token, record };
   const agent = await findAgent(db, req.agentId);
   if (!agent) throw notFound(`agent ${req.agentId}`);

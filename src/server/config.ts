@@ -18,6 +18,11 @@ export interface Config {
   adminKey: string;
   /** How far an agent's signed_at may be from the server's clock. */
   proofMaxSkewMs: number;
+  /** Transparency log origin: the checkpoint's first line and the signing key's name. */
+  auditOrigin: string;
+  /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key kept in the database. */
+  auditSigningKey: string;
+  auditCheckpointIntervalMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -48,10 +53,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     watchQueueLimit: int(env, "AGENTID_WATCH_QUEUE_LIMIT", 10_000, 2, 1_000_000),
     adminKey: env.AGENTID_ADMIN_KEY ?? "",
     proofMaxSkewMs: int(env, "AGENTID_PROOF_MAX_SKEW_SECONDS", 60, 1, 3600) * 1000,
+    auditOrigin: env.AGENTID_AUDIT_ORIGIN || "agentid/audit",
+    auditSigningKey: env.AGENTID_AUDIT_SIGNING_KEY ?? "",
+    auditCheckpointIntervalMs: int(env, "AGENTID_AUDIT_CHECKPOINT_MS", 1000, 10, 3_600_000),
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.
     throw new ConfigError("AGENTID_ADMIN_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");
+  }
+  // A signed-note key name: printable, no spaces or "+" (the verifier key's separator).
+  if (!/^[\x21-\x2a\x2c-\x7e]{1,128}$/.test(config.auditOrigin)) {
+    throw new ConfigError("AGENTID_AUDIT_ORIGIN must be 1 to 128 printable characters without spaces or +");
   }
   if (config.tokenDefaultTtlMs > config.tokenMaxTtlMs) {
     throw new ConfigError("AGENTID_TOKEN_DEFAULT_TTL_SECONDS must not exceed AGENTID_TOKEN_MAX_TTL_SECONDS");

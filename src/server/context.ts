@@ -3,6 +3,7 @@ import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
 import { RevocationHub } from "../feed/hub.js";
+import { AuditLog } from "../audit/log.js";
 import type { Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { ActivityTracker } from "../domain/activity.js";
@@ -18,6 +19,8 @@ export interface AppContext {
   activity: ActivityTracker;
   /** The admin key this start created, to be shown once; undefined when one existed or was given. */
   createdAdminKey?: string;
+  /** The transparency log's tree and checkpoint signer. */
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
@@ -42,6 +45,16 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   try {
     const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
     const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
+    const audit = await AuditLog.open({
+      db,
+      logger,
+      origin: config.auditOrigin,
+      signingKey: config.auditSigningKey,
+      checkpointIntervalMs: config.auditCheckpointIntervalMs,
+    }).catch(async (err: unknown) => {
+      await db.destroy();
+      throw err;
+    });
     const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
     await feed.start();
     const activity = new ActivityTracker(db, logger);
@@ -54,9 +67,11 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       auth: new Authenticator(db),
       activity,
       createdAdminKey,
+      audit,
       async close() {
         await feed.close();
         await activity.close();
+        await audit.close();
         await db.destroy();
         await stopEmbedded?.();
       },

@@ -17,6 +17,11 @@ import {
 import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
 import type { Introspection } from "../domain/tokens.js";
 import type { FeedMessage } from "../feed/watcher.js";
+import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/audit_pb.js";
+import type { EntryWithLeaf } from "../domain/audit.js";
+import type { SignedCheckpoint } from "../audit/log.js";
+import type { StoredCheckpoint } from "../store/audit.js";
+import { canonicalJson, type JsonValue } from "../audit/encoding.js";
 
 export function agentMessage(a: AgentRecord) {
   return create(AgentSchema, {
@@ -135,4 +140,25 @@ export function feedMessage(m: FeedMessage): WatchRevocationsResponse {
       },
     },
   });
+}
+
+export function auditEntryMessage(e: EntryWithLeaf): MessageInitShape<typeof AuditEntrySchema> {
+  return {
+    seq: e.seq,
+    time: timestampFromDate(e.at),
+    kind: e.kind,
+    agentId: e.agentId,
+    tokenId: e.tokenId,
+    actor: e.actor,
+    reason: e.reason,
+    // Re-encoded canonically: jsonb keeps values but not key order.
+    detailsJson: canonicalJson(e.details as JsonValue),
+    leafHash: e.committedLeafHash,
+  };
+}
+
+export function checkpointMessage(c: SignedCheckpoint | StoredCheckpoint): MessageInitShape<typeof CheckpointSchema> {
+  // A stored checkpoint's origin is its note's first line.
+  const origin = "origin" in c ? c.origin : c.note.slice(0, c.note.indexOf("\n"));
+  return { origin, treeSize: c.treeSize, rootHash: c.rootHash, note: c.note };
 }

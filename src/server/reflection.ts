@@ -7,6 +7,7 @@ import { protoPath as healthProtoPath } from "grpc-health-check";
 import { file_agentid_v1_agent } from "../../gen/agentid/v1/agent_pb.js";
 import { file_agentid_v1_token } from "../../gen/agentid/v1/token_pb.js";
 import { file_agentid_v1_revocation } from "../../gen/agentid/v1/revocation_pb.js";
+import { file_agentid_v1_audit } from "../../gen/agentid/v1/audit_pb.js";
 
 function withDependencies(files: DescFile[], seen = new Map<string, DescFile>()): DescFile[] {
   for (const f of files) {
@@ -22,7 +23,12 @@ function withDependencies(files: DescFile[], seen = new Map<string, DescFile>())
  * .proto files. @grpc/reflection reads only `fileDescriptorProtos` from the package definition.
  */
 export function addReflection(server: grpc.Server): void {
-  const fileDescriptorProtos = withDependencies([file_agentid_v1_agent, file_agentid_v1_token, file_agentid_v1_revocation]).map(
+  const fileDescriptorProtos = withDependencies([
+    file_agentid_v1_agent,
+    file_agentid_v1_token,
+    file_agentid_v1_revocation,
+    file_agentid_v1_audit,
+  ]).map(
     (f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)),
   );
   // grpc.health.v1 too, so `buf curl` can call Health/Check without a schema.

@@ -9,6 +9,7 @@ import type {
 import { AgentService } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
 import { registerAgentRoute } from "./routes/register-agent.js";
@@ -31,6 +32,12 @@ import { KeyService } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyService } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
 import { guard, type Access } from "./access.js";
+import { getCheckpointRoute } from "./routes/get-checkpoint.js";
+import { getInclusionProofRoute } from "./routes/get-inclusion-proof.js";
+import { getConsistencyProofRoute } from "./routes/get-consistency-proof.js";
+import { listEntriesRoute } from "./routes/list-entries.js";
+import { getPublicKeyRoute } from "./routes/get-public-key.js";
+import { listCheckpointsRoute } from "./routes/list-checkpoints.js";
 
 /** Like connect's ServiceImpl, with our transport-neutral CallContext. */
 type MethodHandler<M extends DescMethod> =
@@ -50,6 +57,7 @@ export interface ServiceRoutes {
 
 const ADMIN: Access = { roles: ["admin"] };
 const OPERATORS: Access = { roles: ["admin", "issuer"] };
+const ANY_ROLE: Access = { roles: ["admin", "issuer", "resource_server"] };
 
 /** The handlers of one service, each behind its access rule: no method is reachable without one. */
 function service<S extends DescService>(
@@ -116,6 +124,27 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
         reportActivity: { roles: ["admin", "resource_server"] },
         getTrustScore: OPERATORS,
         listTrustScores: OPERATORS,
+      },
+    ),
+    service(
+      ctx,
+      AuditService,
+      {
+        getCheckpoint: getCheckpointRoute(ctx),
+        getInclusionProof: getInclusionProofRoute(ctx),
+        getConsistencyProof: getConsistencyProofRoute(ctx),
+        listEntries: listEntriesRoute(ctx),
+        getPublicKey: getPublicKeyRoute(ctx),
+        listCheckpoints: listCheckpointsRoute(ctx),
+      },
+      {
+        // Checkpoints and the key are public facts; the entries are for operators and investigators.
+        getCheckpoint: ANY_ROLE,
+        getInclusionProof: OPERATORS,
+        getConsistencyProof: ANY_ROLE,
+        listEntries: OPERATORS,
+        getPublicKey: ANY_ROLE,
+        listCheckpoints: ANY_ROLE,
       },
     ),
   ];

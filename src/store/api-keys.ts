@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { Db, Role } from "./database.js";
+import type { Db, Role, Tx } from "./database.js";
 
 export interface ApiKeyRecord {
   id: string;
@@ -68,11 +68,11 @@ export async function listApiKeys(db: Db): Promise<ApiKeyRecord[]> {
   return rows.map(toRecord);
 }
 
-/** Revokes once; a second call returns the key as it is. */
-export async function revokeApiKey(db: Db, id: string): Promise<ApiKeyRecord | undefined> {
-  await db.updateTable("api_keys").set({ revoked_at: sql<Date>`now()` }).where("id", "=", id).where("revoked_at", "is", null).execute();
-  const row = await db.selectFrom("api_keys").select(columns).where("id", "=", id).executeTakeFirst();
-  return row && toRecord(row);
+/** Revokes once; a second call returns the key as it is, with changed false. */
+export async function revokeApiKey(tx: Tx, id: string): Promise<{ key: ApiKeyRecord; changed: boolean } | undefined> {
+  const r = await tx.updateTable("api_keys").set({ revoked_at: sql<Date>`now()` }).where("id", "=", id).where("revoked_at", "is", null).executeTakeFirst();
+  const row = await tx.selectFrom("api_keys").select(columns).where("id", "=", id).executeTakeFirst();
+  return row && { key: toRecord(row), changed: r.numUpdatedRows > 0n };
 }
 
 /**
@@ -80,10 +80,10 @@ export async function revokeApiKey(db: Db, id: string): Promise<ApiKeyRecord | u
  * advisory lock keeps replicas starting together from each creating one.
  */
 export async function insertAdminKeyIfNone(
-  db: Db,
+  tx: Tx,
   k: { id: string; keyHash: Uint8Array; onlyIfNoAdmin: boolean },
 ): Promise<boolean> {
-  return db.transaction().execute(async (tx) => {
+  {
     await sql`select pg_advisory_xact_lock(hashtext('agentid:bootstrap-admin'))`.execute(tx);
     const existing = await tx
       .selectFrom("api_keys")
@@ -100,5 +100,5 @@ export async function insertAdminKeyIfNone(
       .values({ id: k.id, key_hash: Buffer.from(k.keyHash), name: "bootstrap admin", role: "admin", created_by: "bootstrap" })
       .execute();
     return true;
-  });
+  }
 }

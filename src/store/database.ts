@@ -111,6 +111,42 @@ export interface PoliciesTable {
   created_by: string;
 }
 
+/** One row: how many audit entries exist. Its row lock orders appends. */
+export interface AuditHeadTable {
+  id: ColumnType<boolean, boolean, never>;
+  size: ColumnType<string, bigint, bigint>;
+}
+
+/** The transparency log's entries; seq (the RFC 6962 leaf index), at and leaf_hash are set at commit. */
+export interface AuditEntriesTable {
+  id: Generated<string>;
+  seq: ColumnType<string | null, never, never>;
+  at: ColumnType<Date | null, never, never>;
+  kind: string;
+  agent_id: string | null;
+  token_id: string | null;
+  actor: string;
+  reason: string;
+  details: ColumnType<Record<string, unknown>, string, string>;
+  leaf_hash: ColumnType<Buffer | null, never, never>;
+  leaf_prefix: ColumnType<Buffer | null, Buffer, never>;
+  leaf_suffix: ColumnType<Buffer | null, Buffer, never>;
+}
+
+export interface AuditCheckpointsTable {
+  tree_size: ColumnType<string, bigint, never>;
+  root_hash: Buffer;
+  note: string;
+  signed_at: GeneratedTimestamp;
+}
+
+export interface AuditKeysTable {
+  id: ColumnType<boolean, boolean | undefined, never>;
+  private_key_pem: string;
+  public_key: Buffer;
+  created_at: GeneratedTimestamp;
+}
+
 export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
@@ -122,6 +158,10 @@ export interface Database {
   activity_reports: ActivityReportsTable;
   trust_scores: TrustScoresTable;
   policies: PoliciesTable;
+  audit_head: AuditHeadTable;
+  audit_entries: AuditEntriesTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  audit_keys: AuditKeysTable;
 }
 
 export type Db = Kysely<Database>;

@@ -64,6 +64,9 @@ export interface Harness {
   grpcAddress: string;
   /** The admin key the harness's clients use. */
   adminKey: string;
+  /** Admin-authenticated transports, for clients of any service. */
+  grpcTransport: Transport;
+  connectTransport: Transport;
   /** Clients on both transports with another key (undefined: no credentials at all). */
   as(key: string | undefined): { grpc: Clients; connect: Clients };
   close(): Promise<void>;
@@ -92,15 +95,18 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
   const ctx = await createAppContext(config, { logger });
   const server = await startServer(ctx);
   const grpcAddress = `127.0.0.1:${server.grpcPort}`;
-  const as = (key: string | undefined) => {
+  const transports = (key: string | undefined) => {
     const interceptors = key ? [bearer(key)] : [];
     return {
-      grpc: clientsFor(createGrpcTransport({ baseUrl: `http://${grpcAddress}`, interceptors })),
-      connect: clientsFor(
-        createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: "1.1", interceptors }),
-      ),
+      grpc: createGrpcTransport({ baseUrl: `http://${grpcAddress}`, interceptors }),
+      connect: createConnectTransport({ baseUrl: `http://127.0.0.1:${server.httpPort}`, httpVersion: "1.1", interceptors }),
     };
   };
+  const as = (key: string | undefined) => {
+    const t = transports(key);
+    return { grpc: clientsFor(t.grpc), connect: clientsFor(t.connect) };
+  };
+  const admin = transports(adminKey);
   const { grpc: grpcClients, connect: connectClients } = as(adminKey);
   return {
     ctx,
@@ -115,6 +121,8 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
     ],
     grpcAddress,
     adminKey,
+    grpcTransport: admin.grpc,
+    connectTransport: admin.connect,
     as,
     close: () => server.shutdown(),
   };

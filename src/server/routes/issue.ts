@@ -36,8 +36,9 @@ export function issueRoute(ctx: AppContext) {
       throw invalidArgument("proof", "send either an API key or a proof, not both");
     }
 
-    const { token, record } = await issueToken(ctx.db, { agentId, scopes, audiences, ttlMs, selfIssued });
-    ctx.logger.info({ tokenId: record.id, agentId, by: selfIssued ? `agent:${agentId}` : call.principal }, "token issued");
+    const actor = selfIssued ? `agent:${agentId}` : call.principal;
+    const { token, record } = await issueToken(ctx.db, { agentId, scopes, audiences, ttlMs, selfIssued }, actor);
+    ctx.logger.debug({ tokenId: record.id, agentId, by: actor }, "token issued");
     return { token, tokenId: record.id, expiresAt: timestampFromDate(record.expiresAt) };
   };
 }

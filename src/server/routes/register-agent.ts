@@ -3,16 +3,17 @@ import type { RegisterAgentRequest, RegisterAgentResponseSchema } from "../../..
 import { registerAgent, requirePublicKey } from "../../domain/agents.js";
 import { requireLabels, requireText, requireWords } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
+import type { CallContext } from "../call.js";
 import { agentMessage } from "../messages.js";
 
 export function registerAgentRoute(ctx: AppContext) {
-  return async (req: RegisterAgentRequest): Promise<MessageInitShape<typeof RegisterAgentResponseSchema>> => {
+  return async (req: RegisterAgentRequest, call: CallContext): Promise<MessageInitShape<typeof RegisterAgentResponseSchema>> => {
     const agent = await registerAgent(ctx.db, {
       name: requireText("name", req.name, 128),
       publicKey: requirePublicKey("public_key", req.publicKey),
       labels: requireLabels("labels", req.labels),
       allowedScopes: requireWords("allowed_scopes", req.allowedScopes, 128, 64),
-    });
+    }, call.principal);
     ctx.logger.info({ agentId: agent.id }, "agent registered");
     return { agent: agentMessage(agent) };
   };

@@ -1,0 +1,79 @@
+import { createHash } from "node:crypto";
+
+// The canonical entry encoding, documented in docs/transparency-log.md: RFC 8785 (JCS) JSON
+// restricted to strings, safe integers, booleans, null, arrays and objects, so that any language
+// can reproduce the exact bytes. Keys are sorted by UTF-16 code units, no whitespace.
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** The fields a leaf covers. Absent ids and reasons are empty strings, never missing keys. */
+export interface EntryContent {
+  seq: bigint;
+  time: Date;
+  kind: string;
+  agentId: string;
+  tokenId: string;
+  actor: string;
+  reason: string;
+  details: { [key: string]: JsonValue };
+}
+
+export function canonicalJson(v: JsonValue): string {
+  if (v === null || typeof v === "boolean" || typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "number") {
+    if (!Number.isSafeInteger(v)) throw new Error(`canonical JSON allows only safe integers, got ${v}`);
+    return JSON.stringify(v);
+  }
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
+  const keys = Object.keys(v).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k]!)}`).join(",")}}`;
+}
+
+/** RFC 3339 in UTC with exactly three fractional digits, as Date.toISOString writes it. */
+export function entryTime(t: Date): string {
+  return t.toISOString();
+}
+
+// Key order is fixed by the sort: actor, agent_id, details, kind, reason, seq, time, token_id.
+// At commit, the trigger audit_entries_sequence (migration 0003-audit) puts seq and time between
+// the two halves below, in SQL; the halves must stay in step with entryBytes.
+
+/** Everything before the seq value, with the 0x00 leaf prefix. */
+export function leafPrefix(e: Omit<EntryContent, "seq" | "time">): Buffer {
+  const head =
+    `{"actor":${JSON.stringify(e.actor)},"agent_id":${JSON.stringify(e.agentId)},` +
+    `"details":${canonicalJson(e.details)},"kind":${JSON.stringify(e.kind)},"reason":${JSON.stringify(e.reason)},"seq":`;
+  return Buffer.concat([Buffer.from([0]), Buffer.from(head, "utf8")]);
+}
+
+/** Everything after the time value. */
+export function leafSuffix(e: Pick<EntryContent, "tokenId">): Buffer {
+  return Buffer.from(`,"token_id":${JSON.stringify(e.tokenId)}}`, "utf8");
+}
+
+/** The canonical bytes of an entry (without the leaf prefix). */
+export function entryBytes(e: EntryContent): Buffer {
+  return Buffer.from(
+    canonicalJson({
+      actor: e.actor,
+      agent_id: e.agentId,
+      details: e.details,
+      kind: e.kind,
+      reason: e.reason,
+      seq: Number(e.seq),
+      time: entryTime(e.time),
+      token_id: e.tokenId,
+    }),
+    "utf8",
+  );
+}
+
+export function leafHash(bytes: Uint8Array): Buffer {
+  return createHash("sha256").update(Buffer.from([0])).update(bytes).digest();
+}
+
+export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  return createHash("sha256").update(Buffer.from([1])).update(left).update(right).digest();
+}
+
+export const EMPTY_ROOT = createHash("sha256").digest();

@@ -1,0 +1,238 @@
+import type { Client } from "@connectrpc/connect";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
+import { entryBytes, leafHash, type JsonValue } from "./encoding.js";
+import { MerkleTree, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
+import { NoteError, openCheckpoint, verifierKey, type ParsedCheckpoint } from "./note.js";
+
+// Offline verification for `agentid audit verify`. Trusts nothing the server stores: leaf hashes
+// are recomputed from the entries' contents, the tree is rebuilt here, and every checkpoint's
+// signature is checked. The server's committed leaf hashes are used only to say which entry is
+// wrong.
+
+export interface Problem {
+  /** The entry concerned, when one can be named. */
+  seq?: bigint;
+  message: string;
+}
+
+export interface VerifyOptions {
+  /** A checkpoint note saved earlier; the log must still contain it. */
+  savedCheckpoint?: string;
+  /** A verifier key (name+id+key) to trust instead of the one the server reports. */
+  verifierKey?: string;
+  pageSize?: number;
+  /** How many inclusion proofs to spot-check against the current checkpoint. */
+  inclusionSamples?: number;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  problems: Problem[];
+  /** The current checkpoint, if it verified. */
+  checkpoint?: ParsedCheckpoint;
+  entries: number;
+  verifierKey: string;
+  savedSize?: bigint;
+}
+
+export function parseVerifierKey(vkey: string): { name: string; key: Buffer } {
+  // name+hexid+base64: the name and id hold no "+", but base64 may.
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey.trim());
+  const raw = Buffer.from(m?.[3] ?? "", "base64");
+  if (!m || raw.length !== 33 || raw[0] !== 1) throw new Error(`not an Ed25519 verifier key: ${vkey}`);
+  const name = m[1]!;
+  const key = raw.subarray(1);
+  if (verifierKey(name, key) !== vkey.trim()) throw new Error(`verifier key id does not match its key: ${vkey}`);
+  return { name, key };
+}
+
+export async function verifyLog(client: Client<typeof AuditService>, opts: VerifyOptions = {}): Promise<VerifyReport> {
+  const problems: Problem[] = [];
+  const report = (ok = problems.length === 0) => ({ ok, problems: sortProblems(problems), entries, verifierKey: vkey, checkpoint, savedSize });
+  let entries = 0;
+  let checkpoint: ParsedCheckpoint | undefined;
+  let savedSize: bigint | undefined;
+
+  const pk = await client.getPublicKey({});
+  let vkey = pk.verifierKey;
+  let name = pk.origin;
+  let key: Buffer = Buffer.from(pk.publicKey);
+  if (verifierKey(name, key) !== vkey) problems.push({ message: "the server's verifier key does not match its public key" });
+  if (opts.verifierKey) {
+    const pinned = parseVerifierKey(opts.verifierKey);
+    if (pinned.name !== name || !pinned.key.equals(key)) {
+      problems.push({ message: `the server signs with ${vkey}, not the pinned key ${opts.verifierKey}` });
+    }
+    ({ name, key } = pinned);
+    vkey = opts.verifierKey.trim();
+  }
+
+  const res = await client.getCheckpoint({});
+  try {
+    checkpoint = openCheckpoint(res.checkpoint?.note ?? "", name, key);
+  } catch (err) {
+    problems.push({ message: `current checkpoint: ${(err as Error).message}` });
+    return report(false);
+  }
+  const n = checkpoint.treeSize;
+
+  // Rebuild the tree from contents; note each entry whose bytes differ from what was committed.
+  const tree = new MerkleTree();
+  let expected = 0n;
+  let gaps = false;
+  let pageToken = "";
+  outer: do {
+    const page = await client.listEntries({ pageSize: opts.pageSize ?? 1000, pageToken });
+    for (const e of page.entries) {
+      if (e.seq >= n) break outer; // later entries belong to a later checkpoint
+      if (e.seq < expected) {
+        problems.push({ seq: e.seq, message: "appears again or out of order" });
+        continue;
+      }
+      if (e.seq > expected) {
+        gaps = true;
+        const last = e.seq - 1n;
+        problems.push({
+          seq: expected,
+          message: last === expected ? "is missing (deleted from the log)" : `is missing, and so are the entries up to ${last} (deleted from the log)`,
+        });
+      }
+      expected = e.seq + 1n;
+      entries++;
+      let leaf: Buffer;
+      try {
+        leaf = leafHash(
+          entryBytes({
+            seq: e.seq,
+            time: e.time ? timestampDate(e.time) : new Date(0),
+            kind: e.kind,
+            agentId: e.agentId,
+            tokenId: e.tokenId,
+            actor: e.actor,
+            reason: e.reason,
+            details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
+          }),
+        );
+      } catch (err) {
+        problems.push({ seq: e.seq, message: `cannot be encoded: ${(err as Error).message}` });
+        // Keeps later leaves in place; the root check then fails as it should.
+        leaf = Buffer.alloc(32);
+      }
+      if (e.leafHash.length === 0) {
+        problems.push({ seq: e.seq, message: "is not in the server's tree (inserted behind the server's back)" });
+      } else if (!leaf.equals(Buffer.from(e.leafHash))) {
+        problems.push({ seq: e.seq, message: "does not match the leaf hash the log committed to when it was appended (changed, moved or inserted after the fact)" });
+      }
+      if (!gaps) {
+        tree.append(leaf);
+      }
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  if (expected < n) {
+    gaps = true;
+    problems.push({ seq: expected, message: `is missing, and so are the entries up to ${n - 1n} (the signed checkpoint has ${n})` });
+  }
+
+  if (!gaps) {
+    const root = tree.root(Number(n));
+    if (!root.equals(checkpoint.rootHash)) {
+      const named = problems.some((p) => p.seq !== undefined);
+      problems.push({
+        message: named
+          ? "the entries' contents do not hash to the signed checkpoint's root (see the entries above)"
+          : "the entries' contents do not hash to the signed checkpoint's root",
+      });
+    }
+    // Spot-check inclusion proofs from the server against the rebuilt leaves.
+    // Entries already named would only be named again.
+    const flagged = new Set(problems.map((p) => p.seq));
+    const samples = sampleIndices(Number(n), opts.inclusionSamples ?? 8).filter((i) => !flagged.has(BigInt(i)));
+    for (const i of samples) {
+      const p = await client.getInclusionProof({ leafIndex: BigInt(i), treeSize: n });
+      const r = rootFromInclusionProof(i, Number(n), tree.leaf(i), p.hashes);
+      if (!r || !r.equals(checkpoint.rootHash)) problems.push({ seq: BigInt(i), message: `inclusion proof in the tree of size ${n} does not verify` });
+    }
+  }
+
+  if (opts.savedCheckpoint !== undefined) {
+    let saved: ParsedCheckpoint | undefined;
+    try {
+      saved = openCheckpoint(opts.savedCheckpoint, name, key);
+    } catch (err) {
+      const why = err instanceof NoteError ? err.message : String(err);
+      problems.push({ message: `saved checkpoint: ${why} (signed by another key, or the file was altered)` });
+    }
+    if (saved) {
+      savedSize = saved.treeSize;
+      const m = saved.treeSize;
+      if (m > n) {
+        problems.push({ seq: n, message: `and later entries are gone: the saved checkpoint covers ${m} entries, the log now signs only ${n}` });
+      } else if (m > 0n) {
+        if (!gaps && !tree.root(Number(m)).equals(saved.rootHash)) {
+          problems.push({
+            message: `the first ${m} entries no longer hash to the saved checkpoint's root: history before entry ${m} was rewritten`,
+          });
+          const range = await narrow(client, tree, name, key, m);
+          if (range) problems.push(range);
+        }
+        const proof = await client.getConsistencyProof({ firstTreeSize: m, secondTreeSize: n });
+        if (!verifyConsistency(Number(m), Number(n), saved.rootHash, checkpoint.rootHash, proof.hashes)) {
+          problems.push({ message: `the current checkpoint (size ${n}) is not consistent with the saved one (size ${m}): the log was rewritten, not appended to` });
+        }
+      }
+    }
+  }
+  return report();
+}
+
+/**
+ * Walks the server's older signed checkpoints down from a size known to be rewritten, to the
+ * first one the rebuilt tree still matches: the rewritten entry lies between the two. Only
+ * checkpoints whose signatures verify count, so this is as strong as the signing key is secret.
+ */
+async function narrow(client: Client<typeof AuditService>, tree: MerkleTree, name: string, key: Buffer, bad: bigint): Promise<Problem | undefined> {
+  let lowestBad = bad;
+  let pageToken = "";
+  do {
+    const page = await client.listCheckpoints({ maxTreeSize: bad, pageSize: 1000, pageToken });
+    for (const c of page.checkpoints) {
+      let cp: ParsedCheckpoint;
+      try {
+        cp = openCheckpoint(c.note, name, key);
+      } catch {
+        continue;
+      }
+      if (cp.treeSize === 0n || cp.treeSize > BigInt(tree.size)) continue;
+      if (!tree.root(Number(cp.treeSize)).equals(cp.rootHash)) {
+        lowestBad = cp.treeSize;
+        continue;
+      }
+      const good = cp.treeSize;
+      return lowestBad - good === 1n
+        ? { seq: good, message: `was rewritten: the checkpoints signed at sizes ${good} and ${lowestBad} differ only by it, and the log now fails the second` }
+        : {
+            seq: good,
+            message: `or a later entry up to ${lowestBad - 1n} was rewritten: the log still matches the checkpoint signed at size ${good}, not the one at ${lowestBad}`,
+          };
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return lowestBad < bad ? { seq: 0n, message: `or a later entry up to ${lowestBad - 1n} was rewritten (no older checkpoint matches)` } : undefined;
+}
+
+function sampleIndices(n: number, k: number): number[] {
+  if (n === 0) return [];
+  const out = new Set<number>([0, n - 1]);
+  for (let i = 1; i < k - 1; i++) out.add(Math.floor((i * (n - 1)) / (k - 1)));
+  return [...out].sort((a, b) => a - b);
+}
+
+function sortProblems(ps: Problem[]): Problem[] {
+  // Named entries first, in log order; then whole-log findings.
+  return [...ps].sort((a, b) => {
+    if (a.seq === undefined || b.seq === undefined) return a.seq === undefined ? (b.seq === undefined ? 0 : 1) : -1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0;
+  });
+}

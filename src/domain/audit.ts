@@ -1,0 +1,104 @@
+import type { Db } from "../store/database.js";
+import { listAuditEntries, listCheckpoints, type AuditEntryRecord, type StoredCheckpoint } from "../store/audit.js";
+import { DomainError, invalidArgument } from "./errors.js";
+import { requireAgentId } from "./validate.js";
+import { KIND_SHAPE } from "../audit/append.js";
+import type { AuditLog } from "../audit/log.js";
+
+const DEFAULT_PAGE_SIZE = 100;
+const MAX_PAGE_SIZE = 1000;
+
+function outOfRange(message: string): DomainError {
+  return new DomainError("out_of_range", message);
+}
+
+/** Resolves a requested tree size (0 = the latest checkpoint's) and checks the log has it. */
+async function treeSize(log: AuditLog, field: string, requested: bigint): Promise<bigint> {
+  if (requested < 0n) throw invalidArgument(field, "must not be negative");
+  if (requested === 0n) return (await log.checkpoint()).treeSize;
+  if (requested > log.size) await log.sync();
+  if (requested > log.size) throw outOfRange(`${field}: the log has only ${log.size} entries`);
+  return requested;
+}
+
+export async function inclusionProof(log: AuditLog, leafIndex: bigint, requestedSize: bigint) {
+  if (leafIndex < 0n) throw invalidArgument("leaf_index", "must not be negative");
+  const size = await treeSize(log, "tree_size", requestedSize);
+  if (leafIndex >= size) throw invalidArgument("leaf_index", `must be less than tree_size ${size}`);
+  return { leafIndex, treeSize: size, hashes: log.inclusionProof(leafIndex, size) };
+}
+
+export async function consistencyProof(log: AuditLog, first: bigint, requestedSecond: bigint) {
+  const second = await treeSize(log, "second_tree_size", requestedSecond);
+  if (first < 1n || first > second) throw invalidArgument("first_tree_size", `must be from 1 to second_tree_size ${second}`);
+  return { firstTreeSize: first, secondTreeSize: second, hashes: log.consistencyProof(first, second) };
+}
+
+export interface EntryQuery {
+  agentId: string;
+  kind: string;
+  since?: Date;
+  until?: Date;
+  startSeq: bigint;
+  pageSize: number;
+  pageToken: string;
+}
+
+// Page tokens are opaque to clients: base64url of the next seq to read.
+function decodeCursor(token: string): bigint {
+  const text = Buffer.from(token, "base64url").toString();
+  if (!/^[0-9]{1,19}$/.test(text)) throw invalidArgument("page_token", "is not a token from a previous response");
+  return BigInt(text);
+}
+
+export interface EntryWithLeaf extends AuditEntryRecord {
+  /** The leaf hash in the server's tree (not the stored column); empty if not in the tree yet. */
+  committedLeafHash: Buffer;
+}
+
+export async function listEntryPage(
+  db: Db,
+  log: AuditLog,
+  q: EntryQuery,
+): Promise<{ entries: EntryWithLeaf[]; nextPageToken: string }> {
+  if (q.agentId) requireAgentId("agent_id", q.agentId);
+  if (q.kind && (!KIND_SHAPE.test(q.kind) || q.kind.length > 64)) {
+    throw invalidArgument("kind", "is not an entry kind (dotted lower-case words, e.g. token.issued)");
+  }
+  if (q.pageSize < 0 || q.pageSize > MAX_PAGE_SIZE) throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE}`);
+  if (q.startSeq < 0n) throw invalidArgument("start_seq", "must not be negative");
+  if (q.since && q.until && q.since >= q.until) throw invalidArgument("until", "must be after since");
+  const limit = q.pageSize || DEFAULT_PAGE_SIZE;
+  const cursor = q.pageToken ? decodeCursor(q.pageToken) : 0n;
+  const fromSeq = cursor > q.startSeq ? cursor : q.startSeq;
+  const rows = await listAuditEntries(db, {
+    agentId: q.agentId || undefined,
+    kind: q.kind || undefined,
+    since: q.since,
+    until: q.until,
+    fromSeq,
+    limit: limit + 1,
+  });
+  const page = rows.slice(0, limit);
+  const entries: EntryWithLeaf[] = [];
+  for (const r of page) entries.push({ ...r, committedLeafHash: (await log.leafHash(r.seq)) ?? Buffer.alloc(0) });
+  const last = page[page.length - 1];
+  const nextPageToken = rows.length > limit && last ? Buffer.from((last.seq + 1n).toString()).toString("base64url") : "";
+  return { entries, nextPageToken };
+}
+
+export async function listCheckpointPage(
+  db: Db,
+  q: { maxTreeSize: bigint; pageSize: number; pageToken: string },
+): Promise<{ checkpoints: StoredCheckpoint[]; nextPageToken: string }> {
+  if (q.maxTreeSize < 0n) throw invalidArgument("max_tree_size", "must not be negative");
+  if (q.pageSize < 0 || q.pageSize > MAX_PAGE_SIZE) throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE}`);
+  const limit = q.pageSize || DEFAULT_PAGE_SIZE;
+  // Here the token is the tree size to continue below.
+  const beforeSize = q.pageToken ? decodeCursor(q.pageToken) : undefined;
+  const rows = await listCheckpoints(db, { maxSize: q.maxTreeSize || undefined, beforeSize, limit: limit + 1 });
+  const checkpoints = rows.slice(0, limit);
+  const last = checkpoints[checkpoints.length - 1];
+  const nextPageToken = rows.length > limit && last ? Buffer.from(last.treeSize.toString()).toString("base64url") : "";
+  return { checkpoints, nextPageToken };
+}

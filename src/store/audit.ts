@@ -1,0 +1,149 @@
+import type { Db, Tx } from "./database.js";
+
+export interface AuditEntryRecord {
+  seq: bigint;
+  at: Date;
+  kind: string;
+  agentId: string;
+  tokenId: string;
+  actor: string;
+  reason: string;
+  details: Record<string, unknown>;
+  leafHash: Buffer;
+}
+
+/**
+ * Appends one entry in the caller's transaction. The row gets its seq, time and leaf hash at
+ * commit, from the deferred trigger audit_entries_sequence (migration 0003): it takes
+ * audit_head's row lock there, so seqs commit in order and a rollback uses none, and the lock is
+ * held only while the commit itself runs. The caller supplies the canonical bytes around seq and
+ * time (src/audit/encoding.ts); the trigger fills those two in.
+ */
+export async function insertAuditEntry(
+  tx: Tx,
+  e: {
+    kind: string;
+    agentId: string;
+    tokenId: string;
+    actor: string;
+    reason: string;
+    detailsJson: string;
+    leafPrefix: Buffer;
+    leafSuffix: Buffer;
+  },
+): Promise<void> {
+  await tx
+    .insertInto("audit_entries")
+    .values({
+      kind: e.kind,
+      agent_id: e.agentId || null,
+      token_id: e.tokenId || null,
+      actor: e.actor,
+      reason: e.reason,
+      details: e.detailsJson,
+      leaf_prefix: e.leafPrefix,
+      leaf_suffix: e.leafSuffix,
+    })
+    .execute();
+}
+
+/** Leaf hashes from seq `from` on, in order; stops early at a gap so callers see a prefix. */
+export async function readLeafHashes(db: Db, from: bigint, limit: number): Promise<Buffer[]> {
+  const rows = await db
+    .selectFrom("audit_entries")
+    .select(["seq", "leaf_hash"])
+    .where("seq", ">=", from.toString() as never)
+    .orderBy("seq")
+    .limit(limit)
+    .execute();
+  const out: Buffer[] = [];
+  for (const r of rows) {
+    if (r.seq === null || r.leaf_hash === null || BigInt(r.seq) !== from + BigInt(out.length)) break;
+    out.push(r.leaf_hash);
+  }
+  return out;
+}
+
+export interface EntryFilter {
+  agentId?: string;
+  kind?: string;
+  since?: Date;
+  until?: Date;
+  fromSeq: bigint;
+  limit: number;
+}
+
+export async function listAuditEntries(db: Db, f: EntryFilter): Promise<AuditEntryRecord[]> {
+  let q = db
+    .selectFrom("audit_entries")
+    .select(["seq", "at", "kind", "agent_id", "token_id", "actor", "reason", "details", "leaf_hash"])
+    .where("seq", ">=", f.fromSeq.toString() as never);
+  if (f.agentId) q = q.where("agent_id", "=", f.agentId);
+  if (f.kind) q = q.where("kind", "=", f.kind);
+  if (f.since) q = q.where("at", ">=", f.since);
+  if (f.until) q = q.where("at", "<", f.until);
+  const rows = await q.orderBy("seq").limit(f.limit).execute();
+  return rows.map((r) => ({
+    // Rows read by seq are committed, so seq and at are set.
+    seq: BigInt(r.seq!),
+    at: r.at!,
+    kind: r.kind,
+    agentId: r.agent_id ?? "",
+    tokenId: r.token_id ?? "",
+    actor: r.actor,
+    reason: r.reason,
+    details: r.details,
+    leafHash: r.leaf_hash ?? Buffer.alloc(0),
+  }));
+}
+
+export interface StoredCheckpoint {
+  treeSize: bigint;
+  rootHash: Buffer;
+  note: string;
+}
+
+/** Records a signed checkpoint; replicas signing the same size with the same key agree. */
+export async function saveCheckpoint(db: Db, c: StoredCheckpoint): Promise<void> {
+  await db
+    .insertInto("audit_checkpoints")
+    .values({ tree_size: c.treeSize, root_hash: c.rootHash, note: c.note })
+    .onConflict((oc) => oc.column("tree_size").doNothing())
+    .execute();
+}
+
+export async function latestCheckpoint(db: Db): Promise<StoredCheckpoint | undefined> {
+  const r = await db
+    .selectFrom("audit_checkpoints")
+    .select(["tree_size", "root_hash", "note"])
+    .orderBy("tree_size", "desc")
+    .limit(1)
+    .executeTakeFirst();
+  return r && { treeSize: BigInt(r.tree_size), rootHash: r.root_hash, note: r.note };
+}
+
+/** The stored signing key, creating it from `create` on first use (first writer wins). */
+export async function loadOrCreateSigningKey(db: Db, create: () => { pem: string; publicKey: Buffer }): Promise<string> {
+  const existing = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirst();
+  if (existing) return existing.private_key_pem;
+  const k = create();
+  await db
+    .insertInto("audit_keys")
+    .values({ private_key_pem: k.pem, public_key: k.publicKey })
+    .onConflict((oc) => oc.column("id").doNothing())
+    .execute();
+  const row = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirstOrThrow();
+  return row.private_key_pem;
+}
+
+/** Signed checkpoints, largest tree first, of trees at most maxSize and below beforeSize. */
+export async function listCheckpoints(
+  db: Db,
+  q: { maxSize?: bigint; beforeSize?: bigint; limit: number },
+): Promise<StoredCheckpoint[]> {
+  let query = db.selectFrom("audit_checkpoints").select(["tree_size", "root_hash", "note"]);
+  if (q.maxSize !== undefined) query = query.where("tree_size", "<=", q.maxSize.toString() as never);
+  if (q.beforeSize !== undefined) query = query.where("tree_size", "<", q.beforeSize.toString() as never);
+  const rows = await query.orderBy("tree_size", "desc").limit(q.limit).execute();
+  return rows.map((r) => ({ treeSize: BigInt(r.tree_size), rootHash: r.root_hash, note: r.note }));
+}

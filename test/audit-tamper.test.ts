@@ -1,0 +1,277 @@
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterEach, describe, expect, it } from "vitest";
+import pg from "pg";
+import { createClient, type Client } from "@connectrpc/connect";
+import { AuditService } from "../gen/agentid/v1/audit_pb.js";
+import { verifyLog, type VerifyReport } from "../src/audit/verify.js";
+import { publicKey, startHarness, type Harness } from "./support/harness.js";
+
+// Tampering happens directly in PostgreSQL, as an insider with database access would do it.
+
+const run = promisify(execFile);
+
+interface Setup {
+  h: Harness;
+  audit: Client<typeof AuditService>;
+  sql: pg.Client;
+  /** A checkpoint the investigator saved before the tampering. */
+  saved: string;
+  agentId: string;
+  token: string;
+}
+
+const open: Setup[] = [];
+afterEach(async () => {
+  for (const s of open.splice(0)) {
+    await s.sql.end();
+    await s.h.close();
+  }
+});
+
+async function setup(opts: { databaseUrl?: string; checkpointEach?: boolean } = {}): Promise<Setup> {
+  const h = await startHarness(opts);
+  const audit = createClient(AuditService, h.grpcTransport);
+  const sql = new pg.Client({ connectionString: h.databaseUrl });
+  await sql.connect();
+  const s: Setup = { h, audit, sql, saved: "", agentId: "", token: "" };
+  open.push(s);
+  if (opts.databaseUrl) return s;
+  // As on a busy server, where a checkpoint is signed every second.
+  const cp = async () => {
+    if (opts.checkpointEach) await audit.getCheckpoint({});
+  };
+  // 13 entries: the bootstrap admin key (seq 0), 3 registrations, 6 issuances, a token revocation, an agent revocation, 1 more issue.
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    ids.push((await h.grpc.agents.registerAgent({ name: `agent-${i}`, publicKey: publicKey() })).agent!.agentId);
+    await cp();
+  }
+  const tokens: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    tokens.push((await h.grpc.tokens.issue({ agentId: ids[i % 3]!, scopes: ["s"] })).token);
+    await cp();
+  }
+  await h.grpc.tokens.revoke({ target: { case: "token", value: tokens[0]! }, reason: "leaked" });
+  await cp();
+  await h.grpc.tokens.revoke({ target: { case: "agentId", value: ids[1]! }, reason: "kill switch" });
+  await cp();
+  await h.grpc.tokens.issue({ agentId: ids[2]! });
+  s.saved = (await audit.getCheckpoint({})).checkpoint!.note;
+  s.agentId = ids[1]!;
+  s.token = tokens[0]!;
+  return s;
+}
+
+async function verify(s: Setup): Promise<VerifyReport> {
+  return verifyLog(s.audit, { savedCheckpoint: s.saved, pageSize: 5 });
+}
+
+/** The seqs the verifier named, in order. */
+const named = (r: VerifyReport) => r.problems.filter((p) => p.seq !== undefined).map((p) => Number(p.seq));
+
+/** What an attacker who knows the documented encoding would store as the leaf hash. */
+function forgeLeafHash(row: Record<string, unknown>): Buffer {
+  const canonical = (v: unknown): string =>
+    Array.isArray(v)
+      ? `[${v.map(canonical).join(",")}]`
+      : v !== null && typeof v === "object"
+        ? `{${Object.keys(v)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+            .join(",")}}`
+        : JSON.stringify(v);
+  const doc = {
+    seq: Number(row.seq),
+    time: (row.at as Date).toISOString(),
+    kind: row.kind,
+    agent_id: row.agent_id ?? "",
+    token_id: row.token_id ?? "",
+    actor: row.actor,
+    reason: row.reason,
+    details: row.details,
+  };
+  return createHash("sha256").update(Buffer.from([0])).update(canonical(doc)).digest();
+}
+
+async function rehash(sql: pg.Client, seq: number): Promise<void> {
+  const { rows } = await sql.query("select * from audit_entries where seq = $1", [seq]);
+  await sql.query("update audit_entries set leaf_hash = $1 where seq = $2", [forgeLeafHash(rows[0]), seq]);
+}
+
+function cli(s: Setup, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return run("node", ["bin/agentid.js", ...args, "--url", `http://127.0.0.1:${s.h.server.httpPort}`, "--api-key", s.h.adminKey]).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (err: { code: number; stdout: string; stderr: string }) => ({ code: err.code, stdout: err.stdout, stderr: err.stderr }),
+  );
+}
+
+describe("audit verify", () => {
+  it("passes on an honest log, and a saved checkpoint stays a prefix as the log grows", async () => {
+    const s = await setup();
+    const { agent } = await s.h.grpc.agents.registerAgent({ name: "later", publicKey: publicKey() });
+    await s.h.grpc.tokens.issue({ agentId: agent!.agentId });
+    const r = await verify(s);
+    expect(r.problems).toEqual([]);
+    expect(r.ok).toBe(true);
+    expect(r.entries).toBe(15);
+    expect(r.savedSize).toBe(13n);
+  });
+
+  it("names an entry whose contents were changed", async () => {
+    const s = await setup();
+    await s.sql.query("update audit_entries set reason = 'routine rotation' where seq = 10");
+    const r = await verify(s);
+    expect(r.ok).toBe(false);
+    expect(named(r)).toEqual([10]);
+    expect(r.problems[0]!.message).toContain("does not match the leaf hash");
+  });
+
+  it("names an entry whose contents and stored leaf hash were both rewritten", async () => {
+    const s = await setup();
+    await s.sql.query(`update audit_entries set actor = 'policy:nightly' where seq = 4`);
+    await rehash(s.sql, 4);
+    const r = await verify(s);
+    expect(r.ok).toBe(false);
+    expect(named(r)).toEqual([4]);
+  });
+
+  it("names a deleted entry", async () => {
+    const s = await setup();
+    await s.sql.query("delete from audit_entries where seq = 7");
+    const r = await verify(s);
+    expect(r.ok).toBe(false);
+    expect(named(r)).toEqual([7]);
+    expect(r.problems[0]!.message).toContain("missing");
+  });
+
+  it("names a deleted last entry", async () => {
+    const s = await setup();
+    await s.sql.query("delete from audit_entries where seq = 11");
+    const r = await verify(s);
+    expect(r.ok).toBe(false);
+    expect(named(r)).toEqual([11]);
+  });
+
+  it("names both entries of a reordering", async () => {
+    const s = await setup();
+    await s.sql.query("begin");
+    await s.sql.query("update audit_entries set seq = -1 where seq = 3");
+    await s.sql.query("update audit_entries set seq = 3 where seq = 8");
+    await s.sql.query("update audit_entries set seq = 8 where seq = -1");
+    await s.sql.query("commit");
+    // Even with leaf hashes recomputed for the new positions.
+    await rehash(s.sql, 3);
+    await rehash(s.sql, 8);
+    const r = await verify(s);
+    expect(r.ok).toBe(false);
+    expect(named(r)).toEqual([3, 8]);
+  });
+
+  it("names an inserted entry", async () => {
+    const s = await setup();
+    await s.sql.query("begin");
+    // The sequencing trigger would renumber a row inserted in the middle; an insider turns it off.
+    await s.sql.query("alter table audit_entries disable trigger audit_entries_sequence");
+    await s.sql.query("update audit_entries set seq = seq + 1000000 where seq >= 5");
+    await s.sql.query("update audit_entries set seq = seq - 999999 where seq >= 1000000");
+    const forged = {
+      seq: 5,
+      at: new Date(),
+      kind: "agent.registered",
+      agent_id: "agt_0000000000000000000000",
+      token_id: null,
+      actor: "anonymous",
+      reason: "",
+      details: { name: "alibi", labels: {}, public_key: "" },
+    };
+    await s.sql.query(
+      `insert into audit_entries (seq, at, kind, agent_id, token_id, actor, reason, details, leaf_hash)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [5, forged.at, forged.kind, forged.agent_id, null, forged.actor, "", JSON.stringify(forged.details), forgeLeafHash(forged)],
+    );
+    await s.sql.query("update audit_head set size = size + 1");
+    await s.sql.query("alter table audit_entries enable trigger audit_entries_sequence");
+    await s.sql.query("commit");
+    const r = await verify(s);
+    expect(r.ok).toBe(false);
+    // The forged entry first; every entry it pushed along no longer sits where it was committed.
+    expect(named(r)[0]).toBe(5);
+    // (The shifted last entry, seq 13, reached the server's tree as a new leaf: named too.)
+    expect(named(r)).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13]);
+  });
+
+  it("detects history rewritten behind a restarted server, against the checkpoint saved earlier", async () => {
+    const s = await setup({ checkpointEach: true });
+    await s.sql.query(`update audit_entries set reason = 'scheduled maintenance' where seq = 10`);
+    await rehash(s.sql, 10);
+    // The restarted server believes the database and signs the rewritten tree.
+    const url = s.h.databaseUrl;
+    await s.sql.end();
+    await s.h.close();
+    open.splice(open.indexOf(s), 1);
+    const s2 = await setup({ databaseUrl: url });
+    s2.saved = s.saved;
+    expect(s2.h.logs.join("")).toContain("does not match its last signed checkpoint");
+    const r = await verify(s2);
+    expect(r.ok).toBe(false);
+    expect(r.problems.map((p) => p.message).join("\n")).toMatch(/history before entry 13 was rewritten/);
+    expect(r.problems.map((p) => p.message).join("\n")).toMatch(/not consistent with the saved one/);
+    // The server's older signed checkpoints pin it down: 0..9 still match the one at size 10.
+    expect(named(r)).toEqual([10]);
+    expect(r.problems[0]!.message).toContain("was rewritten");
+    // Without the saved checkpoint the rewritten log is self-consistent: that is what saving one is for.
+    expect((await verifyLog(s2.audit)).ok).toBe(true);
+  });
+
+  it("runs from the CLI: saves a checkpoint, passes, then fails naming the changed entry", async () => {
+    const s = await setup();
+    const dir = await mkdtemp(join(tmpdir(), "agentid-audit-"));
+    try {
+      const file = join(dir, "checkpoint.txt");
+      const ok = await cli(s, "audit", "verify", "--save-checkpoint", file);
+      expect(ok.stdout).toContain("OK: 13 entries verify");
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(await readFile(file, "utf8")).toMatch(/^agentid\/audit\n13\n/);
+
+      const cp = await cli(s, "audit", "checkpoint");
+      expect(cp.code, cp.stderr).toBe(0);
+      expect(cp.stderr).toContain("signed by");
+      expect(cp.stdout).toMatch(/^agentid\/audit\n13\n/);
+
+      await s.h.grpc.tokens.issue({ agentId: (await s.h.grpc.agents.registerAgent({ name: "x", publicKey: publicKey() })).agent!.agentId });
+      await s.sql.query("update audit_entries set kind = 'token.issued' where seq = 10");
+      const bad = await cli(s, "audit", "verify", "--checkpoint", file);
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toContain("FAILED");
+      expect(bad.stdout).toMatch(/^entry 10: /m);
+
+      // A saved checkpoint altered by hand is refused.
+      await writeFile(file, (await readFile(file, "utf8")).replace("\n13\n", "\n12\n"));
+      const forged = await cli(s, "audit", "verify", "--checkpoint", file);
+      expect(forged.code).toBe(1);
+      expect(forged.stdout).toContain("saved checkpoint");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("prints an agent's history as a timeline, without the token", async () => {
+    const s = await setup();
+    const out = await cli(s, "audit", "log", "--agent", s.agentId, "--since", "1h");
+    expect(out.code).toBe(0);
+    const lines = out.stdout.trim().split("\n");
+    expect(lines.map((l) => l.split(/\s+/)[2])).toEqual(["agent.registered", "token.issued", "token.issued", "agent.revoked"]);
+    expect(lines[3]).toContain('reason "kill switch"');
+    expect(lines[3]).toContain("by key:key_");
+    const none = await cli(s, "audit", "log", "--agent", s.agentId, "--until", "2020-01-01");
+    expect(none.stdout).toBe("");
+    const all = await cli(s, "audit", "log", "--json");
+    expect(all.stdout.trim().split("\n")).toHaveLength(13);
+    expect(all.stdout).not.toContain(s.token);
+  });
+});
