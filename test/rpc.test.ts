@@ -170,3 +170,22 @@ describe.each(["grpc", "connect"] as const)("every RPC over %s", (transport) => 
     expect(await codeOf(c.tokens.revoke({ target: { case: "token", value: newToken() }, reason: "r" }))).toBe(Code.NotFound);
   });
 });
+
+describe("the HTTP port", () => {
+  it("serves Connect over cleartext HTTP/2 and HTTP/1.1, and gRPC-Web, on one port", async () => {
+    const { createConnectTransport, createGrpcWebTransport } = await import("@connectrpc/connect-node");
+    const { clientsFor, bearer } = await import("./support/harness.js");
+    const baseUrl = `http://127.0.0.1:${h.server.httpPort}`;
+    const interceptors = [bearer(h.adminKey)];
+    for (const transport of [
+      createConnectTransport({ baseUrl, httpVersion: "2", interceptors }),
+      createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors }),
+      createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors }),
+      createGrpcWebTransport({ baseUrl, httpVersion: "2", interceptors }),
+    ]) {
+      const c = clientsFor(transport);
+      const { agent } = await c.agents.registerAgent({ name: "h2", publicKey: publicKey() });
+      expect((await c.agents.getAgent({ agentId: agent!.agentId })).agent?.name).toBe("h2");
+    }
+  });
+});

@@ -129,9 +129,14 @@ export function createHttpServer(services: ServiceRoutes[], logger: Logger): Htt
     socket.once("data", (first) => {
       socket.pause();
       socket.unshift(first);
-      const isH2 = first.subarray(0, preface.length).equals(preface);
-      (isH2 ? h2 : h1).emit("connection", socket);
-      socket.resume();
+      // The HTTP/2 session takes the buffered bytes and reads the socket's handle itself;
+      // resuming the JS stream would steal its data. HTTP/1.1 reads through the stream.
+      if (first.subarray(0, preface.length).equals(preface)) {
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
     });
   });
   return {
