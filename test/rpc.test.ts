@@ -161,6 +161,21 @@ describe.each(["grpc", "connect"] as const)("every RPC over %s", (transport) => 
     expect(answers.map((a) => a.active)).toEqual([true, true, false, true, true]);
   });
 
+  it("answers many concurrent introspections each with its own token's state", async () => {
+    const { agent } = await c.agents.registerAgent({ name: "batch", publicKey: publicKey() });
+    const issued = await Promise.all(Array.from({ length: 30 }, () => c.tokens.issue({ agentId: agent!.agentId })));
+    await Promise.all(issued.filter((_, i) => i % 3 === 0).map((t) => c.tokens.revoke({ target: { case: "tokenId", value: t.tokenId }, reason: "r" })));
+    const { newToken } = await import("../src/domain/ids.js");
+    const asks = [...issued.map((t, i) => ({ token: t.token, want: i % 3 === 0 ? InactiveReason.REVOKED : InactiveReason.UNSPECIFIED, id: t.tokenId }))];
+    for (let i = 0; i < 10; i++) asks.push({ token: newToken(), want: InactiveReason.UNKNOWN_TOKEN, id: "" });
+    const all = [...asks, ...asks, ...asks];
+    const answers = await Promise.all(all.map((a) => c.tokens.introspect({ token: a.token })));
+    answers.forEach((r, i) => {
+      expect(r.inactiveReason).toBe(all[i]!.want);
+      if (r.active) expect(r.tokenId).toBe(all[i]!.id);
+    });
+  });
+
   it("answers NOT_FOUND for unknown ids", async () => {
     const { newAgentId, newTokenId, newToken } = await import("../src/domain/ids.js");
     expect(await codeOf(c.agents.getAgent({ agentId: newAgentId() }))).toBe(Code.NotFound);

@@ -1,6 +1,7 @@
 import type { Db } from "../store/database.js";
 import { findAgent } from "../store/agents.js";
-import { insertTokenForActiveAgent, readTokenAtRevision, type TokenRecord } from "../store/tokens.js";
+import { insertTokenForActiveAgent, type TokenRecord } from "../store/tokens.js";
+import type { TokenLookup } from "./token-lookup.js";
 import { useNonce } from "../store/activity.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
@@ -91,7 +92,7 @@ export interface Introspection {
  * is answered exactly like an unknown one, so callers cannot probe for other audiences' tokens.
  */
 export async function introspect(
-  db: Db,
+  lookup: TokenLookup,
   token: string,
   requiredScope: string,
   audiences?: readonly string[],
@@ -99,7 +100,7 @@ export async function introspect(
 ): Promise<Introspection> {
   // A mistyped or foreign string never costs a database round trip.
   if (!isWellFormedToken(token)) return { active: false, inactiveReason: "MALFORMED", revision: 0n };
-  const { revision, token: state } = await readTokenAtRevision(db, hashSecret(token));
+  const { revision, token: state } = await lookup.lookup(hashSecret(token));
   if (!state || (audiences && !state.audiences.some((a) => audiences.includes(a)))) {
     return { active: false, inactiveReason: "UNKNOWN_TOKEN", revision };
   }

@@ -6,6 +6,7 @@ import { RevocationHub } from "../feed/hub.js";
 import { AuditLog } from "../audit/log.js";
 import type { Config } from "./config.js";
 import { Authenticator } from "./auth.js";
+import { TokenLookup } from "../domain/token-lookup.js";
 import { ActivityTracker } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 
@@ -16,6 +17,8 @@ export interface AppContext {
   logger: Logger;
   feed: RevocationHub;
   auth: Authenticator;
+  /** Introspect's batched token reads. */
+  tokenLookup: TokenLookup;
   activity: ActivityTracker;
   /** The admin key this start created, to be shown once; undefined when one existed or was given. */
   createdAdminKey?: string;
@@ -65,6 +68,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       logger,
       feed,
       auth: new Authenticator(db),
+      tokenLookup: new TokenLookup(db),
       activity,
       createdAdminKey,
       audit,

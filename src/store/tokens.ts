@@ -84,21 +84,22 @@ function toState(r: StateRow): TokenState {
 }
 
 /**
- * The token (if any) and the log revision, read in one statement and so from one snapshot: the
- * state is exactly the state after `revision`.
+ * Tokens by hash and the log revision, read in one statement and so from one snapshot: each state
+ * is exactly the state after `revision`. Hashes that match nothing are absent from the map.
  */
-export async function readTokenAtRevision(
+export async function readTokensAtRevision(
   db: Db,
-  tokenHash: Uint8Array,
-): Promise<{ revision: bigint; token: TokenState | undefined }> {
-  const { rows } = await sql<StateRow & { revision: string }>`
-    select h.revision, t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
+  tokenHashes: readonly Uint8Array[],
+): Promise<{ revision: bigint; tokens: Map<string, TokenState> }> {
+  const { rows } = await sql<StateRow & { revision: string; token_hash: Buffer | null }>`
+    select h.revision, t.token_hash, t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
            t.revoked_revision, a.status as agent_status, a.revoked_revision as agent_revoked_revision
     from log_head h
-    left join tokens t on t.token_hash = ${Buffer.from(tokenHash)}
-    left join agents a on a.id = t.agent_id`.execute(db);
-  const row = rows[0]!;
-  return { revision: BigInt(row.revision), token: row.id === null ? undefined : toState(row) };
+    left join (tokens t join agents a on a.id = t.agent_id)
+      on t.token_hash = any(${tokenHashes.map((h) => Buffer.from(h))}::bytea[])`.execute(db);
+  const tokens = new Map<string, TokenState>();
+  for (const row of rows) if (row.token_hash) tokens.set(row.token_hash.toString("base64"), toState(row));
+  return { revision: BigInt(rows[0]!.revision), tokens };
 }
 
 /** Locks the token row (not its agent) until the transaction ends. */

@@ -14,7 +14,7 @@ export function introspectRoute(ctx: AppContext) {
     if (req.requiredScope) requireWords("required_scope", [req.requiredScope], 128, 1);
     const caller = call.caller;
     const audiences = caller?.kind === "key" && caller.role === "resource_server" ? caller.audiences : undefined;
-    const answer = await introspect(ctx.db, req.token, req.requiredScope, audiences);
+    const answer = await introspect(ctx.tokenLookup, req.token, req.requiredScope, audiences);
     const t = answer.token;
     if (t) {
       ctx.activity.countIntrospection(t.agentId);
