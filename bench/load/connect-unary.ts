@@ -20,9 +20,10 @@ const bodies = opts.requests.map((b) => Buffer.from(b, "base64"));
 const base = new URL(opts.url);
 const headers = { "content-type": "application/proto", "connect-protocol-version": "1", ...(opts.authorization ? { authorization: opts.authorization } : {}) };
 
-function drain(res: NodeJS.ReadableStream, status: number | undefined, resolve: () => void, reject: (e: Error) => void) {
+/** Reads the body; resolves if the status (known by the end) was 200. */
+function drain(res: NodeJS.ReadableStream, status: () => number | undefined, resolve: () => void, reject: (e: Error) => void) {
   res.on("data", () => {});
-  res.on("end", () => (status === 200 ? resolve() : reject(new Error(`HTTP ${status}`))));
+  res.on("end", () => (status() === 200 ? resolve() : reject(new Error(`HTTP ${status()}`))));
   res.on("error", reject);
 }
 
@@ -35,7 +36,7 @@ if (opts.httpVersion === "1.1") {
       const body = bodies[i % bodies.length]!;
       const req = http.request(
         { host: base.hostname, port: base.port, path: opts.path, method: "POST", agent, headers: { ...headers, "content-length": body.length } },
-        (res) => drain(res, res.statusCode, resolve, reject),
+        (res) => drain(res, () => res.statusCode, resolve, reject),
       );
       req.on("error", reject);
       req.end(body);
@@ -48,7 +49,7 @@ if (opts.httpVersion === "1.1") {
       const stream = sessions[i % sessions.length]!.request({ ":method": "POST", ":path": opts.path, ...headers });
       let status: number | undefined;
       stream.on("response", (h) => (status = Number(h[":status"])));
-      drain(stream, undefined, () => (status === 200 ? resolve() : reject(new Error(`HTTP ${status}`))), reject);
+      drain(stream, () => status, resolve, reject);
       stream.end(bodies[i % bodies.length]!);
     });
   close = () => sessions.forEach((s) => s.close());
