@@ -1,5 +1,5 @@
 import type { Tx } from "../store/database.js";
-import { insertAuditEntry } from "../store/audit.js";
+import { insertAuditEntry, type AuditRow } from "../store/audit.js";
 import { canonicalJson, leafPrefix, leafSuffix, type JsonValue } from "./encoding.js";
 
 /**
@@ -46,11 +46,8 @@ function checkJson(v: JsonValue, path: string): void {
   }
 }
 
-/**
- * Appends an entry to the transparency log inside the caller's transaction, so the change and
- * its entry commit together or not at all. The entry's seq and time are assigned at commit.
- */
-export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<void> {
+/** Checks an entry and renders the row to store (the canonical bytes around seq and time). */
+export function auditRow(e: AuditEntryInput): AuditRow {
   if (!KIND_SHAPE.test(e.kind) || e.kind.length > MAX_KIND) throw new Error(`audit entry kind ${JSON.stringify(e.kind)} is malformed`);
   const content = {
     kind: e.kind,
@@ -65,5 +62,13 @@ export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<void
   checkJson(content.details, "details");
   const detailsJson = canonicalJson(content.details);
   if (detailsJson.length > MAX_DETAILS) throw new Error(`audit entry details longer than ${MAX_DETAILS}`);
-  await insertAuditEntry(tx, { ...content, detailsJson, leafPrefix: leafPrefix(content), leafSuffix: leafSuffix(content) });
+  return { ...content, detailsJson, leafPrefix: leafPrefix(content), leafSuffix: leafSuffix(content) };
+}
+
+/**
+ * Appends an entry to the transparency log inside the caller's transaction, so the change and
+ * its entry commit together or not at all. The entry's seq and time are assigned once committed.
+ */
+export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<void> {
+  await insertAuditEntry(tx, auditRow(e));
 }

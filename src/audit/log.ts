@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
-import { latestCheckpoint, loadOrCreateSigningKey, readLeafHashes, saveCheckpoint } from "../store/audit.js";
+import { latestCheckpoint, loadOrCreateSigningKey, readLeafHashes, saveCheckpoint, sequencePending } from "../store/audit.js";
 import { MerkleTree } from "./merkle.js";
 import { NoteSigner, checkpointBody, parseSigningKey, rawPublicKey } from "./note.js";
 
@@ -21,6 +21,8 @@ export interface AuditLogOptions {
   signingKey: string;
   /** How often to sign a new checkpoint while entries arrive. */
   checkpointIntervalMs: number;
+  /** How often committed entries are numbered (each read numbers them first, too). */
+  sequenceIntervalMs?: number;
 }
 
 const SYNC_BATCH = 10_000;
@@ -37,6 +39,7 @@ export class AuditLog {
   private signQueue: Promise<unknown> = Promise.resolve();
   private latest: SignedCheckpoint | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private sequenceTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -66,6 +69,10 @@ export class AuditLog {
       log.checkpoint().catch((err: unknown) => o.logger.error({ err }, "audit checkpoint failed"));
     }, o.checkpointIntervalMs);
     log.timer.unref();
+    log.sequenceTimer = setInterval(() => {
+      log.sync().catch((err: unknown) => o.logger.warn({ err }, "audit sequencing failed; retrying"));
+    }, o.sequenceIntervalMs ?? 20);
+    log.sequenceTimer.unref();
     return log;
   }
 
@@ -79,11 +86,13 @@ export class AuditLog {
   }
 
   /**
-   * Reads entries committed since the last sync into the tree. Syncs run one after another, and
-   * each reads afresh, so a caller sees at least every entry committed before it called.
+   * Numbers the entries committed since the last sync and reads them into the tree. Syncs run one
+   * after another, and each reads afresh, so a caller sees at least every entry committed before
+   * it called.
    */
   sync(): Promise<void> {
     const run = this.syncTail.then(async () => {
+      while ((await sequencePending(this.db, SYNC_BATCH)) === SYNC_BATCH);
       for (;;) {
         const hashes = await readLeafHashes(this.db, BigInt(this.tree.size), SYNC_BATCH);
         for (const h of hashes) this.tree.append(h);
@@ -146,6 +155,8 @@ export class AuditLog {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.sequenceTimer);
+    await this.syncTail;
     await this.signQueue;
   }
 }

@@ -70,6 +70,8 @@ export async function listEntryPage(
   if (q.since && q.until && q.since >= q.until) throw invalidArgument("until", "must be after since");
   const limit = q.pageSize || DEFAULT_PAGE_SIZE;
   const cursor = q.pageToken ? decodeCursor(q.pageToken) : 0n;
+  // Entries committed before this call are numbered before it reads.
+  await log.sync();
   const fromSeq = cursor > q.startSeq ? cursor : q.startSeq;
   const rows = await listAuditEntries(db, {
     agentId: q.agentId || undefined,

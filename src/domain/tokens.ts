@@ -3,7 +3,7 @@ import { findAgent } from "../store/agents.js";
 import { insertTokenForActiveAgent, type TokenRecord } from "../store/tokens.js";
 import type { TokenLookup } from "./token-lookup.js";
 import { useNonce } from "../store/activity.js";
-import { appendAuditEntry } from "../audit/append.js";
+import { auditRow } from "../audit/append.js";
 import { DomainError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
 import { hashSecret, isWellFormedToken, newToken, newTokenId } from "./ids.js";
@@ -32,19 +32,26 @@ export async function issueToken(
   actor: string,
 ): Promise<{ token: string; record: TokenRecord }> {
   const token = newToken();
-  const record = await db.transaction().execute(async (tx) => {
-    const r = await insertTokenForActiveAgent(tx, { id: newTokenId(), tokenHash: hashSecret(token), ...req });
-    if (!r) return undefined;
-    await appendAuditEntry(tx, {
-      kind: "token.issued",
-      agentId: r.agentId,
-      tokenId: r.id,
-      actor,
-      details: { scopes: r.scopes, audiences: r.audiences, expires_at: r.expiresAt.toISOString() },
-    });
-    return r;
+  // Times come from this server's clock, which Introspect also checks expiry against.
+  const issuedAt = new Date();
+  const record: TokenRecord = {
+    id: newTokenId(),
+    agentId: req.agentId,
+    scopes: req.scopes,
+    audiences: req.audiences,
+    issuedAt,
+    expiresAt: new Date(issuedAt.getTime() + req.ttlMs),
+    revokedRevision: null,
+  };
+  const audit = auditRow({
+    kind: "token.issued",
+    agentId: record.agentId,
+    tokenId: record.id,
+    actor,
+    details: { scopes: record.scopes, audiences: record.audiences, expires_at: record.expiresAt.toISOString() },
   });
-  if (record) return { token, record };
+  const inserted = await insertTokenForActiveAgent(db, { ...record, tokenHash: hashSecret(token), selfIssued: req.selfIssued, audit });
+  if (inserted) return { token, record };
   const agent = await findAgent(db, req.agentId);
   if (!agent) throw notFound(`agent ${req.agentId}`);
   if (agent.status === "REVOKED") throw failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);

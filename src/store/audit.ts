@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Db, Tx } from "./database.js";
 
 export interface AuditEntryRecord {
@@ -13,25 +14,23 @@ export interface AuditEntryRecord {
 }
 
 /**
- * Appends one entry in the caller's transaction. The row gets its seq, time and leaf hash at
- * commit, from the deferred trigger audit_entries_sequence (migration 0003): it takes
- * audit_head's row lock there, so seqs commit in order and a rollback uses none, and the lock is
- * held only while the commit itself runs. The caller supplies the canonical bytes around seq and
- * time (src/audit/encoding.ts); the trigger fills those two in.
+ * Appends one entry in the caller's transaction. The row gets its seq, time and leaf hash once
+ * committed, from the sequencer (audit_sequence, migration 0003), so a rollback uses no seq. The
+ * caller supplies the canonical bytes around seq and time (src/audit/encoding.ts); the sequencer
+ * fills those two in.
  */
-export async function insertAuditEntry(
-  tx: Tx,
-  e: {
-    kind: string;
-    agentId: string;
-    tokenId: string;
-    actor: string;
-    reason: string;
-    detailsJson: string;
-    leafPrefix: Buffer;
-    leafSuffix: Buffer;
-  },
-): Promise<void> {
+export interface AuditRow {
+  kind: string;
+  agentId: string;
+  tokenId: string;
+  actor: string;
+  reason: string;
+  detailsJson: string;
+  leafPrefix: Buffer;
+  leafSuffix: Buffer;
+}
+
+export async function insertAuditEntry(tx: Tx, e: AuditRow): Promise<void> {
   await tx
     .insertInto("audit_entries")
     .values({
@@ -45,6 +44,12 @@ export async function insertAuditEntry(
       leaf_suffix: e.leafSuffix,
     })
     .execute();
+}
+
+/** Numbers up to maxRows committed entries; returns how many it numbered. */
+export async function sequencePending(db: Db, maxRows: number): Promise<number> {
+  const { rows } = await sql<{ n: number }>`select audit_sequence(${maxRows}::integer) as n`.execute(db);
+  return rows[0]!.n;
 }
 
 /** Leaf hashes from seq `from` on, in order; stops early at a gap so callers see a prefix. */

@@ -1,6 +1,7 @@
 import { sql } from "kysely";
 import type { Db, Tx } from "./database.js";
 import type { AgentStatus } from "./agents.js";
+import type { AuditRow } from "./audit.js";
 
 export interface TokenRecord {
   id: string;
@@ -21,8 +22,9 @@ export interface TokenState extends TokenRecord {
 const rev = (v: string | null) => (v === null ? null : BigInt(v));
 
 /**
- * Inserts a token only while its agent is ACTIVE and the scopes are allowed, in one statement, so
- * that issuance cannot slip past a committed agent revocation. Returns undefined otherwise.
+ * Inserts a token, and its audit entry, only while its agent is ACTIVE and the scopes are
+ * allowed: one statement, so one round trip, and issuance cannot slip past a committed agent
+ * revocation. Returns false when nothing was inserted.
  */
 export async function insertTokenForActiveAgent(
   db: Db,
@@ -32,29 +34,27 @@ export async function insertTokenForActiveAgent(
     agentId: string;
     scopes: string[];
     audiences: string[];
-    ttlMs: number;
+    issuedAt: Date;
+    expiresAt: Date;
     /** Scopes must be within the agent's allowed scopes, even when it has none. */
     selfIssued: boolean;
+    audit: AuditRow;
   },
-): Promise<TokenRecord | undefined> {
-  const result = await sql<{ issued_at: Date; expires_at: Date }>`
-    insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
-    select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[],
-           now(), now() + ${t.ttlMs} * interval '1 millisecond'
-    from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
-      and (${t.scopes}::text[] <@ a.allowed_scopes or (not ${t.selfIssued} and cardinality(a.allowed_scopes) = 0))
-    returning issued_at, expires_at`.execute(db);
-  const row = result.rows[0];
-  if (!row) return undefined;
-  return {
-    id: t.id,
-    agentId: t.agentId,
-    scopes: t.scopes,
-    audiences: t.audiences,
-    issuedAt: row.issued_at,
-    expiresAt: row.expires_at,
-    revokedRevision: null,
-  };
+): Promise<boolean> {
+  const a = t.audit;
+  const result = await sql<{ id: string }>`
+    with token as (
+      insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
+      select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[], ${t.issuedAt}, ${t.expiresAt}
+      from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
+        and (${t.scopes}::text[] <@ a.allowed_scopes or (not ${t.selfIssued} and cardinality(a.allowed_scopes) = 0))
+      returning id
+    )
+    insert into audit_entries (kind, agent_id, token_id, actor, reason, details, leaf_prefix, leaf_suffix)
+    select ${a.kind}, ${a.agentId}, token.id, ${a.actor}, ${a.reason}, ${a.detailsJson}::jsonb, ${a.leafPrefix}, ${a.leafSuffix}
+    from token
+    returning token_id as id`.execute(db);
+  return result.rows.length === 1;
 }
 
 type StateRow = {
