@@ -46,7 +46,9 @@ function row(figure: string, value: number, unit: string, baseline: number, base
 
 const pg = await benchPostgres();
 const adminKey = newSecret(API_KEY_PREFIX);
-const server = await startAgentid({ DATABASE_URL: pg.url, AGENTID_ADMIN_KEY: adminKey, AGENTID_DB_POOL_SIZE: "20", LOG_LEVEL: "warn" });
+// BENCH_PROFILE=dir writes the server's CPU profile there (node --cpu-prof), for finding hot spots.
+const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+const server = await startAgentid({ DATABASE_URL: pg.url, AGENTID_ADMIN_KEY: adminKey, AGENTID_DB_POOL_SIZE: "20", LOG_LEVEL: "warn" }, profile);
 const noop = await startTs<{ port: number }>("bench/noop-grpc-server.ts", []);
 try {
   const transport = createConnectTransport({

@@ -78,10 +78,10 @@ export function startTs<T>(file: string, args: string[], env: Record<string, str
 }
 
 /** `agentid serve` as a real process on free ports; resolves once it listens. */
-export async function startAgentid(env: Record<string, string>) {
+export async function startAgentid(env: Record<string, string>, nodeArgs: string[] = []) {
   const grpcPort = await freePort();
   const httpPort = await freePort();
-  const proc = spawn(process.execPath, [join(root, "bin", "agentid.js"), "serve"], {
+  const proc = spawn(process.execPath, [...nodeArgs, join(root, "bin", "agentid.js"), "serve"], {
     env: { ...process.env, LOG_LEVEL: "info", AGENTID_GRPC_PORT: String(grpcPort), AGENTID_HTTP_PORT: String(httpPort), ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });

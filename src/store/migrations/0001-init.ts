@@ -22,7 +22,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     create table tokens (
       id text primary key,
       token_hash bytea not null unique,
-      agent_id text not null references agents (id),
+      -- No foreign key: agents are never deleted, Issue checks the agent in the same statement,
+      -- and the key-share lock a foreign key takes on the agent row makes concurrent issuance for
+      -- one agent contend on it (multixacts).
+      agent_id text not null,
       scopes text[] not null,
       audiences text[] not null,
       issued_at timestamptz not null default now(),
