@@ -4,6 +4,8 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** A request header (gRPC metadata), lower-case name. */
   header(name: string): string | undefined;
+  /** The client's connection (remote address and port), for per-connection limits. */
+  readonly peer: string;
   /** Who is calling; recorded as revoked_by. */
   readonly principal: string;
 }

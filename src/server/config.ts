@@ -13,6 +13,10 @@ export interface Config {
   tokenMaxTtlMs: number;
   dbPoolSize: number;
   watchQueueLimit: number;
+  maxWatchers: number;
+  maxWatchersPerConnection: number;
+  feedCompactIntervalMs: number;
+  feedMinRetentionMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -41,6 +45,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenMaxTtlMs: int(env, "AGENTID_TOKEN_MAX_TTL_SECONDS", 86400, 1, 366 * 86400) * 1000,
     dbPoolSize: int(env, "AGENTID_DB_POOL_SIZE", 20, 1, 500),
     watchQueueLimit: int(env, "AGENTID_WATCH_QUEUE_LIMIT", 10_000, 2, 1_000_000),
+    maxWatchers: int(env, "AGENTID_MAX_WATCHERS", 10_000, 1, 1_000_000),
+    maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
+    feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
+    feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
   };
   if (config.tokenDefaultTtlMs > config.tokenMaxTtlMs) {
     throw new ConfigError("AGENTID_TOKEN_DEFAULT_TTL_SECONDS must not exceed AGENTID_TOKEN_MAX_TTL_SECONDS");

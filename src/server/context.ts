@@ -34,7 +34,16 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   }
   try {
     const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
-    const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
+    const feed = new RevocationHub({
+      db,
+      databaseUrl,
+      logger,
+      queueLimit: config.watchQueueLimit,
+      maxWatchers: config.maxWatchers,
+      maxWatchersPerConnection: config.maxWatchersPerConnection,
+      compactIntervalMs: config.feedCompactIntervalMs,
+      minRetentionMs: config.feedMinRetentionMs,
+    });
     await feed.start();
     return {
       config,

@@ -1,17 +1,27 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
-import { type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  createContextKey,
+  createContextValues,
+  type ConnectRouter,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 
+/** The client's socket, as "address:port", for per-connection limits. */
+const kPeer = createContextKey("");
+
 function connectCall(hctx: HandlerContext): CallContext {
   return {
     signal: hctx.signal,
     header: (name) => hctx.requestHeader.get(name) ?? undefined,
+    peer: hctx.values.get(kPeer),
     principal: "anonymous",
   };
 }
@@ -52,6 +62,7 @@ export interface HttpServer {
  */
 export function createHttpServer(services: ServiceRoutes[], logger: Logger): HttpServer {
   const handler = connectNodeAdapter({
+    contextValues: (req) => createContextValues().set(kPeer, `${req.socket.remoteAddress}:${req.socket.remotePort}`),
     routes: (router: ConnectRouter) => {
       for (const r of services) router.service(r.service, connectImpl(r, logger));
     },

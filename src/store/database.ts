@@ -48,11 +48,18 @@ export interface LogHeadTable {
   revision: ColumnType<string, bigint, bigint>;
 }
 
+/** One row: the highest revision compaction has removed from the log. */
+export interface FeedCompactionTable {
+  id: ColumnType<boolean, boolean, never>;
+  revision: ColumnType<string, bigint, bigint>;
+}
+
 export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
   revocations: RevocationsTable;
   log_head: LogHeadTable;
+  feed_compaction: FeedCompactionTable;
 }
 
 export type Db = Kysely<Database>;

@@ -1,9 +1,11 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as m0001 from "./0001-init.js";
+import * as m0002 from "./0002-feed.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
 const migrations: Record<string, Migration> = {
   "0001-init": m0001,
+  "0002-feed": m0002,
 };
 
 export const migrationProvider: MigrationProvider = {
