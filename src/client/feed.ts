@@ -9,6 +9,8 @@ export interface FeedFollowerOptions extends TransportOptions {
   afterRevision?: bigint;
   /** Reconnect backoff: full jitter between 0 and min(maxMs, initialMs * 2^attempt). */
   backoff?: { initialMs?: number; maxMs?: number };
+  /** Which endpoint to try first (default: a random one, to spread followers over replicas). */
+  startIndex?: number;
   /** A stream silent this long is presumed dead and reopened (the server bookmarks every second). */
   idleTimeoutMs?: number;
   onEvent(event: RevocationEvent): void;
@@ -52,7 +54,7 @@ export class FeedFollower {
     const max = this.o.backoff?.maxMs ?? 5000;
     const idleMs = this.o.idleTimeoutMs ?? 10_000;
     let attempt = 0;
-    let i = Math.floor(Math.random() * this.clients.length);
+    let i = this.o.startIndex ?? Math.floor(Math.random() * this.clients.length);
     let first = true;
     while (!this.closed) {
       const { endpoint, client } = this.clients[i % this.clients.length]!;

@@ -41,6 +41,9 @@ export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDa
   const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
   // An idle client losing its connection (a server restart) must not crash the process.
   pool.on("error", () => {});
+  // Nor may a checked-out one (pg-pool listens only on idle clients): the query in flight gets
+  // the error, and the pool drops the client when it is released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   try {
     await pool.query("select 1");
   } catch (err) {
