@@ -78,17 +78,23 @@ describe("revocation feed under faults", () => {
     const w = await workload(a.grpc, 5, 40);
     const collectors = [a, b].flatMap((h, r) => [0, 1].map((i) => track(collect(`replica${r}-watcher${i}`, [`http://${h.grpcAddress}`]))));
 
+    let stopped: Promise<void> | undefined;
     let restarted: Promise<void> | undefined;
-    const failures = await revokeAll([() => a.grpc, () => b.grpc], items(w, 2), 6, (done) => {
-      if (done === 60) {
-        restarted = (async () => {
-          await own.stop();
-          await new Promise((r) => setTimeout(r, 300));
-          await own.start();
-        })();
-      }
-    });
+    const failures = await revokeAll(
+      [() => a.grpc, () => b.grpc],
+      items(w, 2),
+      6,
+      (done) => {
+        if (done === 60) {
+          stopped = own.stop();
+          restarted = stopped.then(() => new Promise((r) => setTimeout(r, 300))).then(() => own.start());
+        }
+      },
+      // Part of the load is sent while PostgreSQL is down, the rest after it is back.
+      (i) => (i >= 150 ? restarted : i >= 100 ? stopped : undefined),
+    );
     await restarted;
+    expect(failures.length).toBeGreaterThan(0);
     // Outages answer UNAVAILABLE (retryable), never INTERNAL.
     expect(new Set(failures.filter((c) => c !== Code.Unavailable))).toEqual(new Set());
     await expectExactlyOnceInOrder(own.url, collectors);
@@ -116,9 +122,16 @@ describe("revocation feed under faults", () => {
     let dead = false;
     let killed: Promise<void> | undefined;
     const targets = [0, 1, 2].map((i) => () => clients[dead && i === 0 ? 1 : i]!);
-    const failures = await revokeAll(targets, items(w, 2), 6, (done) => {
-      if (done === 70) killed = victim.kill("SIGKILL").then(() => void (dead = true));
-    });
+    const failures = await revokeAll(
+      targets,
+      items(w, 2),
+      6,
+      (done) => {
+        if (done === 70) killed = victim.kill("SIGKILL").then(() => void (dead = true));
+      },
+      // The rest of the load commits after the victim is gone.
+      (i) => (i >= 120 ? killed : undefined),
+    );
     await killed;
     // Calls in flight on the dead replica fail (UNAVAILABLE, or ABORTED for a connection cut
     // mid-call); revokeAll retried them elsewhere, so every revoke still happened.

@@ -84,6 +84,8 @@ export async function revokeAll(
   items: RevokeItem[],
   concurrency: number,
   onProgress?: (done: number) => void,
+  /** Awaited before item i is revoked: lets a test hold part of the load until a fault has struck. */
+  gate?: (i: number) => Promise<void> | undefined,
 ): Promise<Code[]> {
   const failures: Code[] = [];
   let nextItem = 0;
@@ -93,6 +95,7 @@ export async function revokeAll(
       for (;;) {
         const i = nextItem++;
         if (i >= items.length) return;
+        await gate?.(i);
         for (let attempt = 0; ; attempt++) {
           const target = targets[(worker + i + attempt) % targets.length]!();
           try {
