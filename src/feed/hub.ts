@@ -221,11 +221,14 @@ export class RevocationHub {
       await w.drained(page);
       if (w.closed) return;
       const before = w.cursor;
-      const { events, compactedThrough } = await readRevocationsAfter(this.db, before, page);
+      const { events, compactedThrough, head } = await readRevocationsAfter(this.db, before, page);
       // From 0 the client asked for what is retained; from a cursor it asked for everything after it.
       if (!fromZero && compactedThrough > before) throw compactedError(before);
       for (const event of events) w.pushEvent({ kind: "revocation", event });
       if (w.closed) return;
+      // A short page holds every event up to the snapshot's head. Without this, a log whose newest
+      // events were compacted away would never let the cursor reach the hub's head.
+      if (events.length < page) w.skipTo(head);
       if (events.length < page && w.cursor >= this.head) break;
     }
     w.synced = true;

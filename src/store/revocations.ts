@@ -49,12 +49,15 @@ type LogRow = {
   revoked_at: Date;
   expires_at: Date | null;
   compacted: string;
+  head: string;
 };
 
 export interface LogPage {
   events: RevocationRecord[];
   /** Compaction has removed events at or below this revision (read in the same snapshot). */
   compactedThrough: bigint;
+  /** The last revision committed in that snapshot: a short page has every event up to it. */
+  head: bigint;
 }
 
 /**
@@ -64,8 +67,8 @@ export interface LogPage {
 export async function readRevocationsAfter(db: Db, after: bigint, limit: number): Promise<LogPage> {
   const { rows } = await sql<LogRow>`
     select r.revision, r.token_id, r.agent_id, r.reason, r.revoked_by, r.revoked_at, r.expires_at,
-           c.revision as compacted
-    from feed_compaction c
+           c.revision as compacted, h.revision as head
+    from feed_compaction c cross join log_head h
     left join lateral (
       select * from revocations where revision > ${after.toString()}::bigint order by revision limit ${limit}
     ) r on true`.execute(db);
@@ -82,7 +85,7 @@ export async function readRevocationsAfter(db: Db, after: bigint, limit: number)
       expiresAt: r.expires_at,
     });
   }
-  return { events, compactedThrough: BigInt(rows[0]?.compacted ?? "0") };
+  return { events, compactedThrough: BigInt(rows[0]!.compacted), head: BigInt(rows[0]!.head) };
 }
 
 export async function headRevision(db: Db): Promise<bigint> {
