@@ -5,8 +5,18 @@ import http from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Interceptor } from "@connectrpc/connect";
-import { createVerifier, requireAgentToken, type Verifier, type VerifierOptions } from "../src/client/index.js";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createClient } from "@connectrpc/connect";
+import { connectNodeAdapter, createConnectTransport } from "@connectrpc/connect-node";
+import { AgentService } from "../gen/agentid/v1/agent_pb.js";
+import {
+  agentTokenInterceptor,
+  createVerifier,
+  kAgentToken,
+  requireAgentToken,
+  type Verifier,
+  type VerifierOptions,
+} from "../src/client/index.js";
 import { newToken } from "../src/domain/ids.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
 import { startProxy } from "./support/proxy.js";
@@ -315,6 +325,44 @@ describe("middleware", () => {
 
     const { tokens: narrow } = await agentWithTokens(1, { scopes: ["other"] });
     expect((await call(narrow[0]!.token)).status).toBe(403);
+  });
+});
+
+describe("connect interceptor", () => {
+  it("guards a Connect resource server and hands the verified token to handlers", async () => {
+    const v = await verifier();
+    await v.ready();
+    // Any Connect service stands in for the resource server's own.
+    const server = http.createServer(
+      connectNodeAdapter({
+        routes: (r) =>
+          r.service(AgentService, {
+            getAgent: (_req, ctx) => ({ agent: { agentId: ctx.values.get(kAgentToken)?.agentId ?? "none" } }),
+          }),
+        interceptors: [agentTokenInterceptor(v, { scope: "orders:read" })],
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    open.push(() => new Promise((r) => server.close(r)));
+    const rs = createClient(
+      AgentService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${(server.address() as { port: number }).port}`, httpVersion: "1.1" }),
+    );
+    const { agentId, tokens } = await agentWithTokens(1);
+    const call = async (token?: string) => {
+      try {
+        return (await rs.getAgent({}, { headers: token ? { authorization: `Bearer ${token}` } : {} })).agent?.agentId;
+      } catch (err) {
+        return ConnectError.from(err).code;
+      }
+    };
+    expect(await call()).toBe(Code.Unauthenticated);
+    expect(await call(tokens[0]!.token)).toBe(agentId);
+    const { tokens: narrow } = await agentWithTokens(1, { scopes: ["other"] });
+    expect(await call(narrow[0]!.token)).toBe(Code.PermissionDenied);
+    const r = await h.grpc.tokens.revoke({ target: { case: "tokenId", value: tokens[0]!.tokenId }, reason: "x" });
+    await applied(v, r.revision);
+    expect(await call(tokens[0]!.token)).toBe(Code.Unauthenticated);
   });
 });
 
