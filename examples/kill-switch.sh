@@ -15,7 +15,7 @@ until curl -s -o /dev/null "$AGENTID_URL"; do sleep 0.2; done
 echo "agentid up"
 
 # 2. The resource server (examples/resource-server.ts), verifying with the SDK.
-AGENTID_GRPC=http://127.0.0.1:15051 PORT=13000 npx tsx examples/resource-server.ts &
+AGENTID_GRPC=http://127.0.0.1:15051 PORT=13000 node --import tsx examples/resource-server.ts &
 until curl -s -o /dev/null http://127.0.0.1:13000/metrics; do sleep 0.2; done
 
 # 3. An agent and its token.

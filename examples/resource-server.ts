@@ -12,6 +12,7 @@ const verifier = createVerifier({
   apiKey: process.env.AGENTID_API_KEY,
   mode: "strict",
   staleAfterMs: 5000,
+  onFeedError: (err, endpoint) => console.error(`agentid feed ${endpoint}: ${err.message} (reconnecting)`),
 });
 const guard = requireAgentToken(verifier, { scope: "orders:read" });
 

@@ -31,6 +31,8 @@ export interface VerifierOptions extends TransportOptions {
   /** Per-call deadline for network introspection. */
   introspectTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number };
+  /** Called when the feed stream fails (it reconnects on its own); for logs. */
+  onFeedError?: (err: Error, endpoint: string) => void;
 }
 
 export type InactiveCause =
@@ -142,6 +144,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
     onReset() {
       m.feedResets++;
     },
+    onError: o.onFeedError,
   });
   feed.start();
   const pruner = setInterval(() => cache.prune(Date.now()), 30_000);
