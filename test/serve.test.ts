@@ -163,7 +163,8 @@ describe("the README's CLI tour", () => {
     expect(bad.stderr).toContain("InvalidArgument: agent_id");
     s.proc.kill("SIGTERM");
     await s.exited;
-  });
+    // Two dozen CLI processes, each starting Node and tsx: a hang guard, not a timing claim.
+  }, 180_000);
 });
 
 describe("the operator's CLI", () => {
@@ -209,5 +210,5 @@ describe("the operator's CLI", () => {
     expect(refused.stderr).toContain("Unauthenticated");
     s.proc.kill("SIGTERM");
     await s.exited;
-  });
+  }, 180_000);
 });

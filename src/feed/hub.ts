@@ -1,7 +1,7 @@
 import pg from "pg";
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
-import { headRevision, readRevocationsAfter, REVOCATION_CHANNEL } from "../store/revocations.js";
+import { compactRevocations, headRevision, logBounds, readRevocationsAfter, REVOCATION_CHANNEL } from "../store/revocations.js";
 import { DomainError } from "../domain/errors.js";
 import { Watcher } from "./watcher.js";
 
@@ -14,6 +14,13 @@ export interface HubOptions {
   tickMs?: number;
   /** Per-watcher queue bound. */
   queueLimit?: number;
+  /** Open watch streams on this replica, in total and per client connection. */
+  maxWatchers?: number;
+  maxWatchersPerConnection?: number;
+  /** How often to drop expired token events from the log; 0 turns compaction off. */
+  compactIntervalMs?: number;
+  /** A token event is kept at least this long after its revocation, even once the token expired. */
+  minRetentionMs?: number;
 }
 
 const PAGE = 1000;
@@ -27,13 +34,17 @@ export class RevocationHub {
   /** Every event up to head has been read from the log and handed to synced watchers. */
   head = 0n;
   private readonly watchers = new Set<Watcher>();
+  private readonly perConnection = new Map<string, number>();
   private readonly db: Db;
   private readonly logger: Logger;
   private readonly tickMs: number;
   private readonly queueLimit: number;
+  private readonly maxWatchers: number;
+  private readonly maxPerConnection: number;
   private listener: pg.Client | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private pulling: Promise<void> | undefined;
+  private compactTimer: NodeJS.Timeout | undefined;
+  private pulling: Promise<boolean> | undefined;
   private pullAgain = false;
   private closed = false;
   private listenBackoffMs = 100;
@@ -43,6 +54,8 @@ export class RevocationHub {
     this.logger = opts.logger;
     this.tickMs = opts.tickMs ?? 1000;
     this.queueLimit = opts.queueLimit ?? 10_000;
+    this.maxWatchers = opts.maxWatchers ?? 10_000;
+    this.maxPerConnection = opts.maxWatchersPerConnection ?? 100;
   }
 
   get watcherCount(): number {
@@ -52,24 +65,38 @@ export class RevocationHub {
   async start(): Promise<void> {
     this.head = await headRevision(this.db);
     await this.listen();
-    this.timer = setInterval(() => this.tick(), this.tickMs);
+    this.timer = setInterval(() => void this.tick(), this.tickMs);
     this.timer.unref();
+    const every = this.opts.compactIntervalMs ?? 60_000;
+    if (every > 0) {
+      this.compactTimer = setInterval(() => void this.compact().catch(() => {}), every);
+      this.compactTimer.unref();
+    }
   }
 
   private async listen(): Promise<void> {
     const client = new pg.Client({ connectionString: this.opts.databaseUrl });
-    client.on("notification", () => this.pull());
+    client.on("notification", () => void this.pull());
     client.on("error", (err) => {
       this.logger.warn({ err: err.message }, "feed: LISTEN connection lost; reconnecting");
       this.relisten(client);
     });
     client.on("end", () => this.relisten(client));
-    await client.connect();
-    await client.query(`listen ${REVOCATION_CHANNEL}`);
+    try {
+      await client.connect();
+      await client.query(`listen ${REVOCATION_CHANNEL}`);
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+    if (this.closed) {
+      await client.end().catch(() => {});
+      return;
+    }
     this.listener = client;
     this.listenBackoffMs = 100;
     // Anything committed while we were not listening.
-    this.pull();
+    void this.pull();
   }
 
   private relisten(client: pg.Client): void {
@@ -87,54 +114,93 @@ export class RevocationHub {
     setTimeout(retry, this.listenBackoffMs).unref();
   }
 
-  private tick(): void {
-    this.pull();
+  private async tick(): Promise<void> {
+    // A bookmark is a promise that the log was read just now: when the database cannot be read,
+    // watchers hear nothing, and a strict client fails closed instead of trusting a stale head.
+    if (!(await this.pull())) return;
     const head = this.head;
     for (const w of this.watchers) if (w.synced) w.pushProgress(head);
   }
 
-  /** Reads everything after head; concurrent calls coalesce into one more read. */
-  pull(): void {
-    if (this.closed) return;
+  /**
+   * Reads everything after head; concurrent calls coalesce into one more read. Resolves true when
+   * a read that started after this call succeeded.
+   */
+  pull(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
     if (this.pulling) {
       this.pullAgain = true;
-      return;
+      // The read in flight may have started before this call; the follow-up read answers it.
+      return this.pulling.then(() => this.pulling ?? this.pull());
     }
-    this.pulling = this.readNew()
-      .catch((err: Error) => this.logger.warn({ err: err.message }, "feed: reading the log failed; retrying on next tick"))
-      .finally(() => {
-        this.pulling = undefined;
-        if (this.pullAgain) {
-          this.pullAgain = false;
-          this.pull();
-        }
-      });
+    const p = this.readNew().then(
+      () => true,
+      (err: Error) => {
+        this.logger.warn({ err: err.message }, "feed: reading the log failed; retrying on next tick");
+        return false;
+      },
+    );
+    this.pulling = p;
+    void p.finally(() => {
+      this.pulling = undefined;
+      if (this.pullAgain) {
+        this.pullAgain = false;
+        void this.pull();
+      }
+    });
+    return p;
   }
 
   private async readNew(): Promise<void> {
     for (;;) {
-      const rows = await readRevocationsAfter(this.db, this.head, PAGE);
-      for (const event of rows) {
+      const { events, compactedThrough } = await readRevocationsAfter(this.db, this.head, PAGE);
+      if (compactedThrough > this.head) {
+        // Compaction removed events this replica had not read yet (only with a retention near 0).
+        // Watchers cannot be told which ones; they resume, get OUT_OF_RANGE and replay from 0.
+        for (const w of this.watchers) if (w.synced && w.cursor < compactedThrough) w.fail(compactedError(w.cursor));
+        this.head = compactedThrough;
+      }
+      for (const event of events) {
         // One message object per event, shared by every watcher.
         const message = { kind: "revocation" as const, event };
         this.head = event.revision;
         for (const w of this.watchers) if (w.synced) w.pushEvent(message);
       }
-      if (rows.length < PAGE) return;
+      if (events.length < PAGE) return;
     }
   }
 
   /**
    * A watcher that first replays the log after `after` from the database, then joins the live
    * fan-out. The switch happens in one synchronous step, so nothing falls between the two.
+   * `connection` identifies the client's connection, for the per-connection limit.
    */
-  subscribe(after: bigint): Watcher {
-    const w = new Watcher(after, this.queueLimit, (x) => this.watchers.delete(x));
+  subscribe(after: bigint, connection = ""): Watcher {
+    if (this.watchers.size >= this.maxWatchers) {
+      throw new DomainError(
+        "resource_exhausted",
+        `this server already has ${this.maxWatchers} watch streams open (AGENTID_MAX_WATCHERS); retry later or use another replica`,
+      );
+    }
+    const open = this.perConnection.get(connection) ?? 0;
+    if (open >= this.maxPerConnection) {
+      throw new DomainError(
+        "resource_exhausted",
+        `this connection already has ${this.maxPerConnection} watch streams open (AGENTID_MAX_WATCHERS_PER_CONNECTION); share one stream per process`,
+      );
+    }
+    this.perConnection.set(connection, open + 1);
+    const w = new Watcher(after, this.queueLimit, (x) => {
+      if (!this.watchers.delete(x)) return;
+      const n = (this.perConnection.get(connection) ?? 1) - 1;
+      if (n > 0) this.perConnection.set(connection, n);
+      else this.perConnection.delete(connection);
+    });
+    this.watchers.add(w);
     if (this.closed) {
       w.end();
       return w;
     }
-    this.watchers.add(w);
     this.replay(w).catch((err: Error) =>
       w.fail(err instanceof DomainError ? err : new DomainError("unavailable", "reading the revocation log failed; retry")),
     );
@@ -142,32 +208,60 @@ export class RevocationHub {
   }
 
   private async replay(w: Watcher): Promise<void> {
-    const logHead = await headRevision(this.db);
-    if (w.cursor > logHead) {
+    const fromZero = w.cursor === 0n;
+    const bounds = await logBounds(this.db);
+    if (w.cursor > bounds.head) {
       throw new DomainError(
         "out_of_range",
-        `after_revision ${w.cursor} is ahead of the log (head ${logHead}); replay from 0`,
+        `after_revision ${w.cursor} is ahead of the log (head ${bounds.head}); replay from 0`,
       );
     }
     const page = Math.max(1, Math.min(PAGE, Math.floor(this.queueLimit / 2)));
     for (;;) {
       await w.drained(page);
-      const rows = await readRevocationsAfter(this.db, w.cursor, page);
-      for (const event of rows) w.pushEvent({ kind: "revocation", event });
       if (w.closed) return;
-      if (rows.length < page && w.cursor >= this.head) break;
+      const before = w.cursor;
+      const { events, compactedThrough, head } = await readRevocationsAfter(this.db, before, page);
+      // From 0 the client asked for what is retained; from a cursor it asked for everything after it.
+      if (!fromZero && compactedThrough > before) throw compactedError(before);
+      for (const event of events) w.pushEvent({ kind: "revocation", event });
+      if (w.closed) return;
+      // A short page holds every event up to the snapshot's head. Without this, a log whose newest
+      // events were compacted away would never let the cursor reach the hub's head.
+      if (events.length < page) w.skipTo(head);
+      if (events.length < page && w.cursor >= this.head) break;
     }
     w.synced = true;
     w.pushProgress(this.head);
   }
 
+  /** Drops expired token events from the log; every replica may run it, they do not conflict. */
+  async compact(): Promise<number> {
+    try {
+      const removed = await compactRevocations(this.db, this.opts.minRetentionMs ?? 3_600_000);
+      if (removed > 0) this.logger.info({ removed }, "feed: compacted expired token revocations");
+      return removed;
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, "feed: compaction failed; retrying later");
+      throw err;
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    clearInterval(this.compactTimer);
     for (const w of this.watchers) w.end();
     const l = this.listener;
     this.listener = undefined;
     await l?.end().catch(() => {});
     await this.pulling;
   }
+}
+
+function compactedError(cursor: bigint): DomainError {
+  return new DomainError(
+    "out_of_range",
+    `after_revision ${cursor} is older than the retained log (expired token revocations were compacted); replay from 0`,
+  );
 }

@@ -41,6 +41,11 @@ export class Watcher {
     this.push(message);
   }
 
+  /** Everything up to `revision` has been queued (the rest was compacted away): move the cursor. */
+  skipTo(revision: bigint): void {
+    if (revision > this.cursor) this.cursor = revision;
+  }
+
   pushProgress(revision: bigint): void {
     if (this.closed) return;
     // Never move a bookmark backwards: the replay may have run ahead of the hub's head.

@@ -25,6 +25,10 @@ class AuthedCall implements CallContext {
     return this.base.header(name);
   }
 
+  get peer(): string {
+    return this.base.peer;
+  }
+
   get principal(): string {
     return actorOf(this.caller);
   }

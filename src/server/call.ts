@@ -6,6 +6,8 @@ export interface CallContext {
   readonly signal: AbortSignal;
   /** A request header (gRPC metadata), lower-case name. */
   header(name: string): string | undefined;
+  /** The client's connection (remote address and port), for per-connection limits. */
+  readonly peer: string;
   /** The authenticated caller; undefined only where a method admits anonymous calls (Issue with a proof). */
   readonly caller?: Caller;
   /** Who is calling, as recorded in events and logs: "key:<id>", "agent:<id>" or "anonymous". */

@@ -23,6 +23,10 @@ export interface Config {
   /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key kept in the database. */
   auditSigningKey: string;
   auditCheckpointIntervalMs: number;
+  maxWatchers: number;
+  maxWatchersPerConnection: number;
+  feedCompactIntervalMs: number;
+  feedMinRetentionMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -56,6 +60,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     auditOrigin: env.AGENTID_AUDIT_ORIGIN || "agentid/audit",
     auditSigningKey: env.AGENTID_AUDIT_SIGNING_KEY ?? "",
     auditCheckpointIntervalMs: int(env, "AGENTID_AUDIT_CHECKPOINT_MS", 1000, 10, 3_600_000),
+    maxWatchers: int(env, "AGENTID_MAX_WATCHERS", 10_000, 1, 1_000_000),
+    maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
+    feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
+    feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.

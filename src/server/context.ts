@@ -58,7 +58,16 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       await db.destroy();
       throw err;
     });
-    const feed = new RevocationHub({ db, databaseUrl, logger, queueLimit: config.watchQueueLimit });
+    const feed = new RevocationHub({
+      db,
+      databaseUrl,
+      logger,
+      queueLimit: config.watchQueueLimit,
+      maxWatchers: config.maxWatchers,
+      maxWatchersPerConnection: config.maxWatchersPerConnection,
+      compactIntervalMs: config.feedCompactIntervalMs,
+      minRetentionMs: config.feedMinRetentionMs,
+    });
     await feed.start();
     const activity = new ActivityTracker(db, logger);
     activity.start();

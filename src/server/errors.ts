@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DomainError, type ErrorKind } from "../domain/errors.js";
+import { isDatabaseUnavailable } from "../store/open.js";
 
 function codeOf(kind: ErrorKind): Code {
   switch (kind) {
@@ -36,6 +37,8 @@ function codeOf(kind: ErrorKind): Code {
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof DomainError) return new ConnectError(err.message, codeOf(err.kind));
+  // The database restarting or unreachable is the client's cue to retry, not a bug.
+  if (isDatabaseUnavailable(err)) return new ConnectError("database unavailable; retry", Code.Unavailable);
   logger.error({ err }, "unhandled error");
   return new ConnectError("internal error", Code.Internal);
 }

@@ -57,6 +57,10 @@ class GrpcCall implements CallContext {
     return typeof v === "string" ? v : undefined;
   }
 
+  get peer(): string {
+    return this.call.getPeer();
+  }
+
   get principal(): string {
     return "anonymous";
   }

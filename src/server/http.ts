@@ -5,6 +5,8 @@ import {
   Code,
   ConnectError,
   createConnectRouter,
+  createContextKey,
+  createContextValues,
   type HandlerContext,
   type ServiceImpl,
 } from "@connectrpc/connect";
@@ -15,10 +17,14 @@ import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 
+/** The client's socket, as "address:port", for per-connection limits. */
+const kPeer = createContextKey("");
+
 function connectCall(hctx: HandlerContext): CallContext {
   return {
     signal: hctx.signal,
     header: (name) => hctx.requestHeader.get(name) ?? undefined,
+    peer: hctx.values.get(kPeer),
     principal: "anonymous",
   };
 }
@@ -95,7 +101,8 @@ function nodeHandler(services: ServiceRoutes[], logger: Logger) {
       res.end();
       return;
     }
-    h(universalRequestFromNodeRequest(req, res, undefined, undefined))
+    const peer = createContextValues().set(kPeer, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
+    h(universalRequestFromNodeRequest(req, res, undefined, peer))
       .then(async (uRes) => universalResponseToNodeResponse(await mapParseError(uRes), res))
       .catch((err: unknown) => {
         if (ConnectError.from(err).code !== Code.Aborted) logger.warn({ err, rpc: h.method.name }, "response failed");

@@ -147,6 +147,12 @@ export interface AuditKeysTable {
   created_at: GeneratedTimestamp;
 }
 
+/** One row: the highest revision compaction has removed from the log. */
+export interface FeedCompactionTable {
+  id: ColumnType<boolean, boolean, never>;
+  revision: ColumnType<string, bigint, bigint>;
+}
+
 export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
@@ -162,6 +168,7 @@ export interface Database {
   audit_entries: AuditEntriesTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_keys: AuditKeysTable;
+  feed_compaction: FeedCompactionTable;
 }
 
 export type Db = Kysely<Database>;

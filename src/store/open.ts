@@ -21,11 +21,29 @@ export function redactUrl(url: string): string {
 
 export class DatabaseUnreachableError extends Error {}
 
+// SQLSTATE classes 08 (connection exception) and 57P (operator intervention: shutdown, restart).
+const UNAVAILABLE_STATE = /^(08|57P0[1-3])/;
+const UNAVAILABLE_ERRNO = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND"]);
+
+/** True for errors that mean "the database is away" (restart, failover, network), not a bug. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (UNAVAILABLE_STATE.test(code) || UNAVAILABLE_ERRNO.has(code))) return true;
+  // pg reports a connection dropped mid-query, or a pool timeout, with a bare message.
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+    err.message,
+  );
+}
+
 /** Opens a pool, checks that the server answers, and brings the schema up to date. */
 export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDatabase> {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
   // An idle client losing its connection (a server restart) must not crash the process.
   pool.on("error", () => {});
+  // Nor may a checked-out one (pg-pool listens only on idle clients): the query in flight gets
+  // the error, and the pool drops the client when it is released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   try {
     await pool.query("select 1");
   } catch (err) {

@@ -7,7 +7,7 @@ import { feedMessage } from "../messages.js";
 export function watchRevocationsRoute(ctx: AppContext) {
   return async function* (req: WatchRevocationsRequest, call: CallContext): AsyncGenerator<WatchRevocationsResponse> {
     if (req.afterRevision < 0n) throw invalidArgument("after_revision", "must not be negative");
-    const watcher = ctx.feed.subscribe(req.afterRevision);
+    const watcher = ctx.feed.subscribe(req.afterRevision, call.peer);
     const stop = () => watcher.end();
     call.signal.addEventListener("abort", stop);
     try {

@@ -1,11 +1,13 @@
 import type { Migration, MigrationProvider } from "kysely";
 import * as m0001 from "./0001-init.js";
+import * as m0002 from "./0002-feed.js";
 import * as m0003 from "./0003-audit.js";
 import * as m0004 from "./0004-auth.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
 const migrations: Record<string, Migration> = {
   "0001-init": m0001,
+  "0002-feed": m0002,
   "0003-audit": m0003,
   "0004-auth": m0004,
 };

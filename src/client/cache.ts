@@ -1,0 +1,95 @@
+/** An active introspection answer, as cached. */
+export interface CachedToken {
+  tokenId: string;
+  agentId: string;
+  scopes: string[];
+  audiences: string[];
+  expiresAt: number;
+  /** The log revision the answer was read at. */
+  revision: bigint;
+}
+
+export type Admission = "cached" | "revoked" | "agent_revoked";
+
+/**
+ * Active answers keyed by a hash of the token, bounded in size (least recently used goes first),
+ * with indexes by token id and agent id so that one feed event evicts at once.
+ *
+ * It also remembers every revocation the feed has delivered (tokens until they expire, agents for
+ * good, as the server's log does): an answer read at revision R that arrives after an eviction
+ * with a higher revision must not be cached, and that is only knowable if the eviction left a mark.
+ */
+export class TokenCache {
+  private readonly entries = new Map<string, CachedToken>();
+  private readonly byToken = new Map<string, string>();
+  private readonly byAgent = new Map<string, Set<string>>();
+  private readonly revokedTokens = new Map<string, { revision: bigint; expiresAt: number }>();
+  private readonly revokedAgents = new Map<string, bigint>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string, now: number): CachedToken | "expired" | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    if (e.expiresAt <= now) {
+      this.delete(key);
+      return "expired";
+    }
+    // Refresh its place in the LRU order.
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    return e;
+  }
+
+  /**
+   * Caches an active answer unless the feed has already revoked the token or its agent. Revocation
+   * is permanent, so any mark wins, whatever its revision relative to the answer's: a mark at or
+   * below R cannot coexist with an active answer at R, and a mark above R is newer news.
+   */
+  admit(key: string, e: CachedToken): Admission {
+    if (this.revokedAgents.has(e.agentId)) return "agent_revoked";
+    if (this.revokedTokens.has(e.tokenId)) return "revoked";
+    this.delete(key);
+    this.entries.set(key, e);
+    this.byToken.set(e.tokenId, key);
+    let keys = this.byAgent.get(e.agentId);
+    if (!keys) this.byAgent.set(e.agentId, (keys = new Set()));
+    keys.add(key);
+    while (this.entries.size > this.maxEntries) this.delete(this.entries.keys().next().value!);
+    return "cached";
+  }
+
+  revokeToken(tokenId: string, revision: bigint, expiresAt: number): void {
+    this.revokedTokens.set(tokenId, { revision, expiresAt });
+    const key = this.byToken.get(tokenId);
+    if (key !== undefined) this.delete(key);
+  }
+
+  revokeAgent(agentId: string, revision: bigint): void {
+    this.revokedAgents.set(agentId, revision);
+    const keys = this.byAgent.get(agentId);
+    if (keys) for (const key of [...keys]) this.delete(key);
+  }
+
+  /** Forgets what expiry made moot: expired answers and marks of expired tokens. */
+  prune(now: number): void {
+    for (const [key, e] of this.entries) if (e.expiresAt <= now) this.delete(key);
+    for (const [id, t] of this.revokedTokens) if (t.expiresAt <= now) this.revokedTokens.delete(id);
+  }
+
+  private delete(key: string): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    if (this.byToken.get(e.tokenId) === key) this.byToken.delete(e.tokenId);
+    const keys = this.byAgent.get(e.agentId);
+    if (keys) {
+      keys.delete(key);
+      if (keys.size === 0) this.byAgent.delete(e.agentId);
+    }
+  }
+}

@@ -1,0 +1,234 @@
+import { createHash } from "node:crypto";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { InactiveReason, TokenService } from "../../gen/agentid/v1/token_pb.js";
+import type { RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
+import { isWellFormedToken } from "../domain/ids.js";
+import { TokenCache } from "./cache.js";
+import { FeedFollower } from "./feed.js";
+import { createTransport, type TransportOptions } from "./transport.js";
+
+export interface VerifierOptions extends TransportOptions {
+  /** One agentid replica, e.g. "http://agentid:50051". */
+  endpoint?: string;
+  /** Or several: the feed follows any one of them, introspection fails over between them. */
+  endpoints?: string[];
+  /** Replicas for the feed only (default: endpoints). */
+  feedEndpoints?: string[];
+  /** This resource server's audience: a token must list it. Unset: any audience. */
+  audience?: string;
+  /**
+   * What to do once the feed has been silent for longer than staleAfterMs:
+   * "strict" stops trusting the cache (see whenStale), "best_effort" keeps the last known state.
+   */
+  mode?: "strict" | "best_effort";
+  /** Staleness budget: the server bookmarks every second, so a few seconds of silence is an outage. */
+  staleAfterMs?: number;
+  /** Strict mode, when stale: "deny" fails closed; "introspect" asks the server on every call. */
+  whenStale?: "deny" | "introspect";
+  /** Cached active answers, at most (least recently used go first). */
+  cacheSize?: number;
+  /** Per-call deadline for network introspection. */
+  introspectTimeoutMs?: number;
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** Called when the feed stream fails (it reconnects on its own); for logs. */
+  onFeedError?: (err: Error, endpoint: string) => void;
+}
+
+export type InactiveCause =
+  | "malformed"
+  | "unknown_token"
+  | "expired"
+  | "revoked"
+  | "agent_revoked"
+  | "scope_not_granted"
+  | "audience_mismatch"
+  /** Strict mode with whenStale "deny": the feed is silent past staleAfterMs. */
+  | "stale"
+  /** No replica answered. */
+  | "unavailable";
+
+export type VerifyResult =
+  | {
+      active: true;
+      tokenId: string;
+      agentId: string;
+      scopes: string[];
+      audiences: string[];
+      expiresAt: Date;
+      /** Where the answer came from. */
+      source: "cache" | "network";
+    }
+  | { active: false; reason: InactiveCause };
+
+export interface VerifierMetrics {
+  cacheHits: number;
+  cacheMisses: number;
+  cacheSize: number;
+  networkIntrospections: number;
+  introspectionErrors: number;
+  /** Everything up to this revision has been applied from the feed. */
+  feedRevision: bigint;
+  /** Highest revision any server reported minus feedRevision (0 when caught up). */
+  feedLagRevisions: bigint;
+  /** Milliseconds since the feed last proved it was current (a Progress bookmark). */
+  feedLagMs: number;
+  /** For the last event: arrival time minus revoked_at (includes clock skew between hosts). */
+  lastEventDelayMs: number;
+  reconnects: number;
+  feedResets: number;
+  stale: boolean;
+}
+
+export interface Verifier {
+  verify(token: string, opts?: { scope?: string }): Promise<VerifyResult>;
+  /** Resolves once the feed has caught up for the first time. */
+  ready(): Promise<void>;
+  metrics(): VerifierMetrics;
+  close(): Promise<void>;
+}
+
+const REASONS: Record<InactiveReason, InactiveCause> = {
+  [InactiveReason.UNSPECIFIED]: "unknown_token",
+  [InactiveReason.UNKNOWN_TOKEN]: "unknown_token",
+  [InactiveReason.MALFORMED]: "malformed",
+  [InactiveReason.EXPIRED]: "expired",
+  [InactiveReason.REVOKED]: "revoked",
+  [InactiveReason.AGENT_REVOKED]: "agent_revoked",
+  [InactiveReason.SCOPE_NOT_GRANTED]: "scope_not_granted",
+};
+
+/** A verifier for a resource server: a local cache of active answers, kept honest by the feed. */
+export function createVerifier(o: VerifierOptions): Verifier {
+  const endpoints = o.endpoints ?? (o.endpoint ? [o.endpoint] : []);
+  if (endpoints.length === 0) throw new Error("createVerifier: endpoint or endpoints is required");
+  const mode = o.mode ?? "strict";
+  const staleAfterMs = o.staleAfterMs ?? 5000;
+  const whenStale = o.whenStale ?? "deny";
+  const timeoutMs = o.introspectTimeoutMs ?? 5000;
+  const cache = new TokenCache(o.cacheSize ?? 10_000);
+  const tokens: Client<typeof TokenService>[] = endpoints.map((e) => createClient(TokenService, createTransport(e, o)));
+  const m = { cacheHits: 0, cacheMisses: 0, networkIntrospections: 0, introspectionErrors: 0, feedResets: 0, lastEventDelayMs: 0 };
+  let knownHead = 0n;
+  let next = 0;
+  let readyResolve: () => void;
+  const readyPromise = new Promise<void>((r) => (readyResolve = r));
+
+  const feed = new FeedFollower({
+    ...o,
+    endpoints: o.feedEndpoints ?? endpoints,
+    idleTimeoutMs: Math.max(staleAfterMs * 2, 3000),
+    onEvent(e: RevocationEvent) {
+      m.lastEventDelayMs = e.revokedAt ? Date.now() - timestampMs(e.revokedAt) : 0;
+      if (e.revision > knownHead) knownHead = e.revision;
+      const t = e.target;
+      switch (t.case) {
+        case "tokenId":
+          cache.revokeToken(t.value, e.revision, e.expiresAt ? timestampMs(e.expiresAt) : Number.MAX_SAFE_INTEGER);
+          break;
+        case "agentId":
+          cache.revokeAgent(t.value, e.revision);
+          break;
+        case undefined:
+          break;
+        default: {
+          const never: never = t;
+          void never;
+        }
+      }
+    },
+    onProgress(revision) {
+      if (revision > knownHead) knownHead = revision;
+      readyResolve();
+    },
+    onReset() {
+      m.feedResets++;
+    },
+    onError: o.onFeedError,
+  });
+  feed.start();
+  const pruner = setInterval(() => cache.prune(Date.now()), 30_000);
+  pruner.unref();
+
+  const isStale = () => feed.lastProgressAt === 0 || Date.now() - feed.lastProgressAt > staleAfterMs;
+
+  function answer(e: { tokenId: string; agentId: string; scopes: string[]; audiences: string[]; expiresAt: number }, scope: string | undefined, source: "cache" | "network"): VerifyResult {
+    if (o.audience !== undefined && !e.audiences.includes(o.audience)) return { active: false, reason: "audience_mismatch" };
+    if (scope !== undefined && !e.scopes.includes(scope)) return { active: false, reason: "scope_not_granted" };
+    return { active: true, tokenId: e.tokenId, agentId: e.agentId, scopes: e.scopes, audiences: e.audiences, expiresAt: new Date(e.expiresAt), source };
+  }
+
+  async function introspect(token: string) {
+    // Start at a rotating replica; fail over on errors that another replica may not have.
+    const start = next++;
+    let last: unknown;
+    for (let i = 0; i < tokens.length; i++) {
+      try {
+        m.networkIntrospections++;
+        return await tokens[(start + i) % tokens.length]!.introspect({ token }, { timeoutMs });
+      } catch (err) {
+        m.introspectionErrors++;
+        last = err;
+        const code = ConnectError.from(err).code;
+        if (code !== Code.Unavailable && code !== Code.DeadlineExceeded && code !== Code.Internal && code !== Code.Unknown) break;
+      }
+    }
+    throw last;
+  }
+
+  return {
+    async verify(token, opts = {}) {
+      // The checksum rejects typos and foreign strings without a network call.
+      if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
+      const key = createHash("sha256").update(token).digest("base64");
+      const stale = mode === "strict" && isStale();
+      if (stale && whenStale === "deny") return { active: false, reason: "stale" };
+      if (!stale) {
+        const hit = cache.get(key, Date.now());
+        if (hit === "expired") return { active: false, reason: "expired" };
+        if (hit) {
+          m.cacheHits++;
+          return answer(hit, opts.scope, "cache");
+        }
+      }
+      m.cacheMisses++;
+      let res;
+      try {
+        res = await introspect(token);
+      } catch {
+        return { active: false, reason: "unavailable" };
+      }
+      if (res.revision > knownHead) knownHead = res.revision;
+      if (!res.active) return { active: false, reason: REASONS[res.inactiveReason] ?? "unknown_token" };
+      const entry = {
+        tokenId: res.tokenId,
+        agentId: res.agentId,
+        scopes: res.scopes,
+        audiences: res.audiences,
+        expiresAt: res.expiresAt ? timestampMs(res.expiresAt) : Date.now(),
+        revision: res.revision,
+      };
+      // The feed may have revoked the token while the answer was on its way.
+      const admitted = cache.admit(key, entry);
+      if (admitted !== "cached") return { active: false, reason: admitted };
+      return answer(entry, opts.scope, "network");
+    },
+    ready: () => readyPromise,
+    metrics() {
+      const lag = knownHead - feed.revision;
+      return {
+        ...m,
+        cacheSize: cache.size,
+        feedRevision: feed.revision,
+        feedLagRevisions: lag > 0n ? lag : 0n,
+        feedLagMs: feed.lastProgressAt === 0 ? Number.POSITIVE_INFINITY : Date.now() - feed.lastProgressAt,
+        reconnects: feed.reconnects,
+        stale: isStale(),
+      };
+    },
+    async close() {
+      clearInterval(pruner);
+      await feed.close();
+    },
+  };
+}

@@ -1,0 +1,129 @@
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
+import { bearer, clientsFor, type Clients } from "./harness.js";
+// Real processes for fault tests and benchmarks: a PostgreSQL of one's own (to stop and start),
+// and `agentid serve` replicas (to SIGKILL). No vitest imports: bench/ uses this too.
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { connect, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { startEmbeddedPostgres, type EmbeddedServer } from "../../src/store/embedded.js";
+
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => res(port));
+    });
+    s.on("error", rej);
+  });
+}
+
+export interface OwnPostgres {
+  url: string;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** An embedded PostgreSQL in its own temp folder and port, which a test may stop and start. */
+export async function startOwnPostgres(): Promise<OwnPostgres> {
+  const dataDir = await mkdtemp(join(tmpdir(), "agentid-own-pg-"));
+  // As root, PostgreSQL runs as a "postgres" user that must be able to enter the folder.
+  await chmod(dataDir, 0o755);
+  const port = await freePort();
+  let server: EmbeddedServer | undefined = await startEmbeddedPostgres({ dataDir, port });
+  const url = server.url;
+  return {
+    url,
+    async stop() {
+      await server?.stop();
+      server = undefined;
+    },
+    async start() {
+      server ??= await startEmbeddedPostgres({ dataDir, port });
+    },
+    async destroy() {
+      await server?.stop().catch(() => {});
+      server = undefined;
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Replica {
+  grpcUrl: string;
+  httpUrl: string;
+  process: ChildProcess;
+  exited: Promise<number | null>;
+  /** Output, for a failing test's message. */
+  output: string[];
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+const BIN = resolve(import.meta.dirname, "../../bin/agentid.js");
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      res(true);
+    });
+    s.once("error", () => res(false));
+  });
+}
+
+/** Every replica started here accepts this admin key. */
+export const CLUSTER_ADMIN_KEY = newSecret(API_KEY_PREFIX);
+
+/** Admin clients for a replica. */
+export function replicaClients(grpcUrl: string): Clients {
+  return clientsFor(createGrpcTransport({ baseUrl: grpcUrl, interceptors: [bearer(CLUSTER_ADMIN_KEY)] }));
+}
+
+/** Starts `agentid serve` as its own process on free ports; resolves once both ports answer. */
+export async function startReplica(databaseUrl: string, env: Record<string, string> = {}): Promise<Replica> {
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const child = spawn(process.execPath, [BIN, "serve"], {
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      AGENTID_GRPC_PORT: String(grpcPort),
+      AGENTID_HTTP_PORT: String(httpPort),
+      LOG_LEVEL: "warn",
+      AGENTID_ADMIN_KEY: CLUSTER_ADMIN_KEY,
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output: string[] = [];
+  child.stdout!.on("data", (d) => output.push(String(d)));
+  child.stderr!.on("data", (d) => output.push(String(d)));
+  const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + 60_000;
+  while (!((await canConnect(httpPort)) && (await canConnect(grpcPort)))) {
+    if (gone) throw new Error(`replica exited before serving:\n${output.join("")}`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`replica did not start within 60s:\n${output.join("")}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    grpcUrl: `http://127.0.0.1:${grpcPort}`,
+    httpUrl: `http://127.0.0.1:${httpPort}`,
+    process: child,
+    exited,
+    output,
+    async kill(signal: NodeJS.Signals = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
