@@ -8,14 +8,17 @@ export AGENTID_URL=http://127.0.0.1:18080
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-# 1. agentid, with an embedded PostgreSQL in a temp folder.
-AGENTID_DATA_DIR="$WORK/data" AGENTID_PG_PORT=15432 AGENTID_GRPC_PORT=15051 AGENTID_HTTP_PORT=18080 \
+# 1. agentid, with an embedded PostgreSQL in a temp folder, and an admin key chosen up front.
+export AGENTID_API_KEY=$(node bin/agentid.js key generate)
+AGENTID_ADMIN_KEY="$AGENTID_API_KEY" AGENTID_DATA_DIR="$WORK/data" AGENTID_PG_PORT=15432 AGENTID_GRPC_PORT=15051 AGENTID_HTTP_PORT=18080 \
   LOG_LEVEL=warn node bin/agentid.js serve 2>"$WORK/agentid.log" &
 until curl -s -o /dev/null "$AGENTID_URL"; do sleep 0.2; done
 echo "agentid up"
 
-# 2. The resource server (examples/resource-server.ts), verifying with the SDK.
-AGENTID_GRPC=http://127.0.0.1:15051 PORT=13000 node --import tsx examples/resource-server.ts &
+# 2. The resource server (examples/resource-server.ts), verifying with the SDK under its own key,
+#    bound to its audience.
+RS_KEY=$(node bin/agentid.js key create --name orders-api --role resource_server --audience https://orders.example.com 2>/dev/null)
+AGENTID_API_KEY="$RS_KEY" AGENTID_GRPC=http://127.0.0.1:15051 PORT=13000 node --import tsx examples/resource-server.ts &
 until curl -s -o /dev/null http://127.0.0.1:13000/metrics; do sleep 0.2; done
 
 # 3. An agent and its token.
