@@ -9,7 +9,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentService } from "../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../gen/agentid/v1/revocation_pb.js";
-import { startOwnPostgres, startReplica, type Replica } from "../test/support/cluster.js";
+import { CLUSTER_ADMIN_KEY, startOwnPostgres, startReplica, type Replica } from "../test/support/cluster.js";
+import { bearer } from "../test/support/harness.js";
 
 const samples = Number(process.argv[2] ?? 300);
 
@@ -47,7 +48,7 @@ async function notifyBaseline(url: string): Promise<number[]> {
 }
 
 async function feedLatency(a: Replica, b: Replica) {
-  const ta = createGrpcTransport({ baseUrl: a.grpcUrl });
+  const ta = createGrpcTransport({ baseUrl: a.grpcUrl, interceptors: [bearer(CLUSTER_ADMIN_KEY)] });
   const agents = createClient(AgentService, ta);
   const tokens = createClient(TokenService, ta);
   const { agent } = await agents.registerAgent({ name: "bench", publicKey: rawPublicKey() });
@@ -64,7 +65,7 @@ async function feedLatency(a: Replica, b: Replica) {
   const abort = new AbortController();
   const follow = (r: Replica, key: "a" | "b") =>
     (async () => {
-      const feed = createClient(RevocationService, createGrpcTransport({ baseUrl: r.grpcUrl }));
+      const feed = createClient(RevocationService, createGrpcTransport({ baseUrl: r.grpcUrl, interceptors: [bearer(CLUSTER_ADMIN_KEY)] }));
       try {
         for await (const m of feed.watchRevocations({ afterRevision: 0n }, { signal: abort.signal })) {
           if (m.kind.case !== "revocation" || m.kind.value.target.case !== "tokenId") continue;
