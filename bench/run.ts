@@ -12,6 +12,7 @@ import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { benchPostgres, root, runTs, startAgentid, startTs } from "./lib/procs.js";
+import { sdkVerify } from "./sdk-verify.js";
 import { generateKeyPairSync } from "node:crypto";
 
 const full = process.argv.includes("--full");
@@ -30,6 +31,7 @@ interface Row {
   met: boolean;
 }
 const rows: Row[] = [];
+const notes: string[] = [];
 const raw: Record<string, unknown> = {};
 const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString("en-US") : n.toFixed(2));
 function row(figure: string, value: number, unit: string, baseline: number, baselineName: string, op: ">=" | "<=", target: number) {
@@ -111,8 +113,16 @@ try {
   raw.issueGrpc = issue;
   row("Issue, gRPC", issue.perSecond, "req/s", insert.perSecond, "single-row INSERT", ">=", 0.6);
 
+  // 3. SDK verify (cache hit) against jose ES256 in one process, with revocation-to-eviction.
+  const sdk = await sdkVerify(full);
+  raw.sdkVerify = sdk;
+  row("SDK verify, cache hit (in process)", sdk.sdkPerSecond, "verifies/s", sdk.josePerSecond, "jose ES256 jwtVerify", ">=", 20);
+  notes.push(
+    `Revocation to eviction in the SDK (Revoke returned -> verify answers revoked): p50 ${sdk.evictionP50Ms.toFixed(2)} ms, p99 ${sdk.evictionP99Ms.toFixed(2)} ms (${sdk.evictions} samples)`,
+  );
+
   for (const [name, s] of Object.entries(raw) as [string, Summary][]) {
-    if (s.errors) console.error(`warning: ${name} had ${s.errors} errors, first: ${s.firstError}`);
+    if ("errors" in s && s.errors) console.error(`warning: ${name} had ${s.errors} errors, first: ${s.firstError}`);
   }
   const latency = `Introspect gRPC at concurrency ${concurrency}: p50 ${(grpcIntro.p50us / 1000).toFixed(2)} ms, p99 ${(grpcIntro.p99us / 1000).toFixed(2)} ms`;
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
@@ -124,6 +134,7 @@ try {
     ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.baseline} | ${r.ratio.toFixed(2)}x | ${r.target} | ${r.met ? "met" : "MISSED"} |`),
     "",
     latency,
+    ...notes,
   ];
   console.log(lines.join("\n"));
   mkdirSync(join(root, "bench", "results"), { recursive: true });
