@@ -10,7 +10,7 @@ import { AgentService } from "../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../gen/agentid/v1/revocation_pb.js";
 import { CLUSTER_ADMIN_KEY, startOwnPostgres, startReplica, type Replica } from "../test/support/cluster.js";
-import { bearer } from "../test/support/harness.js";
+import { bearer } from "../test/support/clients.js";
 
 const samples = Number(process.argv[2] ?? 300);
 

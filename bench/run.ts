@@ -11,8 +11,10 @@ import { IntrospectRequestSchema, IssueRequestSchema, TokenService } from "../ge
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
-import { benchPostgres, root, runTs, startAgentid, startTs } from "./lib/procs.js";
+import { root, runTs, startAgentid, startTs } from "./lib/procs.js";
 import { sdkVerify } from "./sdk-verify.js";
+import { startOwnPostgres } from "../test/support/cluster.js";
+import { bearer } from "../test/support/clients.js";
 import { generateKeyPairSync } from "node:crypto";
 
 const full = process.argv.includes("--full");
@@ -46,7 +48,7 @@ function row(figure: string, value: number, unit: string, baseline: number, base
   });
 }
 
-const pg = await benchPostgres();
+const pg = await startOwnPostgres();
 const adminKey = newSecret(API_KEY_PREFIX);
 // BENCH_PROFILE=dir writes the server's CPU profile there (node --cpu-prof), for finding hot spots.
 const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
@@ -56,7 +58,7 @@ try {
   const transport = createConnectTransport({
     baseUrl: server.url,
     httpVersion: "1.1",
-    interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${adminKey}`), next(req))],
+    interceptors: [bearer(adminKey)],
   });
   const agents = createClient(AgentService, transport);
   const tokens = createClient(TokenService, transport);
@@ -146,6 +148,6 @@ try {
   server.proc.kill("SIGTERM");
   noop.proc.kill("SIGTERM");
   await new Promise((r) => server.proc.once("exit", r));
-  await pg.stop();
+  await pg.destroy();
 }
 process.exit(0);

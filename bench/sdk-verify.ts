@@ -11,7 +11,9 @@ import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { createVerifier } from "../src/client/index.js";
-import { benchPostgres, startAgentid } from "./lib/procs.js";
+import { startAgentid } from "./lib/procs.js";
+import { startOwnPostgres } from "../test/support/cluster.js";
+import { bearer } from "../test/support/clients.js";
 
 export interface SdkVerifyResult {
   sdkPerSecond: number;
@@ -39,14 +41,14 @@ const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs
 
 export async function sdkVerify(full: boolean): Promise<SdkVerifyResult> {
   const durationMs = full ? 5000 : 1500;
-  const pg = await benchPostgres();
+  const pg = await startOwnPostgres();
   const adminKey = newSecret(API_KEY_PREFIX);
   const server = await startAgentid({ DATABASE_URL: pg.url, AGENTID_ADMIN_KEY: adminKey, LOG_LEVEL: "warn" });
   try {
     const transport = createConnectTransport({
       baseUrl: server.url,
       httpVersion: "1.1",
-      interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${adminKey}`), next(req))],
+      interceptors: [bearer(adminKey)],
     });
     const rsKey = (await createClient(KeyService, transport).createApiKey({ name: "rs", role: Role.RESOURCE_SERVER, audiences: ["bench"] })).secret;
     const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
@@ -89,7 +91,7 @@ export async function sdkVerify(full: boolean): Promise<SdkVerifyResult> {
   } finally {
     server.proc.kill("SIGTERM");
     await new Promise((r) => server.proc.once("exit", r));
-    await pg.stop();
+    await pg.destroy();
   }
 }
 

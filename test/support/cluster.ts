@@ -1,6 +1,3 @@
-import { createGrpcTransport } from "@connectrpc/connect-node";
-import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
-import { bearer, clientsFor, type Clients } from "./harness.js";
 // Real processes for fault tests and benchmarks: a PostgreSQL of one's own (to stop and start),
 // and `agentid serve` replicas (to SIGKILL). No vitest imports: bench/ uses this too.
 import { spawn, type ChildProcess } from "node:child_process";
@@ -8,7 +5,10 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { startEmbeddedPostgres, type EmbeddedServer } from "../../src/store/embedded.js";
+import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
+import { bearer, clientsFor, type Clients } from "./clients.js";
 
 export function freePort(): Promise<number> {
   return new Promise((res, rej) => {

@@ -1,8 +1,10 @@
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer } from "node:net";
+import { freePort } from "./cluster.js";
 import type { TestProject } from "vitest/node";
+
+export { freePort };
 import { startEmbeddedPostgres } from "../../src/store/embedded.js";
 
 declare module "vitest" {
@@ -10,17 +12,6 @@ declare module "vitest" {
     /** A server URL whose user may create databases; each suite makes its own. */
     pgAdminUrl: string;
   }
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
 }
 
 /** One real PostgreSQL for the run: DATABASE_URL if set, else an embedded server in a temp folder. */

@@ -4,11 +4,9 @@ import pg from "pg";
 import pino from "pino";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { Transport } from "@connectrpc/connect";
+import { bearer, clientsFor, type Clients } from "./clients.js";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { AgentService } from "../../gen/agentid/v1/agent_pb.js";
-import { TokenService } from "../../gen/agentid/v1/token_pb.js";
-import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
 import { loadConfig, type Config } from "../../src/server/config.js";
 import { createAppContext, type AppContext } from "../../src/server/context.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
@@ -25,28 +23,6 @@ export async function createTestDatabase(): Promise<string> {
   const url = new URL(admin);
   url.pathname = `/${name}`;
   return url.toString();
-}
-
-export interface Clients {
-  agents: Client<typeof AgentService>;
-  tokens: Client<typeof TokenService>;
-  revocations: Client<typeof RevocationService>;
-}
-
-/** Sends `authorization: Bearer <key>` on every call. */
-export function bearer(key: string): Interceptor {
-  return (next) => (req) => {
-    req.header.set("authorization", `Bearer ${key}`);
-    return next(req);
-  };
-}
-
-export function clientsFor(transport: Transport): Clients {
-  return {
-    agents: createClient(AgentService, transport),
-    tokens: createClient(TokenService, transport),
-    revocations: createClient(RevocationService, transport),
-  };
 }
 
 export interface Harness {
@@ -134,4 +110,4 @@ export function publicKey(): Uint8Array {
   return new Uint8Array(key.export({ type: "spki", format: "der" }).subarray(-32));
 }
 
-export { grpc };
+export { grpc, bearer, clientsFor, type Clients };
