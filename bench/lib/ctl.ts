@@ -45,7 +45,7 @@ export class Ctl {
   }
 
   async kill(): Promise<void> {
-    if (this.proc.exitCode !== null) return;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const exited = new Promise((r) => this.proc.once("exit", r));
     this.proc.kill("SIGTERM");
     await exited;
