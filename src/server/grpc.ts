@@ -14,6 +14,22 @@ class Undecodable {
   constructor(readonly message: string) {}
 }
 
+/**
+ * A streamed response object written to many streams (one feed event to every watcher) is
+ * serialized once: the bytes are cached against the object. grpc-js copies them into each stream's
+ * own frame, so sharing the buffer is safe. Only for streaming methods, whose handlers share
+ * objects; unary responses are fresh each call and would only fill the cache.
+ */
+function encodeOnce(m: DescMethod): (msg: unknown) => Buffer {
+  const encoded = new WeakMap<object, Buffer>();
+  return (msg) => {
+    const key = msg as object;
+    let b = encoded.get(key);
+    if (!b) encoded.set(key, (b = Buffer.from(toBinary(m.output, create(m.output, msg as never)))));
+    return b;
+  };
+}
+
 export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const m of service.methods) {
@@ -30,7 +46,7 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
           return new Undecodable((err as Error).message);
         }
       },
-      responseSerialize: (msg: unknown) => Buffer.from(toBinary(m.output, create(m.output, msg as never))),
+      responseSerialize: m.methodKind === "server_streaming" ? encodeOnce(m) : (msg: unknown) => Buffer.from(toBinary(m.output, create(m.output, msg as never))),
       responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
     };
   }

@@ -121,10 +121,21 @@ export function introspectResponse(r: Introspection): MessageInitShape<typeof In
   };
 }
 
+// The hub hands one FeedMessage object to every watcher of an event; building its response once
+// (and returning the same object) lets the gRPC adapter encode it once for all streams too.
+const feedResponses = new WeakMap<FeedMessage, WatchRevocationsResponse>();
+
 export function feedMessage(m: FeedMessage): WatchRevocationsResponse {
   if (m.kind === "progress") {
+    // Per watcher, and mutable while queued: never memoized.
     return create(WatchRevocationsResponseSchema, { kind: { case: "progress", value: { revision: m.revision } } });
   }
+  let r = feedResponses.get(m);
+  if (!r) feedResponses.set(m, (r = revocationResponse(m)));
+  return r;
+}
+
+function revocationResponse(m: FeedMessage & { kind: "revocation" }): WatchRevocationsResponse {
   const e = m.event;
   return create(WatchRevocationsResponseSchema, {
     kind: {
