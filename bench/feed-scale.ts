@@ -40,7 +40,8 @@ import { WatchRevocationsRequestSchema } from "../gen/agentid/v1/revocation_pb.j
 import pg from "pg";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
-import { benchPostgres, root, runTs, startAgentid } from "./lib/procs.js";
+import { root, runTs, startAgentid } from "./lib/procs.js";
+import { startOwnPostgres } from "../test/support/cluster.js";
 import { Ctl, rss, wall } from "./lib/ctl.js";
 
 const full = process.argv.includes("--full");
@@ -63,7 +64,7 @@ function row(figure: string, value: string, baseline: string, ratio: number | un
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const log = (s: string) => console.error(`[feed-scale ${new Date().toISOString().slice(11, 19)}] ${s}`);
 
-const pgs = await benchPostgres();
+const pgs = await startOwnPostgres();
 const adminKey = newSecret(API_KEY_PREFIX);
 const server = await startAgentid({
   DATABASE_URL: pgs.url,
@@ -313,6 +314,6 @@ try {
   for (const h of helpers) await h.kill().catch(() => {});
   server.proc.kill("SIGTERM");
   await new Promise((r) => server.proc.once("exit", r));
-  await pgs.stop();
+  await pgs.destroy();
 }
 process.exit(0);
