@@ -24,7 +24,6 @@ export interface HubOptions {
 }
 
 const PAGE = 1000;
-const FANOUT_SLICE = 500;
 
 /**
  * Tails the revocation log and fans it out to watchers. The log table is the truth; NOTIFY only
@@ -162,17 +161,10 @@ export class RevocationHub {
         this.head = compactedThrough;
       }
       for (const event of events) {
-        // One message object per event, shared by every watcher (and encoded once).
+        // One message object per event, shared by every watcher.
         const message = { kind: "revocation" as const, event };
-        // In slices, yielding between them, so that an event to many thousands of streams does
-        // not hold up every other request for the whole fan-out. head moves only once every
-        // watcher has the event, so a bookmark sent meanwhile never claims it too early.
-        let n = 0;
-        for (const w of this.watchers) {
-          if (w.synced) w.pushEvent(message);
-          if (++n % FANOUT_SLICE === 0) await new Promise((r) => setImmediate(r));
-        }
         this.head = event.revision;
+        for (const w of this.watchers) if (w.synced) w.pushEvent(message);
       }
       if (events.length < PAGE) return;
     }
