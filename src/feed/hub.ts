@@ -164,6 +164,8 @@ export class RevocationHub {
         // One message object per event, shared by every watcher.
         const message = { kind: "revocation" as const, event };
         this.head = event.revision;
+        // In one synchronous pass: slicing it to let other requests in between was measured
+        // (bench/feed-scale.ts) to triple the fan-out time for a modest gain in their p99.
         for (const w of this.watchers) if (w.synced) w.pushEvent(message);
       }
       if (events.length < PAGE) return;
