@@ -1,7 +1,7 @@
 import type { Db, Tx } from "../store/database.js";
-import { countLiveTokens, lockToken, markTokenRevoked } from "../store/tokens.js";
-import { lockAgent, markAgentRevoked } from "../store/agents.js";
-import { appendRevocation, nextRevision } from "../store/revocations.js";
+import { countLiveTokens, lockToken, markTokenRevoked, tokenRevokedRevision } from "../store/tokens.js";
+import { findAgent, lockAgent, markAgentRevoked } from "../store/agents.js";
+import { appendRevocation, revisionOf, sequenceRevocations } from "../store/revocations.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { notFound } from "./errors.js";
 import { hashSecret } from "./ids.js";
@@ -14,15 +14,31 @@ export interface RevokeResult {
   tokensRevoked: bigint;
 }
 
+/** What the transaction did, and where to find the revision once the sequencer has numbered it. */
+type Pending = { tokensRevoked: bigint } & ({ event: bigint } | { token: string } | { agent: string });
+
 /**
  * Revokes a token or a whole agent. Irreversible and idempotent: a second call writes nothing and
  * answers with the revision of the revocation already in force. `by` is the actor (a principal,
  * or policy:<name>), recorded as revoked_by and in the transparency log entry.
+ *
+ * The revocation takes effect when its transaction commits (Introspect sees it at once); the
+ * sequencer then gives it its revision and wakes the feed, before this returns.
  */
-export function revoke(db: Db, target: RevokeTarget, reason: string, by: string): Promise<RevokeResult> {
-  return db.transaction().execute((tx) =>
+export async function revoke(db: Db, target: RevokeTarget, reason: string, by: string): Promise<RevokeResult> {
+  const pending = await db.transaction().execute((tx) =>
     "agentId" in target ? revokeAgent(tx, target.agentId, reason, by) : revokeToken(tx, target, reason, by),
   );
+  await sequenceRevocations(db);
+  const revision =
+    "event" in pending
+      ? await revisionOf(db, pending.event)
+      : "token" in pending
+        ? await tokenRevokedRevision(db, pending.token)
+        : ((await findAgent(db, pending.agent))?.revokedRevision ?? null);
+  // Numbered by this call's sequencing or an earlier one; never left unnumbered once committed.
+  if (revision === null) throw new Error("revocation committed but not sequenced");
+  return { revision, tokensRevoked: pending.tokensRevoked };
 }
 
 async function revokeToken(
@@ -30,57 +46,38 @@ async function revokeToken(
   target: { token: string } | { tokenId: string },
   reason: string,
   by: string,
-): Promise<RevokeResult> {
+): Promise<Pending> {
   const t = await lockToken(tx, "token" in target ? { hash: hashSecret(target.token) } : { id: target.tokenId });
   if (!t) throw notFound("token" in target ? "token" : `token ${target.tokenId}`);
-  const already = t.revokedRevision ?? t.agentRevokedRevision;
-  if (already !== null) return { revision: already, tokensRevoked: 0n };
-  const { revision, at } = await nextRevision(tx);
-  await markTokenRevoked(tx, t.id, revision, at);
-  await appendRevocation(tx, {
-    revision,
+  if (t.agentStatus === "REVOKED") return { agent: t.agentId, tokensRevoked: 0n };
+  if (t.revoked) return { token: t.id, tokensRevoked: 0n };
+  const { id, at } = await appendRevocation(tx, {
     tokenId: t.id,
     agentId: t.agentId,
     reason,
     revokedBy: by,
-    revokedAt: at,
     expiresAt: t.expiresAt,
   });
-  await appendAuditEntry(tx, {
-    kind: "token.revoked",
-    agentId: t.agentId,
-    tokenId: t.id,
-    actor: by,
-    reason,
-    details: { revision: Number(revision) },
-  });
-  return { revision, tokensRevoked: 1n };
+  await markTokenRevoked(tx, t.id, at);
+  await appendAuditEntry(tx, { kind: "token.revoked", agentId: t.agentId, tokenId: t.id, actor: by, reason });
+  return { event: id, tokensRevoked: 1n };
 }
 
-async function revokeAgent(tx: Tx, agentId: string, reason: string, by: string): Promise<RevokeResult> {
+async function revokeAgent(tx: Tx, agentId: string, reason: string, by: string): Promise<Pending> {
   const agent = await lockAgent(tx, agentId);
   if (!agent) throw notFound(`agent ${agentId}`);
-  if (agent.revokedRevision !== null) return { revision: agent.revokedRevision, tokensRevoked: 0n };
+  if (agent.status === "REVOKED") return { agent: agentId, tokensRevoked: 0n };
   // Token rows stay as they are: Introspect checks the agent's status, so one row update
   // makes every token of the agent inactive at once.
   const tokensRevoked = await countLiveTokens(tx, agentId);
-  const { revision, at } = await nextRevision(tx);
-  await markAgentRevoked(tx, agentId, { reason, by, revision, at });
-  await appendRevocation(tx, {
-    revision,
-    tokenId: null,
-    agentId,
-    reason,
-    revokedBy: by,
-    revokedAt: at,
-    expiresAt: null,
-  });
+  const { id, at } = await appendRevocation(tx, { tokenId: null, agentId, reason, revokedBy: by, expiresAt: null });
+  await markAgentRevoked(tx, agentId, { reason, by, at });
   await appendAuditEntry(tx, {
     kind: "agent.revoked",
     agentId,
     actor: by,
     reason,
-    details: { revision: Number(revision), tokens_revoked: Number(tokensRevoked) },
+    details: { tokens_revoked: Number(tokensRevoked) },
   });
-  return { revision, tokensRevoked };
+  return { event: id, tokensRevoked };
 }

@@ -113,7 +113,7 @@ export async function introspect(
   }
   const inactive = (inactiveReason: InactiveReason): Introspection => ({ active: false, inactiveReason, token: state, revision });
   if (state.agentStatus === "REVOKED") return inactive("AGENT_REVOKED");
-  if (state.revokedRevision !== null) return inactive("REVOKED");
+  if (state.revoked) return inactive("REVOKED");
   if (state.expiresAt.getTime() <= now) return inactive("EXPIRED");
   if (requiredScope && !state.scopes.includes(requiredScope)) return inactive("SCOPE_NOT_GRANTED");
   return { active: true, token: state, revision };

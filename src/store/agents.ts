@@ -110,11 +110,12 @@ export async function listAgents(
 export async function markAgentRevoked(
   tx: Tx,
   id: string,
-  r: { reason: string; by: string; revision: bigint; at: Date },
+  r: { reason: string; by: string; at: Date },
 ): Promise<void> {
   await tx
     .updateTable("agents")
-    .set({ status: "REVOKED", revoked_at: r.at, revoked_reason: r.reason, revoked_by: r.by, revoked_revision: r.revision })
+    // revoked_revision is filled in by the sequencer.
+    .set({ status: "REVOKED", revoked_at: r.at, revoked_reason: r.reason, revoked_by: r.by })
     .where("id", "=", id)
     .execute();
 }

@@ -32,9 +32,10 @@ export interface TokensTable {
   revoked_revision: ColumnType<string | null, bigint | null, bigint | null>;
 }
 
-/** The revocation log. revision is handed out by log_head so that commit order is revision order. */
+/** The revocation log. revision is assigned by the sequencer, in order, under log_head's lock. */
 export interface RevocationsTable {
-  revision: ColumnType<string, bigint, never>;
+  id: Generated<string>;
+  revision: ColumnType<string | null, never, never>;
   token_id: string | null;
   agent_id: string;
   reason: string;

@@ -14,30 +14,32 @@ export interface RevocationRecord {
 }
 
 /**
- * Takes the next revision. The UPDATE holds log_head's row lock until commit, so revisions commit
- * in order and a rolled-back revision is handed out again: the log stays gap-free. Call it as late
- * in the transaction as possible to keep the lock short.
+ * Appends an unnumbered event in the revoker's transaction; the sequencer numbers it once
+ * committed. Returns its insertion id and time.
  */
-export async function nextRevision(tx: Tx): Promise<{ revision: bigint; at: Date }> {
-  const { rows } = await sql<{ revision: string; at: Date }>`
-    update log_head set revision = revision + 1 returning revision, now() as at`.execute(tx);
-  return { revision: BigInt(rows[0]!.revision), at: rows[0]!.at };
+export async function appendRevocation(
+  tx: Tx,
+  r: { tokenId: string | null; agentId: string; reason: string; revokedBy: string; expiresAt: Date | null },
+): Promise<{ id: bigint; at: Date }> {
+  const { rows } = await sql<{ id: string; revoked_at: Date }>`
+    insert into revocations (token_id, agent_id, reason, revoked_by, expires_at)
+    values (${r.tokenId}, ${r.agentId}, ${r.reason}, ${r.revokedBy}, ${r.expiresAt})
+    returning id, revoked_at`.execute(tx);
+  return { id: BigInt(rows[0]!.id), at: rows[0]!.revoked_at };
 }
 
 /**
- * Appends the event and wakes every replica's feed, in one statement. NOTIFY's commit-time lock
- * costs nothing extra here: log_head's row lock already serialises revokers until they commit
- * (bench/notify-throughput.ts measures it). A separate NOTIFY statement would cost a round trip
- * inside that lock, so it rides on the INSERT.
+ * Numbers every committed, unnumbered event (this caller's and anyone else's) and notifies the
+ * replicas; many revokers share one sequencing transaction. See revocations_sequence (0001).
  */
-export async function appendRevocation(tx: Tx, r: RevocationRecord): Promise<void> {
-  await sql`
-    with ins as (
-      insert into revocations (revision, token_id, agent_id, reason, revoked_by, revoked_at, expires_at)
-      values (${r.revision.toString()}::bigint, ${r.tokenId}, ${r.agentId}, ${r.reason}, ${r.revokedBy},
-              ${r.revokedAt}, ${r.expiresAt})
-      returning revision)
-    select pg_notify(${REVOCATION_CHANNEL}, revision::text) from ins`.execute(tx);
+export async function sequenceRevocations(db: Db): Promise<void> {
+  await sql`select revocations_sequence()`.execute(db);
+}
+
+/** The revision of an event, once sequenced. */
+export async function revisionOf(db: Db, id: bigint): Promise<bigint | null> {
+  const row = await db.selectFrom("revocations").select("revision").where("id", "=", id.toString() as never).executeTakeFirst();
+  return row?.revision == null ? null : BigInt(row.revision);
 }
 
 type LogRow = {

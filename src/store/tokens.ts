@@ -15,6 +15,8 @@ export interface TokenRecord {
 
 /** A token with its agent's live state, as Introspect and Revoke need it. */
 export interface TokenState extends TokenRecord {
+  /** Revoked, whether or not the sequencer has numbered the revocation yet. */
+  revoked: boolean;
   agentStatus: AgentStatus;
   agentRevokedRevision: bigint | null;
 }
@@ -65,6 +67,7 @@ type StateRow = {
   issued_at: Date;
   expires_at: Date;
   revoked_revision: string | null;
+  revoked: boolean;
   agent_status: AgentStatus;
   agent_revoked_revision: string | null;
 };
@@ -78,6 +81,7 @@ function toState(r: StateRow): TokenState {
     issuedAt: r.issued_at,
     expiresAt: r.expires_at,
     revokedRevision: rev(r.revoked_revision),
+    revoked: r.revoked,
     agentStatus: r.agent_status,
     agentRevokedRevision: rev(r.agent_revoked_revision),
   };
@@ -93,7 +97,8 @@ export async function readTokensAtRevision(
 ): Promise<{ revision: bigint; tokens: Map<string, TokenState> }> {
   const { rows } = await sql<StateRow & { revision: string; token_hash: Buffer | null }>`
     select h.revision, t.token_hash, t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
-           t.revoked_revision, a.status as agent_status, a.revoked_revision as agent_revoked_revision
+           t.revoked_revision, t.revoked_at is not null as revoked,
+           a.status as agent_status, a.revoked_revision as agent_revoked_revision
     from log_head h
     left join (tokens t join agents a on a.id = t.agent_id)
       on t.token_hash = any(${tokenHashes.map((h) => Buffer.from(h))}::bytea[])`.execute(db);
@@ -110,15 +115,16 @@ export async function lockToken(
   const where = "hash" in by ? sql`t.token_hash = ${Buffer.from(by.hash)}` : sql`t.id = ${by.id}`;
   const { rows } = await sql<StateRow>`
     select t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at, t.revoked_revision,
-           a.status as agent_status, a.revoked_revision as agent_revoked_revision
+           t.revoked_at is not null as revoked, a.status as agent_status, a.revoked_revision as agent_revoked_revision
     from tokens t join agents a on a.id = t.agent_id
     where ${where}
     for update of t`.execute(tx);
   return rows[0] && toState(rows[0]);
 }
 
-export async function markTokenRevoked(tx: Tx, id: string, revision: bigint, at: Date): Promise<void> {
-  await tx.updateTable("tokens").set({ revoked_at: at, revoked_revision: revision }).where("id", "=", id).execute();
+/** Revoked at once; its revision is filled in by the sequencer. */
+export async function markTokenRevoked(tx: Tx, id: string, at: Date): Promise<void> {
+  await tx.updateTable("tokens").set({ revoked_at: at }).where("id", "=", id).execute();
 }
 
 /** Tokens of the agent that are neither revoked nor expired. */
@@ -131,4 +137,10 @@ export async function countLiveTokens(tx: Tx, agentId: string): Promise<bigint> 
     .where("expires_at", ">", sql<Date>`now()`)
     .executeTakeFirstOrThrow();
   return BigInt(row.n);
+}
+
+/** The revision of the token's own revocation, once sequenced. */
+export async function tokenRevokedRevision(db: Db, id: string): Promise<bigint | null> {
+  const row = await db.selectFrom("tokens").select("revoked_revision").where("id", "=", id).executeTakeFirst();
+  return row?.revoked_revision == null ? null : BigInt(row.revoked_revision);
 }

@@ -42,7 +42,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`insert into log_head (id, revision) values (true, 0)`.execute(db);
   await sql`
     create table revocations (
-      revision bigint primary key,
+      -- Insertion order only; the log's order is revision.
+      id bigserial primary key,
+      -- Null until the sequencer (below) numbers the committed event.
+      revision bigint unique,
       token_id text,
       agent_id text not null,
       reason text not null,
@@ -50,8 +53,42 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       revoked_at timestamptz not null default now(),
       expires_at timestamptz
     )`.execute(db);
+  await sql`create index revocations_pending_idx on revocations (id) where revision is null`.execute(db);
+  // The sequencer: numbers committed, unnumbered events in insertion order, in one short
+  // transaction, and wakes every replica. log_head's row lock serialises sequencers, so revisions
+  // are gap-free and commit (and become visible) in order; revokers commit in parallel and never
+  // hold it, so their commits' disk flushes are shared instead of queued behind one lock.
+  await sql`
+    create function revocations_sequence() returns bigint language plpgsql as $$
+    declare
+      h bigint;
+      n integer := 0;
+      r record;
+    begin
+      if not exists (select 1 from revocations where revision is null) then
+        return null;
+      end if;
+      select revision into h from log_head for update;
+      for r in select id, token_id, agent_id from revocations where revision is null order by id loop
+        h := h + 1;
+        n := n + 1;
+        update revocations set revision = h where id = r.id;
+        if r.token_id is not null then
+          update tokens set revoked_revision = h where id = r.token_id;
+        else
+          update agents set revoked_revision = h where id = r.agent_id;
+        end if;
+      end loop;
+      if n > 0 then
+        update log_head set revision = h;
+        perform pg_notify('agentid_revocations', h::text);
+      end if;
+      return h;
+    end
+    $$`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
+  await sql`drop function revocations_sequence`.execute(db);
   await sql`drop table revocations, log_head, tokens, agents`.execute(db);
 }
