@@ -2,7 +2,7 @@ import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:cryp
 import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Code, createClient, ConnectError, type Client } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { createTransport } from "../client/transport.js";
 import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { KeyService, Role } from "../../gen/agentid/v1/key_pb.js";
@@ -144,18 +144,8 @@ function args<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[],
 
 function clients(values: { url?: string; "api-key"?: string }, anonymous = false) {
   const key = anonymous ? undefined : values["api-key"] || process.env.AGENTID_API_KEY;
-  const transport = createConnectTransport({
-    baseUrl: values.url || process.env.AGENTID_URL || DEFAULT_URL,
-    httpVersion: "1.1",
-    interceptors: key
-      ? [
-          (next) => (req) => {
-            req.header.set("authorization", `Bearer ${key}`);
-            return next(req);
-          },
-        ]
-      : [],
-  });
+  // The SDK's transport: Connect over HTTP/1.1 to the HTTP port, with the key as a bearer credential.
+  const transport = createTransport(values.url || process.env.AGENTID_URL || DEFAULT_URL, { protocol: "connect", apiKey: key });
   return {
     agents: createClient(AgentService, transport),
     tokens: createClient(TokenService, transport),
