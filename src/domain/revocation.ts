@@ -3,7 +3,7 @@ import { countLiveTokens, lockToken, markTokenRevoked, tokenRevokedRevision } fr
 import { findAgent, lockAgent, markAgentRevoked } from "../store/agents.js";
 import { appendRevocation, revisionOf, sequenceRevocations } from "../store/revocations.js";
 import { appendAuditEntry } from "../audit/append.js";
-import { notFound } from "./errors.js";
+import { DomainError, notFound } from "./errors.js";
 import { hashSecret } from "./ids.js";
 
 export type RevokeTarget = { token: string } | { tokenId: string } | { agentId: string };
@@ -29,16 +29,21 @@ export async function revoke(db: Db, target: RevokeTarget, reason: string, by: s
   const pending = await db.transaction().execute((tx) =>
     "agentId" in target ? revokeAgent(tx, target.agentId, reason, by) : revokeToken(tx, target, reason, by),
   );
-  await sequenceRevocations(db);
-  const revision =
+  const lookup = () =>
     "event" in pending
-      ? await revisionOf(db, pending.event)
+      ? revisionOf(db, pending.event)
       : "token" in pending
-        ? await tokenRevokedRevision(db, pending.token)
-        : ((await findAgent(db, pending.agent))?.revokedRevision ?? null);
-  // Numbered by this call's sequencing or an earlier one; never left unnumbered once committed.
-  if (revision === null) throw new Error("revocation committed but not sequenced");
-  return { revision, tokensRevoked: pending.tokensRevoked };
+        ? tokenRevokedRevision(db, pending.token)
+        : findAgent(db, pending.agent).then((a) => a?.revokedRevision ?? null);
+  // The sequencer numbers it here, or, if another sequencer run holds the lock, in that run or
+  // the next one; a few milliseconds at most.
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    await sequenceRevocations(db);
+    const revision = await lookup();
+    if (revision !== null) return { revision, tokensRevoked: pending.tokensRevoked };
+    await new Promise((r) => setTimeout(r, Math.min(attempt, 10)));
+  }
+  throw new DomainError("unavailable", "the revocation is in force but its revision could not be read yet; retry to get it");
 }
 
 async function revokeToken(

@@ -68,7 +68,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       if not exists (select 1 from revocations where revision is null) then
         return null;
       end if;
-      select revision into h from log_head for update;
+      -- One sequencer at a time; the others do not queue behind it (each would hold the lock
+      -- through a commit of its own): their events are numbered by this run or the next.
+      select revision into h from log_head for update skip locked;
+      if not found then
+        return null;
+      end if;
       for r in select id, token_id, agent_id from revocations where revision is null order by id loop
         h := h + 1;
         n := n + 1;
