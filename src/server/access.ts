@@ -25,6 +25,10 @@ class AuthedCall implements CallContext {
     return this.base.header(name);
   }
 
+  onCancel(listener: () => void): () => void {
+    return this.base.onCancel(listener);
+  }
+
   get peer(): string {
     return this.base.peer;
   }

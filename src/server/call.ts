@@ -4,6 +4,11 @@ import type { Caller } from "./auth.js";
 export interface CallContext {
   /** Aborted when the client goes away or the server shuts down. */
   readonly signal: AbortSignal;
+  /**
+   * Runs listener once when the client goes away or the server shuts down; returns a function
+   * that removes it. Cheaper than `signal` for long-lived streams (no AbortController each).
+   */
+  onCancel(listener: () => void): () => void;
   /** A request header (gRPC metadata), lower-case name. */
   header(name: string): string | undefined;
   /** The client's connection (remote address and port), for per-connection limits. */

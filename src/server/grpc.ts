@@ -68,6 +68,15 @@ class GrpcCall implements CallContext {
     return this.controller.signal;
   }
 
+  onCancel(listener: () => void): () => void {
+    if (this.call.cancelled) {
+      queueMicrotask(listener);
+      return () => {};
+    }
+    this.call.once("cancelled", listener);
+    return () => this.call.off("cancelled", listener);
+  }
+
   header(name: string): string | undefined {
     const v = this.call.metadata.get(name)[0];
     return typeof v === "string" ? v : undefined;
@@ -113,19 +122,18 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
       return;
     }
     const ctx = new GrpcCall(call);
-    const signal = ctx.signal;
     void (async () => {
       const it = (h(call.request as never, ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
       try {
         for (;;) {
           const r = await it.next();
-          if (r.done || signal.aborted) break;
+          if (r.done || call.cancelled) break;
           // Respect HTTP/2 flow control: a slow reader holds up only its own stream.
-          if (!call.write(r.value)) await drained(call, signal);
+          if (!call.write(r.value)) await drained(call);
         }
-        if (!signal.aborted) call.end();
+        if (!call.cancelled) call.end();
       } catch (err) {
-        if (!signal.aborted) call.emit("error", grpcError(toConnectError(err, logger)));
+        if (!call.cancelled) call.emit("error", grpcError(toConnectError(err, logger)));
       } finally {
         await it.return?.();
       }
@@ -133,15 +141,15 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
   };
 }
 
-function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       call.off("drain", done);
-      signal.removeEventListener("abort", done);
+      call.off("cancelled", done);
       resolve();
     };
     call.on("drain", done);
-    signal.addEventListener("abort", done);
+    call.on("cancelled", done);
   });
 }
 

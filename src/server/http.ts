@@ -23,6 +23,14 @@ const kPeer = createContextKey("");
 function connectCall(hctx: HandlerContext): CallContext {
   return {
     signal: hctx.signal,
+    onCancel(listener) {
+      if (hctx.signal.aborted) {
+        queueMicrotask(listener);
+        return () => {};
+      }
+      hctx.signal.addEventListener("abort", listener, { once: true });
+      return () => hctx.signal.removeEventListener("abort", listener);
+    },
     header: (name) => hctx.requestHeader.get(name) ?? undefined,
     peer: hctx.values.get(kPeer),
     principal: "anonymous",

@@ -8,8 +8,7 @@ export function watchRevocationsRoute(ctx: AppContext) {
   return async function* (req: WatchRevocationsRequest, call: CallContext): AsyncGenerator<WatchRevocationsResponse> {
     if (req.afterRevision < 0n) throw invalidArgument("after_revision", "must not be negative");
     const watcher = ctx.feed.subscribe(req.afterRevision, call.peer);
-    const stop = () => watcher.end();
-    call.signal.addEventListener("abort", stop);
+    const unsubscribe = call.onCancel(() => watcher.end());
     try {
       for (;;) {
         const m = await watcher.next();
@@ -17,7 +16,7 @@ export function watchRevocationsRoute(ctx: AppContext) {
         yield feedMessage(m);
       }
     } finally {
-      call.signal.removeEventListener("abort", stop);
+      unsubscribe();
       watcher.end();
     }
   };
