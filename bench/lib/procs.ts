@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "../../test/support/cluster.js";
+import { startReplica } from "../../test/support/cluster.js";
 
 export const root = join(import.meta.dirname, "..", "..");
 const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
@@ -52,26 +51,8 @@ export function startTs<T>(file: string, args: string[], env: Record<string, str
   });
 }
 
-/** `agentid serve` as a real process on free ports; resolves once it listens. */
+/** `agentid serve` as a real process on free ports (the tests' replica), for the bench scripts. */
 export async function startAgentid(env: Record<string, string>, nodeArgs: string[] = []) {
-  const grpcPort = await freePort();
-  const httpPort = await freePort();
-  const proc = spawn(process.execPath, [...nodeArgs, join(root, "bin", "agentid.js"), "serve"], {
-    env: { ...process.env, LOG_LEVEL: "info", AGENTID_GRPC_PORT: String(grpcPort), AGENTID_HTTP_PORT: String(httpPort), ...env },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let exited = false;
-  proc.on("exit", () => (exited = true));
-  proc.stdout!.resume();
-  // Ready when the HTTP port accepts (the log line may be filtered out by LOG_LEVEL).
-  for (;;) {
-    if (exited) throw new Error("agentid exited during start-up");
-    const up = await new Promise<boolean>((resolve) => {
-      const s = connect(httpPort, "127.0.0.1", () => (s.destroy(), resolve(true)));
-      s.on("error", () => resolve(false));
-    });
-    if (up) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { proc, grpcPort, httpPort, grpcAddress: `127.0.0.1:${grpcPort}`, url: `http://127.0.0.1:${httpPort}` };
+  const r = await startReplica(env.DATABASE_URL ?? "", env, nodeArgs);
+  return { proc: r.process, grpcAddress: r.grpcUrl.slice("http://".length), url: r.httpUrl };
 }

@@ -41,7 +41,6 @@ export async function issueToken(
     audiences: req.audiences,
     issuedAt,
     expiresAt: new Date(issuedAt.getTime() + req.ttlMs),
-    revokedRevision: null,
   };
   const audit = auditRow({
     kind: "token.issued",

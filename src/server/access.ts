@@ -17,10 +17,6 @@ class AuthedCall implements CallContext {
     readonly caller: Caller | undefined,
   ) {}
 
-  get signal(): AbortSignal {
-    return this.base.signal;
-  }
-
   header(name: string): string | undefined {
     return this.base.header(name);
   }

@@ -2,11 +2,10 @@ import type { Caller } from "./auth.js";
 
 /** What a handler may know about the call, whichever transport carried it. */
 export interface CallContext {
-  /** Aborted when the client goes away or the server shuts down. */
-  readonly signal: AbortSignal;
   /**
    * Runs listener once when the client goes away or the server shuts down; returns a function
-   * that removes it. Cheaper than `signal` for long-lived streams (no AbortController each).
+   * that removes it. A callback rather than an AbortSignal: a long-lived stream should not carry
+   * an AbortController each.
    */
   onCancel(listener: () => void): () => void;
   /** A request header (gRPC metadata), lower-case name. */

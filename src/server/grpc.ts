@@ -54,19 +54,7 @@ export function grpcServiceDefinition(service: DescService): grpc.ServiceDefinit
 }
 
 class GrpcCall implements CallContext {
-  private controller: AbortController | undefined;
-
   constructor(private readonly call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>) {}
-
-  // Created on first use: unary handlers rarely need it, and AbortControllers are not free.
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      const c = (this.controller = new AbortController());
-      if (this.call.cancelled) c.abort();
-      else this.call.once("cancelled", () => c.abort());
-    }
-    return this.controller.signal;
-  }
 
   onCancel(listener: () => void): () => void {
     if (this.call.cancelled) {

@@ -22,7 +22,6 @@ const kPeer = createContextKey("");
 
 function connectCall(hctx: HandlerContext): CallContext {
   return {
-    signal: hctx.signal,
     onCancel(listener) {
       if (hctx.signal.aborted) {
         queueMicrotask(listener);

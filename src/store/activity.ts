@@ -86,17 +86,6 @@ export async function insertTrustScore(db: Db, s: { agentId: string; score: numb
   return { ...s, computedAt: row.computed_at };
 }
 
-export async function latestTrustScore(db: Db, agentId: string): Promise<TrustScoreRecord | undefined> {
-  const row = await db
-    .selectFrom("trust_scores")
-    .select(["agent_id", "score", "factors", "computed_at"])
-    .where("agent_id", "=", agentId)
-    .orderBy("id", "desc")
-    .limit(1)
-    .executeTakeFirst();
-  return row && { agentId: row.agent_id, score: row.score, factors: row.factors, computedAt: row.computed_at };
-}
-
 export async function listTrustScores(
   db: Db,
   q: { agentId: string; since?: Date; until?: Date; limit: number },

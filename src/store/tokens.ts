@@ -10,7 +10,6 @@ export interface TokenRecord {
   audiences: string[];
   issuedAt: Date;
   expiresAt: Date;
-  revokedRevision: bigint | null;
 }
 
 /** A token with its agent's live state, as Introspect and Revoke need it. */
@@ -18,10 +17,8 @@ export interface TokenState extends TokenRecord {
   /** Revoked, whether or not the sequencer has numbered the revocation yet. */
   revoked: boolean;
   agentStatus: AgentStatus;
-  agentRevokedRevision: bigint | null;
 }
 
-const rev = (v: string | null) => (v === null ? null : BigInt(v));
 
 /**
  * Inserts a token, and its audit entry, only while its agent is ACTIVE and the scopes are
@@ -66,10 +63,8 @@ type StateRow = {
   audiences: string[];
   issued_at: Date;
   expires_at: Date;
-  revoked_revision: string | null;
   revoked: boolean;
   agent_status: AgentStatus;
-  agent_revoked_revision: string | null;
 };
 
 function toState(r: StateRow): TokenState {
@@ -80,10 +75,8 @@ function toState(r: StateRow): TokenState {
     audiences: r.audiences,
     issuedAt: r.issued_at,
     expiresAt: r.expires_at,
-    revokedRevision: rev(r.revoked_revision),
     revoked: r.revoked,
     agentStatus: r.agent_status,
-    agentRevokedRevision: rev(r.agent_revoked_revision),
   };
 }
 
@@ -97,8 +90,7 @@ export async function readTokensAtRevision(
 ): Promise<{ revision: bigint; tokens: Map<string, TokenState> }> {
   const { rows } = await sql<StateRow & { revision: string; token_hash: Buffer | null }>`
     select h.revision, t.token_hash, t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
-           t.revoked_revision, t.revoked_at is not null as revoked,
-           a.status as agent_status, a.revoked_revision as agent_revoked_revision
+           t.revoked_at is not null as revoked, a.status as agent_status
     from log_head h
     left join (tokens t join agents a on a.id = t.agent_id)
       on t.token_hash = any(${tokenHashes.map((h) => Buffer.from(h))}::bytea[])`.execute(db);
@@ -114,8 +106,8 @@ export async function lockToken(
 ): Promise<TokenState | undefined> {
   const where = "hash" in by ? sql`t.token_hash = ${Buffer.from(by.hash)}` : sql`t.id = ${by.id}`;
   const { rows } = await sql<StateRow>`
-    select t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at, t.revoked_revision,
-           t.revoked_at is not null as revoked, a.status as agent_status, a.revoked_revision as agent_revoked_revision
+    select t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
+           t.revoked_at is not null as revoked, a.status as agent_status
     from tokens t join agents a on a.id = t.agent_id
     where ${where}
     for update of t`.execute(tx);

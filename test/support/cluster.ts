@@ -85,10 +85,10 @@ export function replicaClients(grpcUrl: string): Clients {
 }
 
 /** Starts `agentid serve` as its own process on free ports; resolves once both ports answer. */
-export async function startReplica(databaseUrl: string, env: Record<string, string> = {}): Promise<Replica> {
+export async function startReplica(databaseUrl: string, env: Record<string, string> = {}, nodeArgs: string[] = []): Promise<Replica> {
   const grpcPort = await freePort();
   const httpPort = await freePort();
-  const child = spawn(process.execPath, [BIN, "serve"], {
+  const child = spawn(process.execPath, [...nodeArgs, BIN, "serve"], {
     env: {
       ...process.env,
       DATABASE_URL: databaseUrl,

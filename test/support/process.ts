@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { freePort } from "./global-setup.js";
+import { startReplica } from "./cluster.js";
 
 export const root = join(import.meta.dirname, "..", "..");
 export const bin = join(root, "bin", "agentid.js");
@@ -15,33 +15,19 @@ export interface ServeProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs `agentid serve` as a real process and waits until it listens. */
+/** Runs `agentid serve` as a real process (the cluster helper's replica) and waits until it listens. */
 export async function spawnServe(env: Record<string, string>): Promise<ServeProcess> {
-  const grpcPort = await freePort();
-  const httpPort = await freePort();
-  const proc = spawn(process.execPath, [bin, "serve"], {
-    env: { ...process.env, AGENTID_GRPC_PORT: String(grpcPort), AGENTID_HTTP_PORT: String(httpPort), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  proc.stdout!.on("data", (d) => (out += d));
-  proc.stderr!.on("data", (d) => (out += d));
-  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve did not start:\n${out}`)), 60_000);
-    const check = () => {
-      if (out.includes('"msg":"agentid serving"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    proc.stdout!.on("data", check);
-    exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited:\n${out}`));
-    });
-  });
-  return { proc, grpcPort, httpPort, url: `http://127.0.0.1:${httpPort}`, output: () => out, exited };
+  // No admin key unless the caller gives one: first-start behaviour is under test here.
+  const r = await startReplica(env.DATABASE_URL ?? "", { AGENTID_ADMIN_KEY: "", ...env });
+  const port = (url: string) => Number(new URL(url).port);
+  return {
+    proc: r.process,
+    grpcPort: port(r.grpcUrl),
+    httpPort: port(r.httpUrl),
+    url: r.httpUrl,
+    output: () => r.output.join(""),
+    exited: r.exited,
+  };
 }
 
 /** Runs the CLI to completion. */
