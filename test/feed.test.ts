@@ -102,3 +102,22 @@ describe("the revocation log under concurrent revokes", () => {
     }
   });
 });
+
+describe("fan-out encoding", () => {
+  it("encodes a revocation event once for every gRPC stream, and each bookmark afresh", async () => {
+    const { feedMessage } = await import("../src/server/messages.js");
+    const { grpcServiceDefinition } = await import("../src/server/grpc.js");
+    const { RevocationService } = await import("../gen/agentid/v1/revocation_pb.js");
+    const serialize = grpcServiceDefinition(RevocationService).watchRevocations!.responseSerialize;
+    const event = {
+      kind: "revocation" as const,
+      event: { revision: 7n, tokenId: "tok_x", agentId: "agt_x", reason: "r", revokedBy: "key:k", revokedAt: new Date(), expiresAt: null },
+    };
+    // Two watchers, one shared event: the same response object, the same bytes.
+    const a = serialize(feedMessage(event));
+    const b = serialize(feedMessage(event));
+    expect(b).toBe(a);
+    const progress = { kind: "progress" as const, revision: 7n };
+    expect(feedMessage(progress)).not.toBe(feedMessage(progress));
+  });
+});
