@@ -85,12 +85,16 @@ describe.each(["grpc", "connect"] as const)("bad input over %s", (transport) => 
 describe("bytes that are not protobuf", () => {
   it("are INVALID_ARGUMENT on the gRPC port, not INTERNAL", async () => {
     const client = new grpc.Client(h.grpcAddress, grpc.credentials.createInsecure());
+    // With a key: a caller without one is refused before its body is read.
+    const md = new grpc.Metadata();
+    md.set("authorization", `Bearer ${h.adminKey}`);
     const err = await new Promise<grpc.ServiceError>((resolve) =>
       client.makeUnaryRequest(
         "/agentid.v1.AgentService/GetAgent",
         (b: Buffer) => b,
         (b: Buffer) => b,
         Buffer.from([0x0a, 0xff, 0xff, 0xff]),
+        md,
         (e) => resolve(e!),
       ),
     );
@@ -102,7 +106,7 @@ describe("bytes that are not protobuf", () => {
   it("are INVALID_ARGUMENT on the Connect port", async () => {
     const res = await fetch(`http://127.0.0.1:${h.server.httpPort}/agentid.v1.AgentService/GetAgent`, {
       method: "POST",
-      headers: { "content-type": "application/proto" },
+      headers: { "content-type": "application/proto", authorization: `Bearer ${h.adminKey}` },
       body: new Uint8Array([0x0a, 0xff, 0xff, 0xff]),
     });
     expect(res.status).toBe(400);

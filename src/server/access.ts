@@ -34,10 +34,9 @@ class AuthedCall implements CallContext {
   }
 }
 
-async function authorize(auth: Authenticator, method: DescMethod, access: Access, call: CallContext): Promise<CallContext> {
-  const caller = await auth.authenticate(call.header("authorization"));
+function check(caller: Caller | undefined, method: DescMethod, access: Access): void {
   if (!caller) {
-    if (access.anonymous) return new AuthedCall(call, undefined);
+    if (access.anonymous) return;
     throw new DomainError("unauthenticated", "missing credentials: send \"authorization: Bearer <api key>\"");
   }
   if (caller.kind === "key" && !access.roles.includes(caller.role)) {
@@ -46,7 +45,30 @@ async function authorize(auth: Authenticator, method: DescMethod, access: Access
       `role ${caller.role} may not call ${method.parent.name}.${method.name} (allowed: ${access.roles.join(", ")})`,
     );
   }
+}
+
+async function authorize(auth: Authenticator, method: DescMethod, access: Access, call: CallContext): Promise<CallContext> {
+  const caller = await auth.authenticate(call.header("authorization"));
+  check(caller, method, access);
   return new AuthedCall(call, caller);
+}
+
+/** The check a transport makes from the headers alone, before it reads the request body. */
+export type Admit = (header: (name: string) => string | undefined, peer: string) => Promise<void>;
+
+/**
+ * Admission from headers: credentials and role are checked before a byte of the body is read, so
+ * a caller with no key or a bad one costs its headers. Failures count against the peer's address
+ * (see Authenticator); anonymous calls (Issue with an agent's proof, which costs a signature
+ * check) take from a per-address allowance of their own. The handler's guard checks again from
+ * its cache.
+ */
+export function admission(method: DescMethod, access: Access, auth: Authenticator): Admit {
+  return async (header, peer) => {
+    const caller = await auth.authenticate(header("authorization"), peer);
+    check(caller, method, access);
+    if (!caller) auth.admitAnonymous(peer, method.name);
+  };
 }
 
 /** Wraps a handler so that it runs only for a caller the access rule admits. */

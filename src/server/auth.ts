@@ -2,6 +2,7 @@ import type { Db, Role } from "../store/database.js";
 import { findActiveKeyByHash } from "../store/api-keys.js";
 import { DomainError } from "../domain/errors.js";
 import { API_KEY_PREFIX, hashSecret, isWellFormedSecret } from "../domain/ids.js";
+import { PeerBuckets, peerAddress } from "./limits.js";
 
 /** Who is calling: an API key with its role, or an agent that proved it holds its key. */
 export type Caller =
@@ -15,41 +16,93 @@ export function actorOf(c: Caller | undefined): string {
 
 const unauthenticated = (why: string) => new DomainError("unauthenticated", why);
 
+export interface AuthenticatorOptions {
+  /** How long a found key is believed without asking the database again. */
+  cacheMs?: number;
+  /**
+   * How long an unknown or revoked key is remembered as such. Keys are 256-bit random secrets, so
+   * an unknown one cannot become valid later (and a revoked one never does): only the cost of
+   * asking again is saved.
+   */
+  negativeCacheMs?: number;
+  maxEntries?: number;
+  /** Failed authentications a peer address may make per minute (and at once). */
+  failuresPerMinute?: number;
+  /** Calls without an API key (an agent's signed Issue) a peer address may make per minute. */
+  anonymousPerMinute?: number;
+}
+
 /**
  * Resolves `authorization: Bearer <api key>` to a Caller. Answers are cached briefly so that the
  * hot path does not pay a database round trip per call; a revoked key stops working on this
- * replica at once and on the others within cacheMs.
+ * replica at once and on the others within cacheMs. Failures cost the caller: unknown keys are
+ * remembered (no second database read), and a peer address that fails too often is refused
+ * before any lookup, while keys it has already proved keep working.
  */
 export class Authenticator {
   /** By SHA-256 of the key: secrets are not kept, not even in memory. */
   private cache = new Map<string, { caller: Caller; until: number }>();
+  private unknown = new Map<string, number>();
+  private readonly cacheMs: number;
+  private readonly negativeCacheMs: number;
+  private readonly maxEntries: number;
+  private readonly failures: PeerBuckets;
+  private readonly anonymous: PeerBuckets;
 
   constructor(
     private readonly db: Db,
-    private readonly cacheMs = 5000,
-    private readonly maxEntries = 10_000,
-  ) {}
+    opts: AuthenticatorOptions = {},
+  ) {
+    this.cacheMs = opts.cacheMs ?? 5000;
+    this.negativeCacheMs = opts.negativeCacheMs ?? 60_000;
+    this.maxEntries = opts.maxEntries ?? 10_000;
+    this.failures = new PeerBuckets(opts.failuresPerMinute ?? 60);
+    this.anonymous = new PeerBuckets(opts.anonymousPerMinute ?? 600);
+  }
 
-  /** undefined when no credentials were sent; throws UNAUTHENTICATED for bad ones. */
-  async authenticate(authorization: string | undefined): Promise<Caller | undefined> {
+  /** Takes one of the peer's calls without an API key; RESOURCE_EXHAUSTED when none is left. */
+  admitAnonymous(peer: string, method: string): void {
+    const addr = peerAddress(peer);
+    if (!this.anonymous.take(addr)) throw this.anonymous.refusal(addr, `too many ${method} calls without an API key`);
+  }
+
+  /**
+   * undefined when no credentials were sent; throws UNAUTHENTICATED for bad ones. With a peer
+   * (the transports' check before the body is read), failures are counted against its address
+   * and an address over its allowance gets RESOURCE_EXHAUSTED without a lookup.
+   */
+  async authenticate(authorization: string | undefined, peer?: string): Promise<Caller | undefined> {
     if (authorization === undefined || authorization === "") return undefined;
+    const addr = peer === undefined ? undefined : peerAddress(peer);
+    try {
+      return await this.lookup(authorization, addr);
+    } catch (err) {
+      if (addr !== undefined && err instanceof DomainError && err.kind === "unauthenticated") this.failures.take(addr);
+      throw err;
+    }
+  }
+
+  private async lookup(authorization: string, addr: string | undefined): Promise<Caller> {
     const m = /^Bearer (\S+)$/i.exec(authorization);
-    if (!m) throw unauthenticated("authorization must be \"Bearer <api key>\"");
-    const secret = m[1]!;
-    if (!isWellFormedSecret(secret, API_KEY_PREFIX)) throw unauthenticated("the API key is malformed (bad shape or checksum)");
+    const secret = m?.[1];
+    const wellFormed = secret !== undefined && isWellFormedSecret(secret, API_KEY_PREFIX);
     const now = Date.now();
-    const hash = hashSecret(secret);
-    const cacheKey = hash.toString("base64");
-    const hit = this.cache.get(cacheKey);
+    const cacheKey = wellFormed ? hashSecret(secret).toString("base64") : "";
+    const hit = wellFormed ? this.cache.get(cacheKey) : undefined;
     if (hit && hit.until > now) return hit.caller;
-    const key = await findActiveKeyByHash(this.db, hash);
+    if (addr !== undefined && !this.failures.has(addr, now)) throw this.failures.refusal(addr, "too many failed authentications");
+    if (!m) throw unauthenticated("authorization must be \"Bearer <api key>\"");
+    if (!wellFormed) throw unauthenticated("the API key is malformed (bad shape or checksum)");
+    const known = this.unknown.get(cacheKey);
+    if (known !== undefined && known > now) throw unauthenticated("unknown or revoked API key");
+    const key = await findActiveKeyByHash(this.db, hashSecret(secret));
     if (!key) {
       this.cache.delete(cacheKey);
+      remember(this.unknown, cacheKey, now + this.negativeCacheMs, this.maxEntries);
       throw unauthenticated("unknown or revoked API key");
     }
     const caller: Caller = { kind: "key", keyId: key.id, role: key.role, audiences: key.audiences };
-    if (this.cache.size >= this.maxEntries) this.cache.clear();
-    this.cache.set(cacheKey, { caller, until: now + this.cacheMs });
+    remember(this.cache, cacheKey, { caller, until: now + this.cacheMs }, this.maxEntries);
     return caller;
   }
 
@@ -57,4 +110,11 @@ export class Authenticator {
   forget(keyId: string): void {
     for (const [k, e] of this.cache) if (e.caller.kind === "key" && e.caller.keyId === keyId) this.cache.delete(k);
   }
+}
+
+/** Sets a bounded map's entry, dropping the oldest one when full (never the whole map: an attacker must not be able to flush it). */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  if (map.size >= max) map.delete(map.keys().next().value!);
+  map.set(key, value);
 }

@@ -27,6 +27,20 @@ export interface Config {
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** Largest request message, on the wire and after decompression, on both ports. */
+  maxRequestBytes: number;
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS on both ports. */
+  http2MaxConcurrentStreams: number;
+  /** Open grpc.health.v1 Watch streams per server. */
+  maxHealthWatchers: number;
+  /** A connection must send its first bytes within this (HTTP port). */
+  handshakeTimeoutMs: number;
+  /** A connection with no request in flight (gRPC) or no traffic (HTTP) is closed after this. */
+  idleTimeoutMs: number;
+  /** Failed authentications per peer address per minute; beyond it RESOURCE_EXHAUSTED. */
+  authFailuresPerMinute: number;
+  /** Calls without an API key (an agent signing its own Issue) per peer address per minute. */
+  anonymousIssuePerMinute: number;
 }
 
 export class ConfigError extends Error {}
@@ -64,6 +78,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
+    maxRequestBytes: int(env, "AGENTID_MAX_REQUEST_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024),
+    http2MaxConcurrentStreams: int(env, "AGENTID_HTTP2_MAX_CONCURRENT_STREAMS", 250, 1, 100_000),
+    maxHealthWatchers: int(env, "AGENTID_MAX_HEALTH_WATCHERS", 1000, 1, 1_000_000),
+    handshakeTimeoutMs: int(env, "AGENTID_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 3600) * 1000,
+    idleTimeoutMs: int(env, "AGENTID_IDLE_TIMEOUT_SECONDS", 300, 1, 86400) * 1000,
+    authFailuresPerMinute: int(env, "AGENTID_AUTH_FAILURES_PER_MINUTE", 60, 1, 1_000_000),
+    anonymousIssuePerMinute: int(env, "AGENTID_ANONYMOUS_ISSUE_PER_MINUTE", 600, 1, 1_000_000),
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.

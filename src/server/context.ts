@@ -76,7 +76,10 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       db,
       logger,
       feed,
-      auth: new Authenticator(db),
+      auth: new Authenticator(db, {
+        failuresPerMinute: config.authFailuresPerMinute,
+        anonymousPerMinute: config.anonymousIssuePerMinute,
+      }),
       tokenLookup: new TokenLookup(db),
       activity,
       createdAdminKey,

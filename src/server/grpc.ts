@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
+import type { Admit } from "./access.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 
 // The gRPC path runs on grpc-js directly, not through connect-node's server (DESIGN.md has the
@@ -165,4 +166,71 @@ export function addGrpcServices(server: grpc.Server, services: ServiceRoutes[], 
     }
     server.addService(grpcServiceDefinition(service), impl);
   }
+}
+
+/**
+ * Admission before the body (see access.ts admission): grpc-js reads a request message only once
+ * the metadata listener lets it, so a call refused here costs its headers.
+ */
+export function admissionInterceptor(services: ServiceRoutes[], logger: Logger): grpc.ServerInterceptor {
+  const admits = new Map<string, Admit>();
+  for (const r of services) {
+    for (const m of r.service.methods) {
+      const a = r.admit?.[m.localName];
+      if (a) admits.set(`/${r.service.typeName}/${m.name}`, a);
+    }
+  }
+  return (method, call) => {
+    const admit = admits.get(method.path);
+    if (!admit) return new grpc.ServerInterceptingCall(call);
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        const header = (name: string) => {
+          const v = metadata.get(name)[0];
+          return typeof v === "string" ? v : undefined;
+        };
+        admit(header, call.getPeer()).then(
+          () => next(metadata),
+          (err: unknown) => {
+            const e = toConnectError(err, logger);
+            call.sendStatus({ code: e.code as number as grpc.status, details: e.rawMessage });
+          },
+        );
+      })
+      .build();
+    return new grpc.ServerInterceptingCall(call, new grpc.ResponderBuilder().withStart((next) => next(listener)).build());
+  };
+}
+
+/** At most `max` calls of one method open at once (grpc.health.v1 Watch streams); beyond it RESOURCE_EXHAUSTED. */
+export function concurrencyLimit(path: string, max: number, what: string): grpc.ServerInterceptor {
+  let open = 0;
+  return (method, call) => {
+    if (method.path !== path) return new grpc.ServerInterceptingCall(call);
+    let counted = false;
+    const release = () => {
+      if (counted) open--;
+      counted = false;
+    };
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        if (open >= max) {
+          call.sendStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: `too many open ${what} (at most ${max} per server)` });
+          return;
+        }
+        open++;
+        counted = true;
+        next(metadata);
+      })
+      .withOnCancel(release)
+      .build();
+    const responder = new grpc.ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((status, next) => {
+        release();
+        next(status);
+      })
+      .build();
+    return new grpc.ServerInterceptingCall(call, responder);
+  };
 }

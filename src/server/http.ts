@@ -15,6 +15,8 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
+import type { Admit } from "./access.js";
+import type { AppContext } from "./context.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
@@ -96,24 +98,71 @@ async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
   yield bytes;
 }
 
-/** connect-node's adapter, with parse errors mapped (see above). */
-function nodeHandler(services: ServiceRoutes[], logger: Logger) {
-  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli] });
+/** A request header from either server's request object. */
+function headerOf(req: NodeRequest): (name: string) => string | undefined {
+  return (name) => {
+    const v = req.headers[name];
+    return Array.isArray(v) ? v[0] : v;
+  };
+}
+
+/** "address:port", with an IPv6 address in brackets (see peerAddress). */
+function peerOf(req: NodeRequest): string {
+  const a = req.socket.remoteAddress ?? "";
+  return a.includes(":") ? `[${a}]:${req.socket.remotePort}` : `${a}:${req.socket.remotePort}`;
+}
+
+/**
+ * The body, held back until admission (credentials and role, from the headers) has passed. A
+ * refused request is answered by connect-node in its own protocol's error format (the rejection is
+ * a ConnectError), and its body is never read.
+ */
+async function* admitted(gate: Promise<void>, body: AsyncIterable<Uint8Array>): AsyncIterable<Uint8Array> {
+  await gate;
+  yield* body;
+}
+
+type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeResponse = http.ServerResponse | http2.Http2ServerResponse;
+
+/**
+ * One surface of the HTTP port: answers the requests it owns and returns true, or returns false
+ * to pass the request on. createHttpServer tries them in order.
+ */
+export type PathHandler = (req: NodeRequest, res: NodeResponse) => boolean;
+
+/** connect-node's adapter for every RPC, with bounded bodies, admission before the body, and parse errors mapped (see above). */
+function rpcHandler(services: ServiceRoutes[], logger: Logger, maxRequestBytes: number): PathHandler {
+  // readMaxBytes bounds a message on the wire and after decompression (connect-node passes it to zlib).
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli], readMaxBytes: maxRequestBytes });
   for (const r of services) router.service(r.service, connectImpl(r, logger));
-  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
-  return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-    const h = paths.get(req.url?.split("?", 2)[0] ?? "");
-    if (!h) {
-      res.writeHead(404);
-      res.end();
-      return;
+  const admits = new Map<string, Admit>();
+  for (const r of services) {
+    for (const m of r.service.methods) {
+      const a = r.admit?.[m.localName];
+      if (a) admits.set(`/${r.service.typeName}/${m.name}`, a);
     }
-    const peer = createContextValues().set(kPeer, `${req.socket.remoteAddress}:${req.socket.remotePort}`);
-    h(universalRequestFromNodeRequest(req, res, undefined, peer))
+  }
+  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  return (req, res) => {
+    const path = req.url?.split("?", 2)[0] ?? "";
+    const h = paths.get(path);
+    if (!h) return false;
+    const peer = peerOf(req);
+    const admit = admits.get(path);
+    const gate = admit ? admit(headerOf(req), peer).catch((err: unknown) => Promise.reject(toConnectError(err, logger))) : Promise.resolve();
+    // A refused HTTP/1.1 request's body is not drained: the connection closes after the answer.
+    gate.catch(() => {
+      if (req.httpVersionMajor === 1) (res as http.ServerResponse).shouldKeepAlive = false;
+    });
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(kPeer, peer));
+    if (Symbol.asyncIterator in Object(uReq.body)) uReq.body = admitted(gate, uReq.body as AsyncIterable<Uint8Array>);
+    h(uReq)
       .then(async (uRes) => universalResponseToNodeResponse(await mapParseError(uRes), res))
       .catch((err: unknown) => {
         if (ConnectError.from(err).code !== Code.Aborted) logger.warn({ err, rpc: h.method.name }, "response failed");
       });
+    return true;
   };
 }
 
@@ -124,12 +173,27 @@ export interface HttpServer {
 
 /**
  * Connect, gRPC-Web and gRPC on one port, over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
- * the first bytes of a connection tell which server gets it.
+ * the first bytes of a connection tell which server gets it. A connection that sends nothing within
+ * the handshake timeout, or goes quiet for the idle timeout, is closed (an open watch stream is
+ * never quiet: it carries a Progress message every second).
  */
-export function createHttpServer(services: ServiceRoutes[], logger: Logger): HttpServer {
-  const handler = nodeHandler(services, logger);
-  const h1 = http.createServer(handler);
-  const h2 = http2.createServer(handler);
+export function createHttpServer(ctx: AppContext, services: ServiceRoutes[]): HttpServer {
+  const { logger, config } = ctx;
+  // Surfaces of this port, tried in order; the RPCs last. Add one per line.
+  const surfaces: PathHandler[] = [rpcHandler(services, logger, config.maxRequestBytes)];
+  const handler = (req: NodeRequest, res: NodeResponse) => {
+    for (const s of surfaces) if (s(req, res)) return;
+    res.writeHead(404);
+    res.end();
+  };
+  const h1 = http.createServer({ connectionsCheckingInterval: Math.min(config.handshakeTimeoutMs, 30_000) }, handler);
+  // Whole headers within the handshake timeout; then silence for idleTimeoutMs closes the socket.
+  h1.headersTimeout = config.handshakeTimeoutMs;
+  h1.requestTimeout = Math.max(config.handshakeTimeoutMs, h1.requestTimeout);
+  h1.timeout = config.idleTimeoutMs;
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: config.http2MaxConcurrentStreams } }, handler);
+  // A session with no frames for idleTimeoutMs is destroyed.
+  h2.setTimeout(config.idleTimeoutMs);
   const sockets = new Set<net.Socket>();
   const h2Sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
@@ -140,7 +204,9 @@ export function createHttpServer(services: ServiceRoutes[], logger: Logger): Htt
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
+    socket.setTimeout(config.handshakeTimeoutMs, () => socket.destroy());
     socket.once("data", (first) => {
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(first);
       // The HTTP/2 session takes the buffered bytes and reads the socket's handle itself;

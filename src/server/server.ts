@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import type { AppContext } from "./context.js";
-import { addGrpcServices } from "./grpc.js";
+import { addGrpcServices, admissionInterceptor, concurrencyLimit } from "./grpc.js";
 import { createHttpServer } from "./http.js";
 import { addReflection } from "./reflection.js";
 import { routes } from "./services.js";
@@ -23,6 +23,15 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
+    // A message is bounded on the wire and after decompression (grpc-js checks both).
+    "grpc.max_receive_message_length": config.maxRequestBytes,
+    "grpc.max_concurrent_streams": config.http2MaxConcurrentStreams,
+    // A connection with no call in flight (an open watch stream is one) is closed after this.
+    "grpc.max_connection_idle_ms": config.idleTimeoutMs,
+    interceptors: [
+      admissionInterceptor(services, logger),
+      concurrencyLimit("/grpc.health.v1.Health/Watch", config.maxHealthWatchers, "health Watch streams"),
+    ],
   });
   addGrpcServices(grpcServer, services, logger);
   const health = new HealthImplementation({ "": "SERVING" });
@@ -35,7 +44,7 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
     ),
   );
 
-  const http = createHttpServer(services, logger);
+  const http = createHttpServer(ctx, services);
   const httpPort = await new Promise<number>((resolve, reject) => {
     http.server.once("error", (err) =>
       reject(new Error(`cannot listen for HTTP on ${config.host}:${config.httpPort}: ${err.message}`)),

@@ -31,7 +31,7 @@ import { listTrustScoresRoute } from "./routes/list-trust-scores.js";
 import { KeyService } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyService } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
-import { guard, type Access } from "./access.js";
+import { admission, guard, type Access, type Admit } from "./access.js";
 import { getCheckpointRoute } from "./routes/get-checkpoint.js";
 import { getInclusionProofRoute } from "./routes/get-inclusion-proof.js";
 import { getConsistencyProofRoute } from "./routes/get-consistency-proof.js";
@@ -53,6 +53,8 @@ export type Handler = (req: never, call: CallContext) => Promise<unknown> | Asyn
 export interface ServiceRoutes {
   service: DescService;
   handlers: Record<string, Handler>;
+  /** Per method: the check from headers that transports make before reading the body. */
+  admit?: Record<string, Admit>;
 }
 
 const ADMIN: Access = { roles: ["admin"] };
@@ -67,11 +69,14 @@ function service<S extends DescService>(
   access: { [P in keyof S["method"]]: Access },
 ): ServiceRoutes {
   const guarded: Record<string, Handler> = {};
+  const admit: Record<string, Admit> = {};
   for (const m of service.methods) {
     const h = (handlers as Record<string, Handler>)[m.localName]!;
-    guarded[m.localName] = guard(m, h, (access as Record<string, Access>)[m.localName]!, ctx.auth);
+    const rule = (access as Record<string, Access>)[m.localName]!;
+    guarded[m.localName] = guard(m, h, rule, ctx.auth);
+    admit[m.localName] = admission(m, rule, ctx.auth);
   }
-  return { service, handlers: guarded };
+  return { service, handlers: guarded, admit };
 }
 
 /** Every service with its handlers: the one list both transports mount. */

@@ -66,6 +66,9 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
     grpcPort: 0,
     httpPort: 0,
     dbPoolSize: 10,
+    // Every suite's deliberate failures come from 127.0.0.1; limits.test.ts tests the limits.
+    authFailuresPerMinute: 1_000_000,
+    anonymousIssuePerMinute: 1_000_000,
     ...opts.config,
   };
   const ctx = await createAppContext(config, { logger });
