@@ -1,6 +1,16 @@
+import http2 from "node:http2";
+import net from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase } from "./support/harness.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { service as healthService } from "grpc-health-check";
+import { Kysely, PostgresDialect } from "kysely";
+import pg from "pg";
+import { bearer, clientsFor, createTestDatabase, grpc, startHarness, type Harness } from "./support/harness.js";
+import { StreamRecorder } from "./support/feed.js";
+import { Authenticator } from "../src/server/auth.js";
+import type { Database } from "../src/store/database.js";
 import { spawnServe, type ServeProcess } from "./support/process.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { connectCall, envelope, grpcCall, grpcWebCall, memoryOf, resetPeak, type RawAnswer } from "./support/raw.js";
@@ -51,4 +61,187 @@ describe("a decompression bomb", () => {
     const ok = await connectCall(s.httpPort, PATH, Buffer.alloc(0), { authorization: `Bearer ${admin}` });
     expect(ok.code).toBe("ok");
   }, 120_000);
+});
+
+/** Resolves when the server closes a socket that never sends a byte. */
+function silentSocketClosed(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, "127.0.0.1");
+    sock.on("error", () => {});
+    sock.on("data", () => {}); // an HTTP/2 server greets with SETTINGS; the socket answers nothing
+    sock.once("close", () => resolve());
+    // A hang guard, not a timing claim: the server was configured to close it after 1 s.
+    setTimeout(() => {
+      sock.destroy();
+      reject(new Error("the server kept a silent connection open"));
+    }, 20_000).unref();
+  });
+}
+
+function grpcStatusOf(err: unknown): number {
+  return (err as grpc.ServiceError).code;
+}
+
+describe("connections and streams", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({
+      config: { handshakeTimeoutMs: 1000, idleTimeoutMs: 2500, http2MaxConcurrentStreams: 7, maxHealthWatchers: 2 },
+    });
+  });
+  afterAll(() => h?.close());
+
+  it("closes a connection that never speaks, on both ports", async () => {
+    await Promise.all([silentSocketClosed(h.server.httpPort), silentSocketClosed(h.server.grpcPort)]);
+  }, 30_000);
+
+  it("closes an HTTP/1.1 connection that sends half its headers and stops", async () => {
+    const sock = net.connect(h.server.httpPort, "127.0.0.1");
+    sock.on("error", () => {});
+    sock.write("POST /agentid.v1.AgentService/ListAgents HTTP/1.1\r\nhost: x\r\n");
+    await new Promise<void>((resolve) => sock.once("close", () => resolve()));
+  }, 30_000);
+
+  it("keeps watch streams open past the idle timeout: they carry a Progress every second", async () => {
+    const streams = [new StreamRecorder(h.grpc), new StreamRecorder(h.connect)];
+    // Six bookmarks span more than two idle timeouts.
+    for (const s of streams) await s.until((r) => r.progress.length >= 6, 20_000);
+    for (const s of streams) expect(s.ended).toBe(false);
+    await Promise.all(streams.map((s) => s.stop()));
+  }, 30_000);
+
+  it("advertises the HTTP/2 max concurrent streams on both ports", async () => {
+    for (const port of [h.server.httpPort, h.server.grpcPort]) {
+      const session = http2.connect(`http://127.0.0.1:${port}`);
+      session.on("error", () => {});
+      const settings = await new Promise<http2.Settings>((resolve) => session.once("remoteSettings", resolve));
+      session.destroy();
+      expect(settings.maxConcurrentStreams, `port ${port}`).toBe(7);
+    }
+  });
+
+  it("bounds open grpc.health.v1 Watch streams", async () => {
+    const Health = grpc.makeClientConstructor(healthService as grpc.ServiceDefinition, "Health");
+    const client = new Health(h.grpcAddress, grpc.credentials.createInsecure()) as unknown as {
+      watch(req: object): grpc.ClientReadableStream<{ status: string }>;
+      close(): void;
+    };
+    const open = (): Promise<{ call: grpc.ClientReadableStream<{ status: string }>; result: string | number }> =>
+      new Promise((resolve) => {
+        const call = client.watch({ service: "" });
+        call.once("data", (d: { status: string }) => resolve({ call, result: d.status }));
+        call.once("error", (e) => resolve({ call, result: grpcStatusOf(e) }));
+      });
+    const first = await open();
+    const second = await open();
+    expect([first.result, second.result]).toEqual(["SERVING", "SERVING"]);
+    expect((await open()).result).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    // A watcher that leaves frees its place.
+    first.call.cancel();
+    let again: string | number = grpc.status.RESOURCE_EXHAUSTED;
+    for (let i = 0; i < 50 && again === grpc.status.RESOURCE_EXHAUSTED; i++) {
+      again = (await open()).result;
+      if (again === grpc.status.RESOURCE_EXHAUSTED) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(again).toBe("SERVING");
+    client.close();
+  });
+
+  it("refuses a request body over the limit on both ports, even with a good key", async () => {
+    const big = { name: "x".repeat(300 * 1024), publicKey: new Uint8Array(32) };
+    for (const t of h.transports) {
+      const err = await t.clients.agents.registerAgent(big).catch((e: unknown) => ConnectError.from(e));
+      expect(err, t.name).toBeInstanceOf(ConnectError);
+      expect((err as ConnectError).code, t.name).toBe(Code.ResourceExhausted);
+    }
+  });
+});
+
+/** Clients on both ports whose connections come from another loopback address. */
+function clientsFrom(h: Harness, localAddress: string, key: string | undefined) {
+  const interceptors = key ? [bearer(key)] : [];
+  return {
+    grpc: clientsFor(createGrpcTransport({ baseUrl: `http://${h.grpcAddress}`, interceptors, nodeOptions: { localAddress } as http2.ClientSessionOptions })),
+    connect: clientsFor(
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${h.server.httpPort}`, httpVersion: "1.1", interceptors, nodeOptions: { localAddress } }),
+    ),
+  };
+}
+
+async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await p;
+    return "ok";
+  } catch (err) {
+    return ConnectError.from(err).code;
+  }
+}
+
+describe("failed authentication", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ config: { authFailuresPerMinute: 5, anonymousIssuePerMinute: 3 } });
+  });
+  afterAll(() => h?.close());
+
+  it("is limited per peer address; other peers and keys the peer already proved keep working", async () => {
+    const proved = h.as(h.adminKey);
+    expect(await codeOf(proved.connect.agents.listAgents({}))).toBe("ok");
+    const bad = h.as(newSecret(API_KEY_PREFIX));
+    const codes: (Code | "ok")[] = [];
+    for (let i = 0; i < 5; i++) codes.push(await codeOf((i % 2 ? bad.grpc : bad.connect).agents.listAgents({})));
+    expect(codes).toEqual(Array(5).fill(Code.Unauthenticated));
+    // The sixth, on either port: refused before any lookup, with how long to wait.
+    for (const c of [bad.connect, bad.grpc]) {
+      const err = await c.agents.listAgents({}).catch((e: unknown) => ConnectError.from(e));
+      expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
+      expect((err as ConnectError).rawMessage).toMatch(/too many failed authentications from 127\.0\.0\.1; retry in \d+s/);
+    }
+    // A key this address has already proved still works from it.
+    expect(await codeOf(proved.grpc.agents.listAgents({}))).toBe("ok");
+    // Another address, with a good key, on both ports.
+    const other = clientsFrom(h, "127.0.0.2", h.adminKey);
+    expect(await codeOf(other.connect.agents.listAgents({}))).toBe("ok");
+    expect(await codeOf(other.grpc.agents.listAgents({}))).toBe("ok");
+  });
+
+  it("bounds Issue calls without an API key per peer address", async () => {
+    const anon = clientsFrom(h, "127.0.0.3", undefined);
+    const req = { agentId: `agt_${"A".repeat(22)}` };
+    const codes: (Code | "ok")[] = [];
+    for (let i = 0; i < 4; i++) codes.push(await codeOf((i % 2 ? anon.grpc : anon.connect).tokens.issue(req)));
+    expect(codes.slice(0, 3)).not.toContain(Code.ResourceExhausted);
+    expect(codes[3]).toBe(Code.ResourceExhausted);
+    const elsewhere = clientsFrom(h, "127.0.0.4", undefined);
+    expect(await codeOf(elsewhere.grpc.tokens.issue(req))).not.toBe(Code.ResourceExhausted);
+  });
+});
+
+describe("unknown keys", () => {
+  it("cost one database lookup within the negative cache window", async () => {
+    const url = await createTestDatabase();
+    const h = await startHarness({ databaseUrl: url }); // migrates the database
+    const lookups: string[] = [];
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool }),
+      log: (e) => {
+        if (e.level === "query" && e.query.sql.includes("api_keys")) lookups.push(e.query.sql);
+      },
+    });
+    try {
+      const auth = new Authenticator(db, { failuresPerMinute: 1000 });
+      const unknown = `Bearer ${newSecret(API_KEY_PREFIX)}`;
+      for (let i = 0; i < 10; i++) {
+        await expect(auth.authenticate(unknown, "127.0.0.1:1")).rejects.toThrow("unknown or revoked API key");
+      }
+      expect(lookups).toHaveLength(1);
+      // A known key is still found (and the cache does not confuse the two).
+      await expect(auth.authenticate(`Bearer ${h.adminKey}`, "127.0.0.1:1")).resolves.toMatchObject({ kind: "key", role: "admin" });
+      expect(lookups).toHaveLength(2);
+    } finally {
+      await db.destroy();
+      await h.close();
+    }
+  });
 });

@@ -82,7 +82,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     http2MaxConcurrentStreams: int(env, "AGENTID_HTTP2_MAX_CONCURRENT_STREAMS", 250, 1, 100_000),
     maxHealthWatchers: int(env, "AGENTID_MAX_HEALTH_WATCHERS", 1000, 1, 1_000_000),
     handshakeTimeoutMs: int(env, "AGENTID_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 3600) * 1000,
-    idleTimeoutMs: int(env, "AGENTID_IDLE_TIMEOUT_SECONDS", 300, 1, 86400) * 1000,
+    idleTimeoutMs: int(env, "AGENTID_IDLE_TIMEOUT_SECONDS", 300, 5, 86400) * 1000,
     authFailuresPerMinute: int(env, "AGENTID_AUTH_FAILURES_PER_MINUTE", 60, 1, 1_000_000),
     anonymousIssuePerMinute: int(env, "AGENTID_ANONYMOUS_ISSUE_PER_MINUTE", 600, 1, 1_000_000),
   };
