@@ -2,6 +2,7 @@ import { loadConfig, ConfigError } from "../server/config.js";
 import { createAppContext } from "../server/context.js";
 import { startServer } from "../server/server.js";
 import { DatabaseUnreachableError } from "../store/open.js";
+import { EmbeddedPostgresError } from "../store/embedded.js";
 
 /** `agentid serve`: run until SIGTERM or SIGINT, then shut down gracefully. */
 export async function serve(): Promise<void> {
@@ -16,7 +17,7 @@ export async function serve(): Promise<void> {
       throw err;
     });
   } catch (err) {
-    const known = err instanceof ConfigError || err instanceof DatabaseUnreachableError;
+    const known = err instanceof ConfigError || err instanceof DatabaseUnreachableError || err instanceof EmbeddedPostgresError;
     process.stderr.write(`agentid: cannot start: ${(err as Error).message}\n`);
     if (!known && process.env.LOG_LEVEL === "debug") process.stderr.write(`${(err as Error).stack}\n`);
     process.exit(1);
