@@ -1,20 +1,26 @@
 import type { Db, Role } from "../store/database.js";
-import { insertAdminKeyIfNone, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyRecord } from "../store/api-keys.js";
+import { insertAdminKeyIfNone, insertApiKey, listApiKeys, lockActiveAdminKeys, revokeApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { appendAuditEntry } from "../audit/append.js";
-import { invalidArgument, notFound } from "./errors.js";
+import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
 
 /**
  * Makes sure an admin can log in. With a configured key, installs it (once); otherwise creates a
- * key when no live admin key exists, and returns it so the caller can show it once.
+ * key when no live admin key exists, and returns it so the caller can show it once. `keep` saves a
+ * created key before its hash commits, so that no failure can leave an admin key nobody holds.
  */
-export async function bootstrapAdminKey(db: Db, configured: string): Promise<string | undefined> {
+export async function bootstrapAdminKey(
+  db: Db,
+  configured: string,
+  keep: (secret: string) => Promise<void> = async () => {},
+): Promise<string | undefined> {
   const secret = configured || newSecret(API_KEY_PREFIX);
   const id = newKeyId();
   const created = await db.transaction().execute(async (tx) => {
     const inserted = await insertAdminKeyIfNone(tx, { id, keyHash: hashSecret(secret), onlyIfNoAdmin: !configured });
     if (inserted) {
       await appendAuditEntry(tx, { kind: "key.created", actor: "bootstrap", details: { key_id: id, name: "bootstrap admin", role: "admin", audiences: [] } });
+      if (!configured) await keep(secret);
     }
     return inserted;
   });
@@ -46,9 +52,19 @@ export async function createApiKey(
 
 export { listApiKeys };
 
-/** Revokes once; repeating it is not an error and logs nothing more. */
+/**
+ * Revokes once; repeating it is not an error and logs nothing more. The last active admin key is
+ * not revoked: nobody could manage keys afterwards.
+ */
 export async function revokeKey(db: Db, id: string, actor: string): Promise<ApiKeyRecord> {
   return db.transaction().execute(async (tx) => {
+    const admins = await lockActiveAdminKeys(tx);
+    if (admins.length === 1 && admins[0] === id) {
+      throw failedPrecondition(
+        `${id} is the last active admin key: revoking it would leave nobody able to manage keys. ` +
+          `Create another admin key first (agentid key create --role admin), then revoke this one`,
+      );
+    }
     const { key, changed } = (await revokeApiKey(tx, id)) ?? {};
     if (!key) throw notFound(`API key ${id}`);
     if (changed) await appendAuditEntry(tx, { kind: "key.revoked", actor, details: { key_id: key.id, name: key.name, role: key.role } });

@@ -9,6 +9,7 @@ import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
 import { ActivityTracker } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
+import { keepAdminKey } from "./bootstrap-key.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
 export interface AppContext {
@@ -47,7 +48,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   }
   try {
     const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
-    const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
+    const createdAdminKey = await bootstrapAdminKey(db, config.adminKey, (secret) => keepAdminKey(config.dataDir, secret));
     const audit = await AuditLog.open({
       db,
       logger,

@@ -102,3 +102,9 @@ export async function insertAdminKeyIfNone(
     return true;
   }
 }
+
+/** The ids of the live admin keys, locked until the transaction ends (so two revocations cannot both see another admin left). */
+export async function lockActiveAdminKeys(tx: Tx): Promise<string[]> {
+  const rows = await tx.selectFrom("api_keys").select("id").where("role", "=", "admin").where("revoked_at", "is", null).forUpdate().execute();
+  return rows.map((r) => r.id);
+}
