@@ -204,9 +204,12 @@ export function createHttpServer(ctx: AppContext, services: ServiceRoutes[]): Ht
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
-    socket.setTimeout(config.handshakeTimeoutMs, () => socket.destroy());
+    const silent = () => socket.destroy();
+    socket.setTimeout(config.handshakeTimeoutMs, silent);
     socket.once("data", (first) => {
+      // From here the HTTP/1.1 or HTTP/2 server's own timeouts apply.
       socket.setTimeout(0);
+      socket.off("timeout", silent);
       socket.pause();
       socket.unshift(first);
       // The HTTP/2 session takes the buffered bytes and reads the socket's handle itself;
