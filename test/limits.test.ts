@@ -245,3 +245,31 @@ describe("unknown keys", () => {
     }
   });
 });
+
+describe("a burst of failed authentications", () => {
+  it("costs at most the allowance in database lookups, even all at once", async () => {
+    const url = await createTestDatabase();
+    const h = await startHarness({ databaseUrl: url });
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    let lookups = 0;
+    const db = new Kysely<Database>({
+      dialect: new PostgresDialect({ pool }),
+      log: (e) => {
+        if (e.level === "query" && e.query.sql.includes("api_keys")) lookups++;
+      },
+    });
+    try {
+      const auth = new Authenticator(db, { failuresPerMinute: 5 });
+      const results = await Promise.allSettled(
+        Array.from({ length: 50 }, () => auth.authenticate(`Bearer ${newSecret(API_KEY_PREFIX)}`, "[::1]:4000")),
+      );
+      const codes = results.map((r) => (r.status === "rejected" ? (r.reason as { kind: string }).kind : "ok"));
+      expect(codes.filter((c) => c === "unauthenticated")).toHaveLength(5);
+      expect(codes.filter((c) => c === "resource_exhausted")).toHaveLength(45);
+      expect(lookups).toBe(5);
+    } finally {
+      await db.destroy();
+      await h.close();
+    }
+  });
+});

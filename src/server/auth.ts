@@ -74,15 +74,10 @@ export class Authenticator {
   async authenticate(authorization: string | undefined, peer?: string): Promise<Caller | undefined> {
     if (authorization === undefined || authorization === "") return undefined;
     const addr = peer === undefined ? undefined : peerAddress(peer);
-    try {
-      return await this.lookup(authorization, addr);
-    } catch (err) {
-      if (addr !== undefined && err instanceof DomainError && err.kind === "unauthenticated") this.failures.take(addr);
-      throw err;
-    }
-  }
-
-  private async lookup(authorization: string, addr: string | undefined): Promise<Caller> {
+    const failed = (why: string) => {
+      if (addr !== undefined) this.failures.take(addr);
+      return unauthenticated(why);
+    };
     const m = /^Bearer (\S+)$/i.exec(authorization);
     const secret = m?.[1];
     const wellFormed = secret !== undefined && isWellFormedSecret(secret, API_KEY_PREFIX);
@@ -91,16 +86,26 @@ export class Authenticator {
     const hit = wellFormed ? this.cache.get(cacheKey) : undefined;
     if (hit && hit.until > now) return hit.caller;
     if (addr !== undefined && !this.failures.has(addr, now)) throw this.failures.refusal(addr, "too many failed authentications");
-    if (!m) throw unauthenticated("authorization must be \"Bearer <api key>\"");
-    if (!wellFormed) throw unauthenticated("the API key is malformed (bad shape or checksum)");
+    if (!m) throw failed("authorization must be \"Bearer <api key>\"");
+    if (!wellFormed) throw failed("the API key is malformed (bad shape or checksum)");
     const known = this.unknown.get(cacheKey);
-    if (known !== undefined && known > now) throw unauthenticated("unknown or revoked API key");
-    const key = await findActiveKeyByHash(this.db, hashSecret(secret));
+    if (known !== undefined && known > now) throw failed("unknown or revoked API key");
+    // A lookup is paid for before it is made (and refunded when the key is good), so that many
+    // attempts in flight at once cannot all pass the check above.
+    if (addr !== undefined && !this.failures.take(addr, now)) throw this.failures.refusal(addr, "too many failed authentications");
+    let key;
+    try {
+      key = await findActiveKeyByHash(this.db, hashSecret(secret));
+    } catch (err) {
+      if (addr !== undefined) this.failures.refund(addr);
+      throw err;
+    }
     if (!key) {
       this.cache.delete(cacheKey);
       remember(this.unknown, cacheKey, now + this.negativeCacheMs, this.maxEntries);
       throw unauthenticated("unknown or revoked API key");
     }
+    if (addr !== undefined) this.failures.refund(addr);
     const caller: Caller = { kind: "key", keyId: key.id, role: key.role, audiences: key.audiences };
     remember(this.cache, cacheKey, { caller, until: now + this.cacheMs }, this.maxEntries);
     return caller;

@@ -40,6 +40,12 @@ export class PeerBuckets {
     return true;
   }
 
+  /** Gives back a token taken for something that turned out not to count. */
+  refund(key: string, now = Date.now()): void {
+    const b = this.refill(key, now);
+    b.tokens = Math.min(this.perMinute, b.tokens + 1);
+  }
+
   /** Seconds until the next token, for the refusal's message. */
   retryAfterSeconds(key: string, now = Date.now()): number {
     const b = this.refill(key, now);
