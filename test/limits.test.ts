@@ -10,6 +10,7 @@ import pg from "pg";
 import { bearer, clientsFor, createTestDatabase, grpc, startHarness, type Harness } from "./support/harness.js";
 import { StreamRecorder } from "./support/feed.js";
 import { Authenticator } from "../src/server/auth.js";
+import { peerAddress } from "../src/server/limits.js";
 import type { Database } from "../src/store/database.js";
 import { spawnServe, type ServeProcess } from "./support/process.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
@@ -270,6 +271,21 @@ describe("a burst of failed authentications", () => {
     } finally {
       await db.destroy();
       await h.close();
+    }
+  });
+});
+
+describe("peer addresses", () => {
+  it("are the same for one client on both transports, with the port dropped", () => {
+    for (const [peer, addr] of [
+      ["127.0.0.1:5000", "127.0.0.1"],
+      ["ipv4:127.0.0.1:5000", "127.0.0.1"],
+      ["[::1]:5000", "::1"],
+      ["ipv6:[::1]:5000", "::1"],
+      ["[::ffff:10.0.0.7]:5000", "10.0.0.7"],
+      ["ipv6:[::ffff:10.0.0.7]:5000", "10.0.0.7"],
+    ]) {
+      expect(peerAddress(peer!), peer).toBe(addr);
     }
   });
 });
