@@ -270,7 +270,7 @@ describe("transparency log entries", () => {
   it("records the actor the domain is given, and kinds added later through appendAuditEntry", async () => {
     const { agent } = await h.grpc.agents.registerAgent({ name: "policed", publicKey: publicKey() });
     const id = agent!.agentId;
-    await revoke(h.ctx.db, { agentId: id }, "risk score above 0.9", "policy:risk-threshold");
+    await revoke(h.ctx.db, h.ctx.sequencer, { agentId: id }, "risk score above 0.9", "policy:risk-threshold");
     await h.ctx.db.transaction().execute((tx) =>
       appendAuditEntry(tx, {
         kind: "policy.changed",

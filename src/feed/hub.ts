@@ -7,7 +7,6 @@ import {
   logBounds,
   readRevocationsAfter,
   REVOCATION_CHANNEL,
-  sequenceRevocations,
 } from "../store/revocations.js";
 import { DomainError } from "../domain/errors.js";
 import { Watcher } from "./watcher.js";
@@ -122,9 +121,6 @@ export class RevocationHub {
   }
 
   private async tick(): Promise<void> {
-    // A revoker that committed and then died before sequencing leaves its event unnumbered;
-    // any replica's tick numbers it.
-    await sequenceRevocations(this.db).catch(() => {});
     // A bookmark is a promise that the log was read just now: when the database cannot be read,
     // watchers hear nothing, and a strict client fails closed instead of trusting a stale head.
     if (!(await this.pull())) return;

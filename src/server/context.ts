@@ -4,6 +4,9 @@ import { openDatabase } from "../store/open.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
 import { RevocationHub } from "../feed/hub.js";
 import { AuditLog } from "../audit/log.js";
+import { CommitSignals, Sequencer } from "../store/sequencer.js";
+import { revocationLog } from "../store/revocations.js";
+import { auditLogSequence } from "../store/audit.js";
 import type { Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
@@ -24,6 +27,8 @@ export interface AppContext {
   createdAdminKey?: string;
   /** The transparency log's tree and checkpoint signer. */
   audit: AuditLog;
+  /** Numbers both logs (revocations, transparency log) for this replica. */
+  sequencer: Sequencer;
   close(): Promise<void>;
 }
 
@@ -46,7 +51,15 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     stopEmbedded = pg.stop;
   }
   try {
-    const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
+    const signals = new CommitSignals(["audit_inbox", "revocation_inbox"]);
+    const { db } = await openDatabase(databaseUrl, config.dbPoolSize, signals);
+    const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence] });
+    signals.onCommit = (table) => sequencer.wake(table === "audit_inbox" ? "audit" : "revocations");
+    await sequencer.start().catch(async (err: unknown) => {
+      await sequencer.close();
+      await db.destroy();
+      throw err;
+    });
     const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
     const audit = await AuditLog.open({
       db,
@@ -54,7 +67,9 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
+      sequencer,
     }).catch(async (err: unknown) => {
+      await sequencer.close();
       await db.destroy();
       throw err;
     });
@@ -69,7 +84,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       minRetentionMs: config.feedMinRetentionMs,
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger);
+    const activity = new ActivityTracker(db, logger, sequencer);
     activity.start();
     return {
       config,
@@ -81,10 +96,12 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       activity,
       createdAdminKey,
       audit,
+      sequencer,
       async close() {
         await feed.close();
         await activity.close();
         await audit.close();
+        await sequencer.close();
         await db.destroy();
         await stopEmbedded?.();
       },

@@ -2,6 +2,7 @@ import { Kysely, Migrator, PostgresDialect } from "kysely";
 import pg from "pg";
 import type { Database, Db } from "./database.js";
 import { migrationProvider } from "./migrations/index.js";
+import type { CommitSignals } from "./sequencer.js";
 
 export interface OpenedDatabase {
   db: Db;
@@ -37,7 +38,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 /** Opens a pool, checks that the server answers, and brings the schema up to date. */
-export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDatabase> {
+export async function openDatabase(url: string, poolSize = 20, signals?: CommitSignals): Promise<OpenedDatabase> {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
   // An idle client losing its connection (a server restart) must not crash the process.
   pool.on("error", () => {});
@@ -52,7 +53,8 @@ export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDa
       `cannot reach PostgreSQL at ${redactUrl(url)}: ${(err as Error).message || String(err)}`,
     );
   }
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const dialect = new PostgresDialect({ pool });
+  const db = new Kysely<Database>({ dialect: signals ? signals.wrap(dialect) : dialect });
   await migrate(db);
   return { db, pool };
 }

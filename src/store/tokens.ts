@@ -1,7 +1,7 @@
 import { sql } from "kysely";
-import type { Db, Tx } from "./database.js";
+import type { Db } from "./database.js";
 import type { AgentStatus } from "./agents.js";
-import type { AuditRow } from "./audit.js";
+import { auditInboxInsert, type AuditRow } from "./audit.js";
 
 export interface TokenRecord {
   id: string;
@@ -22,8 +22,10 @@ export interface TokenState extends TokenRecord {
 
 /**
  * Inserts a token, and its audit entry, only while its agent is ACTIVE and the scopes are
- * allowed: one statement, so one round trip, and issuance cannot slip past a committed agent
- * revocation. Returns false when nothing was inserted.
+ * allowed: one statement, so one round trip. agentid_issue_gate (migration 0005) holds the
+ * agent's issuance lock until commit and re-reads its status after any kill that held it, so an
+ * issuance never commits after its agent's kill (nor is it missed by the kill's count). Returns
+ * false when nothing was inserted.
  */
 export async function insertTokenForActiveAgent(
   db: Db,
@@ -40,18 +42,16 @@ export async function insertTokenForActiveAgent(
     audit: AuditRow;
   },
 ): Promise<boolean> {
-  const a = t.audit;
   const result = await sql<{ id: string }>`
     with token as (
       insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
       select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[], ${t.issuedAt}, ${t.expiresAt}
       from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
         and (${t.scopes}::text[] <@ a.allowed_scopes or (not ${t.selfIssued} and cardinality(a.allowed_scopes) = 0))
+        and agentid_issue_gate(a.id)
       returning id
     )
-    insert into audit_entries (kind, agent_id, token_id, actor, reason, details, leaf_prefix, leaf_suffix)
-    select ${a.kind}, ${a.agentId}, token.id, ${a.actor}, ${a.reason}, ${a.detailsJson}::jsonb, ${a.leafPrefix}, ${a.leafSuffix}
-    from token
+    ${auditInboxInsert(t.audit, { tokenId: sql`token.id`, from: sql`from token` })}
     returning token_id as id`.execute(db);
   return result.rows.length === 1;
 }
@@ -81,8 +81,11 @@ function toState(r: StateRow): TokenState {
 }
 
 /**
- * Tokens by hash and the log revision, read in one statement and so from one snapshot: each state
- * is exactly the state after `revision`. Hashes that match nothing are absent from the map.
+ * Tokens by hash and the log revision, read in one statement and so from one snapshot. Revocations
+ * take effect at their commit and are numbered after it, so a state may already show revocations
+ * numbered above `revision`, never miss one at or below it: any revocation this answer does not
+ * reflect is numbered above `revision` (what the SDK's cache relies on). Hashes that match
+ * nothing are absent from the map.
  */
 export async function readTokensAtRevision(
   db: Db,
@@ -97,42 +100,4 @@ export async function readTokensAtRevision(
   const tokens = new Map<string, TokenState>();
   for (const row of rows) if (row.token_hash) tokens.set(row.token_hash.toString("base64"), toState(row));
   return { revision: BigInt(rows[0]!.revision), tokens };
-}
-
-/** Locks the token row (not its agent) until the transaction ends. */
-export async function lockToken(
-  tx: Tx,
-  by: { hash: Uint8Array } | { id: string },
-): Promise<TokenState | undefined> {
-  const where = "hash" in by ? sql`t.token_hash = ${Buffer.from(by.hash)}` : sql`t.id = ${by.id}`;
-  const { rows } = await sql<StateRow>`
-    select t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
-           t.revoked_at is not null as revoked, a.status as agent_status
-    from tokens t join agents a on a.id = t.agent_id
-    where ${where}
-    for update of t`.execute(tx);
-  return rows[0] && toState(rows[0]);
-}
-
-/** Revoked at once; its revision is filled in by the sequencer. */
-export async function markTokenRevoked(tx: Tx, id: string, at: Date): Promise<void> {
-  await tx.updateTable("tokens").set({ revoked_at: at }).where("id", "=", id).execute();
-}
-
-/** Tokens of the agent that are neither revoked nor expired. */
-export async function countLiveTokens(tx: Tx, agentId: string): Promise<bigint> {
-  const row = await tx
-    .selectFrom("tokens")
-    .select((eb) => eb.fn.countAll<string>().as("n"))
-    .where("agent_id", "=", agentId)
-    .where("revoked_at", "is", null)
-    .where("expires_at", ">", sql<Date>`now()`)
-    .executeTakeFirstOrThrow();
-  return BigInt(row.n);
-}
-
-/** The revision of the token's own revocation, once sequenced. */
-export async function tokenRevokedRevision(db: Db, id: string): Promise<bigint | null> {
-  const row = await db.selectFrom("tokens").select("revoked_revision").where("id", "=", id).executeTakeFirst();
-  return row?.revoked_revision == null ? null : BigInt(row.revoked_revision);
 }
