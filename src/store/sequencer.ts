@@ -208,6 +208,11 @@ export class Sequencer {
     return this.loop(name).onHead(f);
   }
 
+  /** Another replica's sequencer announced `head` (what a NOTIFY on the log's channel carries). */
+  heard(name: string, head: bigint): void {
+    if (!this.closed) this.loop(name).heard(head);
+  }
+
   /** Statements the loops have issued, for tests and benchmarks. */
   get statements(): number {
     let n = 0;
@@ -217,10 +222,10 @@ export class Sequencer {
 
   private async listen(): Promise<void> {
     const client = new pg.Client({ connectionString: this.o.databaseUrl });
-    const byChannel = new Map([...this.loops.values()].map((l) => [l.log.channel, l]));
+    const byChannel = new Map([...this.loops.values()].map((l) => [l.log.channel, l.log.name]));
     client.on("notification", (m) => {
-      const l = byChannel.get(m.channel);
-      if (l && m.payload && /^[0-9]+$/.test(m.payload)) l.heard(BigInt(m.payload));
+      const name = byChannel.get(m.channel);
+      if (name && m.payload && /^[0-9]+$/.test(m.payload)) this.heard(name, BigInt(m.payload));
     });
     client.on("error", (err) => {
       this.o.logger.warn({ err: err.message }, "sequencer: LISTEN connection lost; reconnecting");
