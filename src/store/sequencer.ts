@@ -38,7 +38,7 @@ export interface SequencerOptions {
   databaseUrl: string;
   logger: Logger;
   logs: SequencedLog[];
-  /** The safety tick. */
+  /** The safety tick (default 10 s): numbers rows whose writer's replica died before numbering them. */
   tickMs?: number;
   batch?: number;
 }
@@ -162,7 +162,7 @@ export class Sequencer {
   private readonly tickMs: number;
 
   constructor(private readonly o: SequencerOptions) {
-    this.tickMs = o.tickMs ?? 5000;
+    this.tickMs = o.tickMs ?? 10_000;
     for (const log of o.logs) this.loops.set(log.name, new LogLoop(log, o.db, o.logger, o.batch ?? 10_000));
   }
 
