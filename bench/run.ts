@@ -14,8 +14,8 @@ import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { root, runTs, startAgentid, startTs } from "./lib/procs.js";
 import { sdkVerify } from "./sdk-verify.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { startOwnPostgres } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 import { generateKeyPairSync } from "node:crypto";
 
 const full = process.argv.includes("--full");

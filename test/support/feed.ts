@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { FeedFollower } from "../../src/client/feed.js";
 import { publicKey, type Clients } from "./harness.js";
-import { CLUSTER_ADMIN_KEY } from "./cluster.js";
+import { CLUSTER_ADMIN_KEY } from "../../bench/lib/cluster.js";
 import type { WatchRevocationsResponse } from "../../gen/agentid/v1/revocation_pb.js";
 
 /** Collects a WatchRevocations stream in the background; wait for conditions on what arrived. */
