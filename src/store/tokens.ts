@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import type { Db } from "./database.js";
+import { PREPARED } from "./open.js";
 import type { AgentStatus } from "./agents.js";
 import { auditInboxInsert, type AuditRow } from "./audit.js";
 
@@ -42,7 +43,7 @@ export async function insertTokenForActiveAgent(
     audit: AuditRow;
   },
 ): Promise<boolean> {
-  const result = await sql<{ id: string }>`
+  const result = await sql<{ id: string }>`${sql.raw(PREPARED)}
     with token as (
       insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
       select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[], ${t.issuedAt}, ${t.expiresAt}

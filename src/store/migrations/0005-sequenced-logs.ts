@@ -77,6 +77,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     end $$`.execute(db);
   await sql`alter table audit_entries alter column seq set not null, alter column at set not null, alter column leaf_hash set not null`.execute(db);
   await sql`drop index if exists audit_entries_pending_idx`.execute(db);
+  // The log's key is seq; nothing reads entries by insertion id, so it needs no index (one index
+  // entry fewer per entry). The first release already had seq as its primary key.
+  await sql`
+    do $$ begin
+      if exists (select 1 from pg_constraint where conname = 'audit_entries_pkey' and conrelid = 'audit_entries'::regclass
+                 and pg_get_constraintdef(oid) = 'PRIMARY KEY (id)') then
+        alter table audit_entries drop constraint audit_entries_pkey, drop constraint audit_entries_seq_key,
+          add primary key (seq);
+      end if;
+    end $$`.execute(db);
 
   // Revocations are numbered in the order their rows were committed: a batch of committed inbox
   // rows at a time, under log_head's row lock (one sequencer at a time; another replica's pass

@@ -1,0 +1,18 @@
+import { randomBytes } from "node:crypto";
+import { CompiledQuery, sql } from "kysely";
+import { openDatabase } from "../../src/store/open.js";
+import { registerAgent } from "../../src/domain/agents.js";
+import { issueToken } from "../../src/domain/tokens.js";
+import { startOwnPostgres } from "../lib/cluster.js";
+const own = await startOwnPostgres();
+const { db, pool } = await openDatabase(own.url, 4);
+const a = await registerAgent(db, { name: `b`, publicKey: randomBytes(32), labels: {}, allowedScopes: [] }, "bench");
+import pg from 'pg';
+const orig = pg.Client.prototype.query;
+let named = 0, unnamed = 0;
+(pg.Client.prototype as any).query = function (q: any, v: any) { if (typeof q === "object" && q.name) named++; else unnamed++; return orig.call(this, q, v); };
+const t0 = performance.now();
+for (let i = 0; i < 2000; i++) await issueToken(db, { agentId: a.id, scopes: ["read"], audiences: ["api"], ttlMs: 3600000, selfIssued: false }, "bench");
+const t1 = performance.now();
+console.log({ named, unnamed, msPerIssue: (t1 - t0) / 2000 });
+await db.destroy(); await own.destroy();

@@ -1,0 +1,12 @@
+import { randomBytes } from "node:crypto";
+import { openDatabase } from "../../src/store/open.js";
+import { registerAgent } from "../../src/domain/agents.js";
+import { issueToken } from "../../src/domain/tokens.js";
+import { startOwnPostgres } from "../lib/cluster.js";
+const own = await startOwnPostgres();
+const { db } = await openDatabase(own.url, 20);
+const agents = await Promise.all(Array.from({ length: 16 }, (_, i) => registerAgent(db, { name: `b${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: [] }, "bench")));
+const end = Date.now() + 4000; let done = 0;
+await Promise.all(Array.from({ length: 16 }, async (_, w) => { for (let i = 0; Date.now() < end; i++) { await issueToken(db, { agentId: agents[(w + i) % 16]!.id, scopes: ["read"], audiences: ["api"], ttlMs: 3600000, selfIssued: false }, "bench"); done++; } }));
+console.log(done / 4);
+await db.destroy(); await own.destroy();
