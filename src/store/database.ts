@@ -29,6 +29,7 @@ export interface TokensTable {
   issued_at: GeneratedTimestamp;
   expires_at: Timestamp;
   revoked_at: Timestamp | null;
+  /** Set by versions before migration 0005 only; the revision is read from `revocations` now. */
   revoked_revision: ColumnType<string | null, bigint | null, bigint | null>;
 }
 

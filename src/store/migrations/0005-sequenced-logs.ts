@@ -45,6 +45,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     select id, token_id, agent_id, reason, revoked_by, revoked_at, expires_at from moved`.execute(db);
   await sql`alter table revocations alter column revision set not null`.execute(db);
   await sql`drop index if exists revocations_pending_idx`.execute(db);
+  // A repeated revoke finds the original event here, rather than the sequencer rewriting every
+  // revoked token's row (and its three index entries) to copy the revision onto it.
+  await sql`create index revocations_token_idx on revocations (token_id) where token_id is not null`.execute(db);
   await sql`drop function if exists revocations_sequence()`.execute(db);
 
   // audit_entries: the first release had no insertion id and no leaf halves; the second numbered
@@ -115,9 +118,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
             insert into revocations (id, revision, token_id, agent_id, reason, revoked_by, revoked_at, expires_at)
             select n.id, n.rev, n.token_id, n.agent_id, n.reason, n.revoked_by, n.revoked_at, n.expires_at from numbered n
             returning revocations.revision, revocations.token_id, revocations.agent_id),
-          t as (
-            update tokens set revoked_revision = ins.revision from ins
-            where ins.token_id is not null and tokens.id = ins.token_id),
           a as (
             update agents set revoked_revision = ins.revision from ins
             where ins.token_id is null and agents.id = ins.agent_id)
@@ -288,11 +288,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       end if;
       if done then
         o_outcome := 'repeat';
-        o_revision := rev;
-        if rev is null then
+        select r.revision into o_revision from revocations r where r.token_id = tid;
+        if o_revision is null then
           select i.id into o_event from revocation_inbox i where i.token_id = tid;
           if o_event is null then
-            select t.revoked_revision into o_revision from tokens t where t.id = tid;
+            -- Numbered in between; or compacted away once the token expired (the floor is at or
+            -- above it); or revoked by a version that kept the revision on the token.
+            select r.revision into o_revision from revocations r where r.token_id = tid;
+            if o_revision is null then
+              select coalesce(rev, c.revision) into o_revision from feed_compaction c;
+            end if;
           end if;
         end if;
         return;
