@@ -6,13 +6,14 @@
 //   BENCH_CONCURRENCY=32 BENCH_SLICES=30 npx tsx bench/audit-append.ts
 //
 // At the domain level (no RPC), so what is compared is the database work: Issue's one statement
-// (token row, log inbox row, the agent's issuance gate) plus its share of the sequencer's batches,
+// (token rows, log inbox rows, the agent's issuance gate; concurrent requests share a statement,
+// as in the server) plus its share of the sequencer's batches,
 // against one row with one index. "token only" (the token INSERT without its log entry) is shown
 // for context. Prints a JSON line last, for bench/run.ts.
 import { randomBytes } from "node:crypto";
 import { sql } from "kysely";
 import { registerAgent } from "../src/domain/agents.js";
-import { issueToken } from "../src/domain/tokens.js";
+import { TokenIssuer } from "../src/domain/tokens.js";
 import { hashSecret, newToken, newTokenId } from "../src/domain/ids.js";
 import { alternate, alternateOptions } from "./lib/alternate.js";
 import { openSequencedDb } from "./lib/sequenced-db.js";
@@ -34,7 +35,9 @@ try {
       select ${newTokenId()}, ${hashSecret(newToken())}, a.id, ${r.scopes}::text[], ${r.audiences}::text[], ${now}, ${new Date(now.getTime() + r.ttlMs)}
       from agents a where a.id = ${r.agentId} and a.status = 'ACTIVE'`.execute(s.db);
   };
-  const issue = (i: number) => issueToken(s.db, req(i), "bench");
+  // As the server issues: concurrent requests share a statement, each its own token and entry.
+  const issuer = new TokenIssuer(s.db);
+  const issue = (i: number) => issuer.issue(req(i), "bench");
   console.log(`Issue throughput, concurrency ${o.concurrency}, ${o.slices} alternating slices of ${o.sliceMs} ms per side`);
   // Warm both paths (JIT, pool connections, table and index pages) before anything counts.
   await alternate({ insert: s.insert, issue }, { ...o, slices: 2 });

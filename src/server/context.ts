@@ -10,6 +10,7 @@ import { auditLogSequence } from "../store/audit.js";
 import type { Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
+import { TokenIssuer } from "../domain/tokens.js";
 import { ActivityTracker } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 
@@ -22,6 +23,8 @@ export interface AppContext {
   auth: Authenticator;
   /** Introspect's batched token reads. */
   tokenLookup: TokenLookup;
+  /** Issue's batched writes. */
+  issuer: TokenIssuer;
   activity: ActivityTracker;
   /** The admin key this start created, to be shown once; undefined when one existed or was given. */
   createdAdminKey?: string;
@@ -93,6 +96,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       feed,
       auth: new Authenticator(db),
       tokenLookup: new TokenLookup(db),
+      issuer: new TokenIssuer(db),
       activity,
       createdAdminKey,
       audit,

@@ -52,15 +52,28 @@ export async function insertAuditEntry(tx: Tx, e: AuditRow): Promise<void> {
 }
 
 /**
- * The same insert as a SQL fragment, for a statement that appends an entry together with the
- * change it records: `from` is the rest of the select (e.g. a CTE the entry depends on), and
- * `tokenId` may name a column of it.
+ * The same insert, for many entries, as a SQL fragment for a statement that appends them together
+ * with the changes they record: `from` is a query whose columns are the entries' fields (kind,
+ * agent_id, token_id, actor, reason, details jsonb, leaf_prefix bytea, leaf_suffix bytea), in the
+ * order they are to be numbered; auditInboxJson(e) renders an entry's fields for a jsonb recordset.
  */
-export function auditInboxInsert(e: AuditRow, o: { tokenId?: RawBuilder<unknown>; from: RawBuilder<unknown> }): RawBuilder<unknown> {
-  const tokenId = o.tokenId ?? sql`${e.tokenId || null}::text`;
+export function auditInboxInsert(from: RawBuilder<unknown>): RawBuilder<unknown> {
   return sql`insert into audit_inbox (kind, agent_id, token_id, actor, reason, details, leaf_prefix, leaf_suffix)
-    select ${e.kind}, ${e.agentId || null}, ${tokenId}, ${e.actor}, ${e.reason}, ${e.detailsJson}::jsonb, ${e.leafPrefix}, ${e.leafSuffix}
-    ${o.from}`;
+    select e.kind, e.agent_id, e.token_id, e.actor, e.reason, e.details, e.leaf_prefix, e.leaf_suffix from (${from}) e`;
+}
+
+/** An entry's fields as auditInboxInsert's recordset columns want them (bytes in base64). */
+export function auditInboxJson(e: AuditRow): Record<string, unknown> {
+  return {
+    kind: e.kind,
+    agent_id: e.agentId || null,
+    token_id: e.tokenId || null,
+    actor: e.actor,
+    reason: e.reason,
+    details: JSON.parse(e.detailsJson) as unknown,
+    leaf_prefix: e.leafPrefix.toString("base64"),
+    leaf_suffix: e.leafSuffix.toString("base64"),
+  };
 }
 
 /** The transparency log, as the sequencer numbers it (migration 0005: agentid_sequence_audit). */
