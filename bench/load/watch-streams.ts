@@ -23,34 +23,35 @@ let record = true;
 // Arrival times per revision; how many streams got it.
 const arrivals = new Map<number, number[]>();
 const counts = new Map<number, number>();
-// Every stream gets the same bytes for an event: decode each distinct message once.
-const decoded = new Map<string, number>();
+const decoded = new Map<string, number[]>();
 
 function handle(s: S, payload: Buffer, t: number) {
+  // Every stream of one view gets the same bytes for a batch: decode each distinct message once.
   const key = payload.toString("latin1");
-  let rev = decoded.get(key);
-  if (rev === undefined) {
+  let revs = decoded.get(key);
+  if (revs === undefined) {
     if (decoded.size > 10_000) decoded.clear();
     const m = fromBinary(WatchRevocationsResponseSchema, payload);
-    rev = m.kind.case === "revocation" ? Number(m.kind.value.revision) : -1;
-    decoded.set(key, rev);
+    revs = m.events.map((e) => Number(e.revision));
+    decoded.set(key, revs);
   }
   if (!s.ready) {
     s.ready = true;
     ready++;
   }
-  if (rev < 0) return;
-  if (rev !== s.last + 1) s.gaps++;
-  s.last = rev;
-  s.events++;
-  if (record) {
-    let a = arrivals.get(rev);
-    if (!a) arrivals.set(rev, (a = []));
-    a.push(t);
+  for (const rev of revs) {
+    if (rev !== s.last + 1) s.gaps++;
+    s.last = rev;
+    s.events++;
+    if (record) {
+      let a = arrivals.get(rev);
+      if (!a) arrivals.set(rev, (a = []));
+      a.push(t);
+    }
+    const c = (counts.get(rev) ?? 0) + 1;
+    counts.set(rev, c);
+    if (c === streams.length) emit({ done: rev, at: t });
   }
-  const c = (counts.get(rev) ?? 0) + 1;
-  counts.set(rev, c);
-  if (c === streams.length) emit({ done: rev, at: t });
 }
 
 function onData(s: S, chunk: Buffer) {

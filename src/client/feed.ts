@@ -14,7 +14,10 @@ export interface FeedFollowerOptions extends TransportOptions {
   /** A stream silent this long is presumed dead and reopened (the server bookmarks every second). */
   idleTimeoutMs?: number;
   onEvent(event: RevocationEvent): void;
-  /** Every event up to `revision` has been delivered. */
+  /**
+   * Every event up to `revision` this follower may see has been delivered (a resource_server key
+   * sees only its audiences' events, so the revisions it receives have gaps; bookmarks do not).
+   */
   onProgress?(revision: bigint): void;
   /** The cursor was compacted away (OUT_OF_RANGE): the follower replays from 0. */
   onReset?(): void;
@@ -23,7 +26,8 @@ export interface FeedFollowerOptions extends TransportOptions {
 
 /**
  * Follows WatchRevocations across a list of replicas: on any error or end of stream it moves to
- * the next replica after a jittered backoff and resumes after the last revision it saw.
+ * the next replica after a jittered backoff (at least the server's retry-after-ms when it refused
+ * the stream) and resumes after the last revision it saw.
  */
 export class FeedFollower {
   /** Everything up to here has been delivered: the resume point. */
@@ -63,28 +67,22 @@ export class FeedFollower {
       const abort = (this.abort = new AbortController());
       let idle = setTimeout(() => abort.abort(), idleMs);
       let reset = false;
+      let retryAfterMs = 0;
       try {
         for await (const res of client.watchRevocations({ afterRevision: this.revision }, { signal: abort.signal })) {
           clearTimeout(idle);
           idle = setTimeout(() => abort.abort(), idleMs);
           attempt = 0;
-          const k = res.kind;
-          switch (k.case) {
-            case "revocation":
-              if (k.value.revision > this.revision) this.revision = k.value.revision;
-              this.o.onEvent(k.value);
-              break;
-            case "progress":
-              if (k.value.revision > this.revision) this.revision = k.value.revision;
-              this.lastProgressAt = Date.now();
-              this.o.onProgress?.(k.value.revision);
-              break;
-            case undefined:
-              break;
-            default: {
-              const never: never = k;
-              void never;
-            }
+          // A batch: its events in revision order, then (when set) a bookmark covering them.
+          for (const e of res.events) {
+            if (e.revision > this.revision) this.revision = e.revision;
+            this.o.onEvent(e);
+          }
+          if (res.progress) {
+            const p = res.progress.revision;
+            if (p > this.revision) this.revision = p;
+            this.lastProgressAt = Date.now();
+            this.o.onProgress?.(p);
           }
         }
       } catch (err) {
@@ -97,6 +95,7 @@ export class FeedFollower {
           reset = true;
         } else {
           this.o.onError?.(ce, endpoint);
+          retryAfterMs = retryAfter(ce);
         }
       } finally {
         clearTimeout(idle);
@@ -106,7 +105,9 @@ export class FeedFollower {
       i++;
       const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 20));
       attempt++;
-      await this.sleep(Math.random() * ceiling);
+      // Full jitter; a server that refused with retry-after-ms is given at least that, spread
+      // over up to twice it so that refused followers do not all come back at once.
+      await this.sleep(retryAfterMs > 0 ? retryAfterMs + Math.random() * Math.max(retryAfterMs, ceiling) : Math.random() * ceiling);
     }
   }
 
@@ -129,4 +130,10 @@ export class FeedFollower {
     }
     await this.running;
   }
+}
+
+/** The server's back-off advice on a refused stream (the `retry-after-ms` trailer), or 0. */
+export function retryAfter(err: ConnectError): number {
+  const v = Number(err.metadata.get("retry-after-ms"));
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 300_000) : 0;
 }

@@ -37,15 +37,15 @@ export class StreamRecorder {
   }
 
   get revisions(): bigint[] {
-    return this.messages.flatMap((m) => (m.kind.case === "revocation" ? [m.kind.value.revision] : []));
+    return this.events.map((e) => e.revision);
   }
 
   get events() {
-    return this.messages.flatMap((m) => (m.kind.case === "revocation" ? [m.kind.value] : []));
+    return this.messages.flatMap((m) => m.events);
   }
 
   get progress(): bigint[] {
-    return this.messages.flatMap((m) => (m.kind.case === "progress" ? [m.kind.value.revision] : []));
+    return this.messages.flatMap((m) => (m.progress ? [m.progress.revision] : []));
   }
 
   /** Resolves once predicate holds; rejects after timeoutMs (a hang guard, not a timing claim). */
