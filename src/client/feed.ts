@@ -103,11 +103,7 @@ export class FeedFollower {
       if (this.closed) break;
       if (reset) continue;
       i++;
-      const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 20));
-      attempt++;
-      // Full jitter; a server that refused with retry-after-ms is given at least that, spread
-      // over up to twice it so that refused followers do not all come back at once.
-      await this.sleep(retryAfterMs > 0 ? retryAfterMs + Math.random() * Math.max(retryAfterMs, ceiling) : Math.random() * ceiling);
+      await this.sleep(reconnectDelay(attempt++, retryAfterMs, initial, max));
     }
   }
 
@@ -136,4 +132,16 @@ export class FeedFollower {
 export function retryAfter(err: ConnectError): number {
   const v = Number(err.metadata.get("retry-after-ms"));
   return Number.isFinite(v) && v > 0 ? Math.min(v, 300_000) : 0;
+}
+
+/**
+ * How long to wait before reconnect number `attempt` (0-based): exponential backoff with full
+ * jitter, between 0 and min(maxMs, initialMs * 2^attempt). A server that refused the stream with
+ * retry-after-ms gets at least that, plus jitter over up to as long again (or the backoff ceiling,
+ * if larger), so that followers refused together do not come back together.
+ */
+export function reconnectDelay(attempt: number, retryAfterMs: number, initialMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20));
+  if (retryAfterMs > 0) return retryAfterMs + random() * Math.max(retryAfterMs, ceiling);
+  return random() * ceiling;
 }

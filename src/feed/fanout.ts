@@ -80,7 +80,10 @@ export class FanOut {
    */
   skipTo(through: bigint, err: (cursor: bigint) => Error): void {
     if (through <= this.head) return;
-    for (const w of [...this.watchers()]) w.fail(err(w.cursor));
+    for (const w of [...this.watchers()]) {
+      w.fail(err(w.cursor));
+      this.remove(w);
+    }
     this.head = through;
     this.history = [];
     this.historyFloor = through;

@@ -9,6 +9,7 @@ import { FanOut, MAX_FRAME_EVENTS } from "./fanout.js";
 import type { FrameEncoder } from "./frame.js";
 import { FeedRefusal } from "./refusal.js";
 import { LogTailer } from "./tailer.js";
+import { Dispatcher } from "./dispatcher.js";
 import { makeView, viewKey, type Subscriber, type View } from "./view.js";
 import { Watcher } from "./watcher.js";
 
@@ -87,6 +88,7 @@ export class RevocationFeed {
   private readonly fanOut: FanOut;
   private readonly tailer: LogTailer;
   private readonly catchUp: CatchUp;
+  private readonly dispatcher = new Dispatcher();
   private readonly o: Required<Omit<FeedOptions, "db" | "databaseUrl" | "logger" | "encoder">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
   private refusals = 0;
@@ -196,7 +198,7 @@ export class RevocationFeed {
     let v = this.views.get(key);
     if (!v) this.views.set(key, (v = { view: makeView(subscriber), streams: 0 }));
     v.streams++;
-    const w = new Watcher(after, v.view, this.o.queueLimit, subscriber.keyId, connection, Date.now() + this.o.catchUpDeadlineMs);
+    const w = new Watcher(after, v.view, this.o.queueLimit, subscriber.keyId, connection, Date.now() + this.o.catchUpDeadlineMs, this.dispatcher);
     this.all.add(w);
     bump(this.perConnection, connection, 1);
     bump(this.perKey, subscriber.keyId, 1);

@@ -1,6 +1,7 @@
 import { DomainError } from "../domain/errors.js";
 import type { Frame } from "./frame.js";
 import type { View } from "./view.js";
+import type { Dispatcher } from "./dispatcher.js";
 
 /**
  * One stream's bounded queue of shared frames. The fan-out and the catch-up push, the stream
@@ -24,6 +25,7 @@ export class Watcher {
   private failure: Error | undefined;
   private ended = false;
   private readonly closeHooks: ((w: Watcher) => void)[] = [];
+  private flushing = false;
 
   constructor(
     after: bigint,
@@ -34,6 +36,8 @@ export class Watcher {
     readonly connection: string,
     /** Date.now() after which a watcher still catching up is refused. */
     readonly deadline: number,
+    /** Hands frames to a waiting stream in slices (see Dispatcher); without one, at once. */
+    private readonly dispatcher?: Dispatcher,
   ) {
     this.cursor = after;
     this.fromZero = after === 0n;
@@ -80,7 +84,7 @@ export class Watcher {
   }
 
   private enqueue(frame: Frame): void {
-    if (this.waiting) {
+    if (this.waiting && !this.dispatcher) {
       const { resolve } = this.waiting;
       this.waiting = undefined;
       resolve(frame);
@@ -96,6 +100,23 @@ export class Watcher {
       return;
     }
     this.queue.push(frame);
+    if (this.waiting && !this.flushing) {
+      this.flushing = true;
+      this.dispatcher!.schedule(this);
+    }
+  }
+
+  /** Hands the next frame to the waiting stream (the dispatcher calls it, a slice at a time). */
+  flush(): void {
+    this.flushing = false;
+    const waiting = this.waiting;
+    const f = this.queue.shift();
+    if (!waiting || !f) {
+      if (f) this.queue.unshift(f);
+      return;
+    }
+    this.waiting = undefined;
+    waiting.resolve(f);
   }
 
   /** The highest revision the client is known to have been handed everything up to. */

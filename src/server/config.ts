@@ -32,6 +32,7 @@ export interface Config {
   feedPoolSize: number;
   feedMaxWaiting: number;
   feedCatchUpDeadlineMs: number;
+  feedKeyCheckMs: number;
 }
 
 /** The feed's limits, as RevocationFeed takes them. */
@@ -41,6 +42,7 @@ export function feedLimits(c: Config) {
     poolSize: c.feedPoolSize,
     maxWaiting: c.feedMaxWaiting,
     catchUpDeadlineMs: c.feedCatchUpDeadlineMs,
+    keyCheckMs: c.feedKeyCheckMs,
   };
 }
 
@@ -83,6 +85,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     feedPoolSize: int(env, "AGENTID_FEED_POOL_SIZE", 3, 2, 50),
     feedMaxWaiting: int(env, "AGENTID_FEED_MAX_WAITING", 20_000, 1, 1_000_000),
     feedCatchUpDeadlineMs: int(env, "AGENTID_FEED_CATCHUP_DEADLINE_SECONDS", 30, 1, 3600) * 1000,
+    // As long as the API key cache (auth.ts): a key revoked on another replica ends streams here
+    // within about the time it stops authenticating new calls here.
+    feedKeyCheckMs: int(env, "AGENTID_FEED_KEY_CHECK_MS", 5000, 50, 3_600_000),
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.
