@@ -58,7 +58,7 @@ function open(c: Ctl, o: { urls: string[]; n: number; key: string; retry?: unkno
 }
 
 /** Polls the fleet until `done` holds; a hang guard (not a timing claim) fails with the last report. */
-async function until(c: Ctl, done: (r: Report) => boolean, limitMs = 50_000): Promise<Report> {
+async function until(c: Ctl, done: (r: Report) => boolean, limitMs = 150_000): Promise<Report> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const r = await c.send<Report>({ cmd: "report" });
@@ -80,7 +80,7 @@ describe("reconnect storms", () => {
     await appendLogRows(h.databaseUrl, 200);
     const { tokenIds } = await workload(h.grpc, 1, 200);
     const c = await fleet();
-    const revoker = steadyRevoker(h.grpc, tokenIds, 20);
+    const revoker = steadyRevoker(h.grpc, tokenIds, 10);
     await open(c, { urls: [`http://${h.grpcAddress}`], n: 10_000, key: h.adminKey });
     await until(c, (r) => r.ready + r.closedEarly === 10_000);
     const revoked = await revoker.stop();
@@ -96,7 +96,7 @@ describe("reconnect storms", () => {
     // replaying on their own would make at least 3 reads each).
     expect(s.catchUpReads).toBeLessThan(500);
     expect(s.refusals).toBe(0);
-  }, 120_000);
+  }, 300_000);
 
   it("clients retrying aggressively (fixed 200-1000 ms) into a full waiting room: the storm dies out by itself", async () => {
     // Room for 1,000 waiting subscribers: most of the 10,000 are refused at first, with a retry-after
@@ -105,13 +105,13 @@ describe("reconnect storms", () => {
     await appendLogRows(h.databaseUrl, 200);
     const { tokenIds } = await workload(h.grpc, 1, 200);
     const c = await fleet();
-    const revoker = steadyRevoker(h.grpc, tokenIds, 20);
+    const revoker = steadyRevoker(h.grpc, tokenIds, 10);
     await open(c, { urls: [`http://${h.grpcAddress}`], n: 10_000, key: h.adminKey, retry: { mode: "fixed", minMs: 200, maxMs: 1000 } });
-    await until(c, (r) => r.ready === 10_000, 90_000);
+    await until(c, (r) => r.ready === 10_000, 200_000);
     const revoked = await revoker.stop();
     expect(revoked.failures).toEqual([]);
     expect(revoked.done).toBe(revoked.asked);
-    const r = await until(c, (x) => x.minLast >= Number(revoked.lastRevision), 60_000);
+    const r = await until(c, (x) => x.minLast >= Number(revoked.lastRevision));
     expect(r.gaps).toBe(0);
     expect(r.refusedWithoutAdvice).toBe(0);
     // The bound: each refusal admits the stream on a later attempt once the room drains, so the
@@ -121,7 +121,7 @@ describe("reconnect storms", () => {
     const later = await new Promise<Report>((res) => setTimeout(() => void c.send<Report>({ cmd: "report" }).then(res), 1500));
     expect(later.reconnects).toBe(r.reconnects);
     expect(h.ctx.feed.stats().refusals).toBeGreaterThan(0);
-  }, 180_000);
+  }, 400_000);
 
   it("10,000 watchers reconnect after a restart with a bounded number of database reads", async () => {
     const databaseUrl = await createTestDatabase();
@@ -148,7 +148,7 @@ describe("reconnect storms", () => {
     // Recent cursors join from the fan-out's memory after one bounds check per round: a handful of
     // reads for 10,000 streams.
     expect(s.catchUpReads).toBeLessThan(100);
-  }, 120_000);
+  }, 300_000);
 
   it("5,000 streams move to a second replica when theirs is SIGKILLed, and miss nothing", async () => {
     const databaseUrl = await createTestDatabase();
@@ -166,7 +166,7 @@ describe("reconnect storms", () => {
     const c = await fleet();
     await open(c, { urls: [victim.grpcUrl, survivor.grpcUrl], n: 5000, key: CLUSTER_ADMIN_KEY, retry: { mode: "backoff", initialMs: 100, maxMs: 2000 } });
     await until(c, (r) => r.ready === 5000);
-    const revoker = steadyRevoker(admin, tokenIds, 20);
+    const revoker = steadyRevoker(admin, tokenIds, 10);
     await new Promise((r) => setTimeout(r, 1000));
     await victim.kill("SIGKILL");
     await new Promise((r) => setTimeout(r, 2000));
@@ -176,5 +176,5 @@ describe("reconnect storms", () => {
     expect(r.gaps).toBe(0);
     expect(r.reconnects).toBeGreaterThanOrEqual(5000);
     expect(r.refusedWithoutAdvice).toBe(0);
-  }, 120_000);
+  }, 300_000);
 });

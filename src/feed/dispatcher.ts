@@ -8,7 +8,7 @@ export class Dispatcher {
   private pending: { flush(): void }[] = [];
   private scheduled = false;
 
-  constructor(private readonly slice = 256) {}
+  constructor(private readonly slice = 64) {}
 
   schedule(w: { flush(): void }): void {
     this.pending.push(w);
