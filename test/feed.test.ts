@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { publicKey, startHarness, type Harness } from "./support/harness.js";
-import { StreamRecorder } from "./support/feed.js";
+import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { appendLogRows, StreamRecorder } from "./support/feed.js";
 
 let h: Harness;
 beforeAll(async () => {
@@ -99,6 +99,24 @@ describe("the revocation log under concurrent revokes", () => {
       seen.forEach((r, i) => expect(r).toBe(start + BigInt(i) + 1n));
       for (const r of revisions) expect(seen).toContain(r);
       await w.stop();
+    }
+  });
+});
+
+describe("a replica that just started", () => {
+  it("replays from the log, not from its empty memory, for a cursor older than its start", async () => {
+    const databaseUrl = await createTestDatabase();
+    const fresh = await startHarness({ databaseUrl });
+    await fresh.close();
+    const head = await appendLogRows(databaseUrl, 50);
+    const h2 = await startHarness({ databaseUrl });
+    try {
+      const rec = new StreamRecorder(h2.grpc, 10n);
+      await rec.until((r) => r.progress.length > 0);
+      expect(rec.revisions).toEqual(Array.from({ length: Number(head) - 10 }, (_, i) => BigInt(11 + i)));
+      await rec.stop();
+    } finally {
+      await h2.close();
     }
   });
 });

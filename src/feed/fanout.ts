@@ -13,8 +13,7 @@ export const MAX_FRAME_EVENTS = 1000;
  * memory, so that a watcher whose cursor is recent joins without reading the database.
  */
 export class FanOut {
-  /** Every event up to head has been handed to the synced watchers. */
-  head: bigint;
+  private _head: bigint;
   /** Milliseconds the last publish took (filter, encode, queue on every stream). */
   lastFanoutMs = 0;
   private readonly groups = new Map<string, { view: View; watchers: Set<Watcher> }>();
@@ -30,8 +29,13 @@ export class FanOut {
     private readonly encoder: FrameEncoder,
     private readonly historyLimit = 10_000,
   ) {
-    this.head = head;
+    this._head = head;
     this.historyFloor = head;
+  }
+
+  /** Every event up to head has been handed to the synced watchers (moved only by publish and skipTo). */
+  get head(): bigint {
+    return this._head;
   }
 
   get size(): number {
@@ -67,7 +71,7 @@ export class FanOut {
       const frame = this.eventFrame(visible, view, after, through);
       for (const w of watchers) w.pushEvents(frame);
     }
-    this.head = through;
+    this._head = through;
     this.progressFrame = undefined;
     this.joinFrames.clear();
     this.remember(events);
@@ -84,7 +88,7 @@ export class FanOut {
       w.fail(err(w.cursor));
       this.remove(w);
     }
-    this.head = through;
+    this._head = through;
     this.history = [];
     this.historyFloor = through;
     this.progressFrame = undefined;

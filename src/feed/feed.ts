@@ -145,7 +145,7 @@ export class RevocationFeed {
 
   async start(): Promise<void> {
     const { head } = await logBounds(this.pool.db);
-    this.fanOut.head = head;
+    // The fan-out starts at the head with empty memory: older cursors are caught up from the log.
     this.fanOut.skipTo(head, compactedError);
     this.tailer.head = head;
     await this.tailer.start();
