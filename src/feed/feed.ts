@@ -66,8 +66,8 @@ export interface FeedStats {
   queueDepthMax: number;
   /** How long the last batch took to fan out, in ms. */
   lastFanoutMs: number;
-  /** The last revision handed to the fan-out. */
-  head: bigint;
+  /** The last revision handed to the fan-out (a number, so the object stays plain JSON). */
+  head: number;
 }
 
 /**
@@ -264,14 +264,14 @@ export class RevocationFeed {
       refusals: this.refusals + this.catchUp.refused,
       queueDepthMax,
       lastFanoutMs: this.fanOut.lastFanoutMs,
-      head: this.fanOut.head,
+      head: Number(this.fanOut.head),
     };
   }
 
   private lastLogged = "";
   private logStats(): void {
     const s = this.stats();
-    const line = JSON.stringify({ ...s, head: s.head.toString(), lastFanoutMs: Math.round(s.lastFanoutMs) });
+    const line = JSON.stringify({ ...s, lastFanoutMs: Math.round(s.lastFanoutMs) });
     if (line === this.lastLogged) return;
     this.lastLogged = line;
     if (s.watchers > 0 || s.refusals > 0) this.o.logger.info(JSON.parse(line) as object, "feed: stats");
