@@ -58,12 +58,12 @@ function open(c: Ctl, o: { urls: string[]; n: number; key: string; retry?: unkno
 }
 
 /** Polls the fleet until `done` holds; a hang guard (not a timing claim) fails with the last report. */
-async function until(c: Ctl, done: (r: Report) => boolean, limitMs = 150_000): Promise<Report> {
+async function until(c: Ctl, done: (r: Report) => boolean, limitMs = 150_000, server?: Harness): Promise<Report> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const r = await c.send<Report>({ cmd: "report" });
     if (done(r)) return r;
-    if (Date.now() > deadline) throw new Error(`fleet did not get there: ${JSON.stringify(r)}`);
+    if (Date.now() > deadline) throw new Error(`fleet did not get there: ${JSON.stringify(r)}; server: ${JSON.stringify(server?.ctx.feed.stats())}`);
     await new Promise((res) => setTimeout(res, 250));
   }
 }
@@ -82,7 +82,7 @@ describe("reconnect storms", () => {
     const c = await fleet();
     const revoker = steadyRevoker(h.grpc, tokenIds, 10);
     await open(c, { urls: [`http://${h.grpcAddress}`], n: 10_000, key: h.adminKey });
-    await until(c, (r) => r.ready + r.closedEarly === 10_000);
+    await until(c, (r) => r.ready + r.closedEarly === 10_000, 150_000, h);
     const revoked = await revoker.stop();
     // Revoke was never starved: every revocation asked for went through.
     expect(revoked.failures).toEqual([]);
@@ -107,7 +107,7 @@ describe("reconnect storms", () => {
     const c = await fleet();
     const revoker = steadyRevoker(h.grpc, tokenIds, 10);
     await open(c, { urls: [`http://${h.grpcAddress}`], n: 10_000, key: h.adminKey, retry: { mode: "fixed", minMs: 200, maxMs: 1000 } });
-    await until(c, (r) => r.ready === 10_000, 200_000);
+    await until(c, (r) => r.ready === 10_000, 200_000, h);
     const revoked = await revoker.stop();
     expect(revoked.failures).toEqual([]);
     expect(revoked.done).toBe(revoked.asked);
@@ -136,10 +136,12 @@ describe("reconnect storms", () => {
     // Restart: every stream ends, the clients retry until the server is back, then resume from
     // their last revision.
     await h.close();
-    h = await startHarness({ databaseUrl, config: { ...STORM, grpcPort, adminKey: h.adminKey } });
+    const key = h.adminKey;
+    h = await startHarness({ databaseUrl, config: { ...STORM, grpcPort, adminKey: key } });
     cleanup.push(() => h.close());
+    const admin = h.as(key).grpc;
     let last = 0n;
-    for (const id of tokenIds.slice(0, 10)) last = (await h.grpc.tokens.revoke({ target: { case: "tokenId", value: id }, reason: "after restart" })).revision;
+    for (const id of tokenIds.slice(0, 10)) last = (await admin.tokens.revoke({ target: { case: "tokenId", value: id }, reason: "after restart" })).revision;
     const r = await until(c, (x) => x.minLast >= Number(last));
     expect(r.gaps).toBe(0);
     expect(r.reconnects).toBeGreaterThanOrEqual(10_000);

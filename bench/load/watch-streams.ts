@@ -48,7 +48,9 @@ const counts = new Map<number, number>();
 const decoded = new Map<string, number[]>();
 
 function handle(s: S, payload: Buffer, t: number) {
-  const key = payload.toString("latin1");
+  // Identical frames share their length and their first and last bytes (the first and last events);
+  // keying on those avoids hashing whole catch-up frames, tens of KiB each, once per stream.
+  const key = `${payload.length}:${payload.toString("latin1", 0, 48)}:${payload.toString("latin1", Math.max(0, payload.length - 48))}`;
   let revs = decoded.get(key);
   if (revs === undefined) {
     if (decoded.size > 10_000) decoded.clear();
@@ -93,7 +95,7 @@ function session(slotIndex: number): http2.ClientHttp2Session {
   let slot = slots[slotIndex];
   if (!slot || slot.session.closed || slot.session.destroyed) {
     // A dead connection (its replica went away) moves the whole slot to the next URL.
-    const urlIndex = slot ? (slot.urlIndex + 1) % urls.length : slotIndex % urls.length;
+    const urlIndex = slot ? (slot.urlIndex + 1) % urls.length : 0;
     const s = http2.connect(urls[urlIndex]!, { settings: { initialWindowSize: 1 << 20 } });
     s.on("error", (e) => (firstError ||= String(e)));
     slots[slotIndex] = slot = { session: s, urlIndex };
