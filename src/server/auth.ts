@@ -42,6 +42,7 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   /** By SHA-256 of the key: secrets are not kept, not even in memory. */
   private cache = new Map<string, { caller: Caller; until: number }>();
+  private inFlight = new Map<string, ReturnType<typeof findActiveKeyByHash>>();
   private unknown = new Map<string, number>();
   private readonly cacheMs: number;
   private readonly negativeCacheMs: number;
@@ -90,14 +91,22 @@ export class Authenticator {
     if (!wellFormed) throw failed("the API key is malformed (bad shape or checksum)");
     const known = this.unknown.get(cacheKey);
     if (known !== undefined && known > now) throw failed("unknown or revoked API key");
-    // A lookup is paid for before it is made (and refunded when the key is good), so that many
-    // attempts in flight at once cannot all pass the check above.
-    if (addr !== undefined && !this.failures.take(addr, now)) throw this.failures.refusal(addr, "too many failed authentications");
+    // Concurrent misses for one key share one read: a fleet of streams reconnecting at once with
+    // the same key must not queue thousands of identical lookups on the pool Revoke needs.
+    let lookup = this.inFlight.get(cacheKey);
+    // The call that makes the read pays for it first (refunded when the key is good), so that
+    // many attempts in flight at once cannot all pass the check above; joiners add no read.
+    const pays = !lookup && addr !== undefined;
+    if (!lookup) {
+      if (pays && !this.failures.take(addr!, now)) throw this.failures.refusal(addr!, "too many failed authentications");
+      this.inFlight.set(cacheKey, (lookup = findActiveKeyByHash(this.db, hashSecret(secret))));
+      void lookup.finally(() => this.inFlight.delete(cacheKey)).catch(() => {});
+    }
     let key;
     try {
-      key = await findActiveKeyByHash(this.db, hashSecret(secret));
+      key = await lookup;
     } catch (err) {
-      if (addr !== undefined) this.failures.refund(addr);
+      if (pays) this.failures.refund(addr!);
       throw err;
     }
     if (!key) {
@@ -105,7 +114,7 @@ export class Authenticator {
       remember(this.unknown, cacheKey, now + this.negativeCacheMs, this.maxEntries);
       throw unauthenticated("unknown or revoked API key");
     }
-    if (addr !== undefined) this.failures.refund(addr);
+    if (pays) this.failures.refund(addr!);
     const caller: Caller = { kind: "key", keyId: key.id, role: key.role, audiences: key.audiences };
     remember(this.cache, cacheKey, { caller, until: now + this.cacheMs }, this.maxEntries);
     return caller;
