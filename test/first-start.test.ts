@@ -166,6 +166,28 @@ describe("the embedded PostgreSQL at first start", () => {
   }, 120_000);
 });
 
+describe("a data folder after a crash", () => {
+  it("starts again after agentid was SIGKILLed, stopping the PostgreSQL it left running", async () => {
+    const dataDir = dataFolder();
+    const admin = newSecret(API_KEY_PREFIX);
+    const env = { DATABASE_URL: "", AGENTID_DATA_DIR: dataDir, AGENTID_PG_PORT: String(await freePort()), AGENTID_ADMIN_KEY: admin };
+    const first = await spawnServe(env);
+    started.push(first);
+    const c1 = clientsFor(createConnectTransport({ baseUrl: first.url, httpVersion: "1.1", interceptors: [bearer(admin)] }));
+    await c1.agents.listAgents({});
+    const orphan = Number(readFileSync(join(dataDir, "pg", "postmaster.pid"), "utf8").split("\n", 1)[0]);
+    first.proc.kill("SIGKILL");
+    await first.exited;
+    const second = await spawnServe(env);
+    started.push(second);
+    const c2 = clientsFor(createConnectTransport({ baseUrl: second.url, httpVersion: "1.1", interceptors: [bearer(admin)] }));
+    expect((await c2.agents.listAgents({})).agents).toEqual([]);
+    expect(Number(readFileSync(join(dataDir, "pg", "postmaster.pid"), "utf8").split("\n", 1)[0])).not.toBe(orphan);
+    second.proc.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+  }, 120_000);
+});
+
 describe("the last active admin key", () => {
   it("cannot be revoked, on either transport; with another admin it can", async () => {
     const h = await startHarness();
