@@ -10,7 +10,7 @@ import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { bearer, clientsFor, createTestDatabase, startHarness } from "./support/harness.js";
 import { freePort } from "./support/global-setup.js";
 import { bin, runCli, spawnServe, type ServeProcess } from "./support/process.js";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { revokeKey } from "../src/domain/keys.js";
 import type { DomainError } from "../src/domain/errors.js";
@@ -70,7 +70,8 @@ describe("the first admin key", () => {
     expect(existsSync(file)).toBe(true);
   }, 120_000);
 
-  it("is printed on a terminal, and then no longer kept on disk", async () => {
+  // script(1) (util-linux) provides the terminal.
+  it.skipIf(spawnSync("script", ["--version"]).error !== undefined)("is printed on a terminal, and then no longer kept on disk", async () => {
     const dataDir = dataFolder();
     const env = {
       ...process.env,
