@@ -68,12 +68,15 @@ async function feedLatency(a: Replica, b: Replica) {
       const feed = createClient(RevocationService, createGrpcTransport({ baseUrl: r.grpcUrl, interceptors: [bearer(CLUSTER_ADMIN_KEY)] }));
       try {
         for await (const m of feed.watchRevocations({ afterRevision: 0n }, { signal: abort.signal })) {
-          if (m.kind.case !== "revocation" || m.kind.value.target.case !== "tokenId") continue;
-          const id = m.kind.value.target.value;
-          const entry = arrivals.get(id) ?? {};
-          entry[key] = now();
-          arrivals.set(id, entry);
-          if (entry.a !== undefined && entry.b !== undefined) waiters.get(id)?.();
+          const t = now();
+          for (const e of m.events) {
+            if (e.target.case !== "tokenId") continue;
+            const id = e.target.value;
+            const entry = arrivals.get(id) ?? {};
+            entry[key] = t;
+            arrivals.set(id, entry);
+            if (entry.a !== undefined && entry.b !== undefined) waiters.get(id)?.();
+          }
         }
       } catch {
         // aborted at the end

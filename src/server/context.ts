@@ -2,12 +2,13 @@ import pino, { type Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
-import { RevocationHub } from "../feed/hub.js";
+import { RevocationFeed } from "../feed/feed.js";
+import { feedFrames } from "./messages.js";
 import { AuditLog } from "../audit/log.js";
 import { CommitSignals, Sequencer } from "../store/sequencer.js";
 import { revocationLog } from "../store/revocations.js";
 import { auditLogSequence } from "../store/audit.js";
-import type { Config } from "./config.js";
+import { feedLimits, type Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
 import { TokenIssuer } from "../domain/tokens.js";
@@ -19,7 +20,7 @@ export interface AppContext {
   config: Config;
   db: Db;
   logger: Logger;
-  feed: RevocationHub;
+  feed: RevocationFeed;
   auth: Authenticator;
   /** Introspect's batched token reads. */
   tokenLookup: TokenLookup;
@@ -76,15 +77,16 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       await db.destroy();
       throw err;
     });
-    const feed = new RevocationHub({
-      db,
+    const feed = new RevocationFeed({
       databaseUrl,
       logger,
+      encoder: feedFrames,
       queueLimit: config.watchQueueLimit,
       maxWatchers: config.maxWatchers,
       maxWatchersPerConnection: config.maxWatchersPerConnection,
       compactIntervalMs: config.feedCompactIntervalMs,
       minRetentionMs: config.feedMinRetentionMs,
+      ...feedLimits(config),
     });
     await feed.start();
     const activity = new ActivityTracker(db, logger, sequencer);
