@@ -14,7 +14,7 @@ import {
   WatchRevocationsResponseSchema,
   type WatchRevocationsResponse,
 } from "../../gen/agentid/v1/revocation_pb.js";
-import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
+import type { AgentActivitySummary, AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
 import type { Introspection } from "../domain/tokens.js";
 import type { FeedMessage } from "../feed/watcher.js";
 import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/audit_pb.js";
@@ -23,8 +23,10 @@ import type { SignedCheckpoint } from "../audit/log.js";
 import type { StoredCheckpoint } from "../store/audit.js";
 import { canonicalJson, type JsonValue } from "../audit/encoding.js";
 
-export function agentMessage(a: AgentRecord) {
+export function agentMessage(a: AgentRecord, summary?: AgentActivitySummary) {
   return create(AgentSchema, {
+    liveTokenCount: summary?.liveTokens ?? 0n,
+    lastActivityAt: summary?.lastActivityAt ? timestampFromDate(summary.lastActivityAt) : undefined,
     agentId: a.id,
     name: a.name,
     publicKey: a.publicKey,
