@@ -27,6 +27,7 @@ export function agentMessage(a: AgentRecord, summary?: AgentActivitySummary) {
   return create(AgentSchema, {
     liveTokenCount: summary?.liveTokens ?? 0n,
     lastActivityAt: summary?.lastActivityAt ? timestampFromDate(summary.lastActivityAt) : undefined,
+    trustScore: summary?.trustScore ?? undefined,
     agentId: a.id,
     name: a.name,
     publicKey: a.publicKey,

@@ -131,26 +131,29 @@ export async function markAgentRevoked(
 export interface AgentActivitySummary {
   liveTokens: bigint;
   lastActivityAt: Date | null;
+  trustScore: number | null;
 }
 
 /**
- * Live token counts and latest activity (logged event or counted introspection) for a page of
- * agents, in one statement of index lookups.
+ * Live token counts, latest activity (logged event or counted introspection) and latest recorded
+ * trust score for a page of agents, in one statement of index lookups.
  */
 export async function agentActivitySummaries(db: Db, ids: readonly string[]): Promise<Map<string, AgentActivitySummary>> {
   const out = new Map<string, AgentActivitySummary>();
   if (ids.length === 0) return out;
-  const { rows } = await sql<{ id: string; live: string; last_event: Date | null; last_use: Date | null }>`
+  const { rows } = await sql<{ id: string; live: string; last_event: Date | null; last_use: Date | null; score: number | null }>`
     select a.id,
       (select count(*) from tokens t where t.agent_id = a.id and t.revoked_at is null and t.expires_at > now()) as live,
       (select e.at from audit_entries e where e.agent_id = a.id and e.seq is not null order by e.seq desc limit 1) as last_event,
-      (select max(x.minute) from agent_activity x where x.agent_id = a.id) as last_use
+      (select max(x.minute) from agent_activity x where x.agent_id = a.id) as last_use,
+      (select s.score from trust_scores s where s.agent_id = a.id order by s.computed_at desc limit 1) as score
     from unnest(${ids}::text[]) as a(id)`.execute(db);
   for (const r of rows) {
     const times = [r.last_event, r.last_use].filter((t): t is Date => t !== null);
     out.set(r.id, {
       liveTokens: BigInt(r.live),
       lastActivityAt: times.length ? new Date(Math.max(...times.map((t) => t.getTime()))) : null,
+      trustScore: r.score === null ? null : Number(r.score),
     });
   }
   return out;
