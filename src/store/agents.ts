@@ -143,7 +143,9 @@ export async function agentActivitySummaries(db: Db, ids: readonly string[]): Pr
   if (ids.length === 0) return out;
   const { rows } = await sql<{ id: string; live: string; last_event: Date | null; last_use: Date | null; score: number | null }>`
     select a.id,
-      (select count(*) from tokens t where t.agent_id = a.id and t.revoked_at is null and t.expires_at > now()) as live,
+      -- A revoked agent's tokens are all dead, whatever their own rows say.
+      (select count(*) from tokens t where t.agent_id = a.id and t.revoked_at is null and t.expires_at > now()
+        and exists (select 1 from agents g where g.id = a.id and g.status = 'ACTIVE')) as live,
       (select e.at from audit_entries e where e.agent_id = a.id and e.seq is not null order by e.seq desc limit 1) as last_event,
       (select max(x.minute) from agent_activity x where x.agent_id = a.id) as last_use,
       (select s.score from trust_scores s where s.agent_id = a.id order by s.computed_at desc limit 1) as score
