@@ -170,7 +170,7 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     await analyst.getByLabel(/Type the agent's name/).fill("billing-bo");
     expect(await confirm.isDisabled()).toBe(true);
     await analyst.getByLabel(/Type the agent's name/).fill("billing-bot");
-    await shot(analyst, "kill-switch");
+    await shot(analyst, "kill-switch", false);
     const clickedAt = Date.now();
     await confirm.click();
 
@@ -186,7 +186,11 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     const row = second.locator(`.feed-table tr.live[data-agent-id="${agentId}"]`);
     await row.waitFor();
     const receivedAt = Number(await row.getAttribute("data-received-at"));
-    console.log(`console: confirm click to event shown on the second console: ${receivedAt - clickedAt} ms`);
+    const committedAt = Date.parse((await row.locator("time").getAttribute("datetime"))!);
+    console.log(
+      `console: confirm click to event shown on the second console: ${receivedAt - clickedAt} ms ` +
+        `(click to revoked_at ${committedAt - clickedAt} ms, revoked_at to shown ${receivedAt - committedAt} ms)`,
+    );
     expect(await row.textContent()).toContain("exfiltrating invoices at 02:47");
     // The feed's frame did not move when the event arrived.
     expect(await second.locator(".feed-status").boundingBox()).toEqual(statusBox);
@@ -242,9 +246,41 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
       const revisions = await page.locator(".feed-table tr[data-revision]").evaluateAll((rows) => rows.map((r) => Number(r.getAttribute("data-revision"))));
       expect(revisions).toEqual([...new Set(revisions)].sort((a, b) => b - a));
       expect(revisions.length).toBe(2);
+
+      // The server goes away: the page says so plainly, and the feed keeps trying.
+      await proxy.close();
+      await page.evaluate(() => (location.hash = "#/agents"));
+      const alert = page.getByRole("alert");
+      await alert.waitFor();
+      expect(await alert.textContent()).toContain("Server unreachable");
+      await page.evaluate(() => (location.hash = "#/feed"));
+      await page.locator('[data-state="reconnecting"]').waitFor();
     } finally {
       await proxy.close();
     }
+  });
+
+  it("tells an issuer plainly when another console revoked the agent first, and hides what it may not do", async () => {
+    const keys = createClient(KeyService, h.connectTransport);
+    const issuerKey = (await keys.createApiKey({ name: "day-shift issuer", role: Role.ISSUER })).secret;
+    const { agent } = await h.connect.agents.registerAgent({ name: "crawler-7", publicKey: publicKey() });
+    const page = await open();
+    await signIn(page, issuerKey);
+    for (const name of ["Live feed", "Policies", "API keys"]) {
+      expect(await page.locator(".nav-disabled", { hasText: name }).getAttribute("aria-disabled")).toBe("true");
+    }
+    await page.goto(`${base}/console/#/agents/${agent!.agentId}`);
+    await page.getByRole("button", { name: /Kill switch/ }).click();
+    await page.getByLabel(/Reason/).fill("runaway crawler");
+    await page.getByLabel(/Type the agent's name/).fill("crawler-7");
+    await h.connect.tokens.revoke({ target: { case: "agentId", value: agent!.agentId }, reason: "stopped by the night shift" });
+    const confirm = page.getByRole("button", { name: "Revoke permanently" });
+    if (await confirm.isEnabled()) await confirm.click(); // unless the page's refresh saw it first
+    const alert = page.getByRole("alert").filter({ hasText: "Already revoked" });
+    await alert.waitFor();
+    expect(await alert.textContent()).toContain("stopped by the night shift");
+    expect(await confirm.isDisabled()).toBe(true);
+    await shot(page, "already-revoked", false);
   });
 
   it("refuses a resource_server key what it may not do, and shows it only the feed", async () => {

@@ -37,7 +37,7 @@ export function AgentPage({ session, agentId, feed }: { session: Session; agentI
         <h1>
           {a.name} <StatusBadge status={a.status} />
         </h1>
-        {a.status === AgentStatus.ACTIVE && <KillSwitch session={session} agent={a} onKilled={(r) => (setKilled(r), agent.reload())} />}
+        <KillSwitch session={session} agent={a} onKilled={(r) => (setKilled(r), agent.reload())} />
       </div>
       {agent.error !== undefined && <ErrorBox error={agent.error} title="Could not refresh this agent" />}
       {a.status === AgentStatus.REVOKED && <RevokedBanner agent={a} justNow={killed} />}
@@ -108,17 +108,21 @@ function KillSwitch({ session, agent: a, onKilled }: { session: Session; agent: 
   const [typed, setTyped] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
+  // Someone else may pull it while this dialog is open: the page learns it from the feed or its
+  // refresh, or from the check just before revoking.
+  const [revokedBy, setRevokedBy] = useState<Agent>();
+  const already = revokedBy ?? (a.status === AgentStatus.REVOKED ? a : undefined);
   const allowed = can(session.role, "kill");
-  const ready = reason.trim().length > 0 && typed === a.name && !busy;
+  const ready = reason.trim().length > 0 && typed === a.name && !busy && !already;
 
   const confirm = async () => {
     setBusy(true);
     setError(undefined);
     try {
-      // Someone else may have pulled it since this page loaded: say so rather than repeat it.
       const now = (await session.api.agents.getAgent({ agentId: a.agentId })).agent!;
       if (now.status === AgentStatus.REVOKED) {
-        throw new Error(`Already revoked by ${now.revokedBy} at revision ${now.revokedRevision}: ${now.revokedReason}`);
+        setRevokedBy(now);
+        return;
       }
       const res = await session.api.tokens.revoke({ target: { case: "agentId", value: a.agentId }, reason: reason.trim() });
       dialog.current?.close();
@@ -132,7 +136,7 @@ function KillSwitch({ session, agent: a, onKilled }: { session: Session; agent: 
 
   return (
     <>
-      <button
+      {a.status === AgentStatus.ACTIVE && <button
         type="button"
         class="btn btn-danger"
         disabled={!allowed}
@@ -144,7 +148,7 @@ function KillSwitch({ session, agent: a, onKilled }: { session: Session; agent: 
         }}
       >
         Kill switch: revoke agent
-      </button>
+      </button>}
       <dialog ref={dialog} class="dialog" aria-labelledby="kill-title">
         <form
           method="dialog"
@@ -163,14 +167,15 @@ function KillSwitch({ session, agent: a, onKilled }: { session: Session; agent: 
             Type the agent's name, <strong class="mono">{a.name}</strong>, to confirm
           </label>
           <input id="kill-confirm" autocomplete="off" spellcheck={false} value={typed} onInput={(e) => setTyped(e.currentTarget.value)} />
-          {error !== undefined && (error instanceof Error && error.message.startsWith("Already revoked") ? (
+          {already && (
             <div class="alert alert-error" role="alert">
               <strong>Already revoked</strong>
-              <span>{error.message.slice("Already revoked ".length)}</span>
+              <span>
+                by <span class="mono">{already.revokedBy}</span> at revision {already.revokedRevision.toString()}: “{already.revokedReason}”. Nothing more to do.
+              </span>
             </div>
-          ) : (
-            <ErrorBox error={error} />
-          ))}
+          )}
+          {error !== undefined && <ErrorBox error={error} />}
           <div class="dialog-actions">
             <button type="button" class="btn" onClick={() => dialog.current?.close()}>
               Cancel
@@ -221,7 +226,7 @@ function TrustCard({ session, agentId }: { session: Session; agentId: string }) 
               of 100, computed <Time ts={t.computedAt} />
             </span>
           </div>
-          <table class="table factors">
+          <table class="table factors responsive">
             <caption class="sr-only">Factors of the trust score</caption>
             <thead>
               <tr>
@@ -235,9 +240,13 @@ function TrustCard({ session, agentId }: { session: Session; agentId: string }) 
             <tbody>
               {t.factors.map((f) => (
                 <tr key={f.name}>
-                  <td>{f.name.replace(/_/g, " ")}</td>
-                  <td class={`num ${f.contribution < 0 ? "neg" : ""}`}>{f.contribution === 0 ? "0" : f.contribution.toFixed(1)}</td>
-                  <td class="small">{f.detail}</td>
+                  <td data-label="Factor">{f.name.replace(/_/g, " ")}</td>
+                  <td data-label="Contribution" class={`num ${f.contribution < 0 ? "neg" : ""}`}>
+                    {f.contribution === 0 ? "0" : f.contribution.toFixed(1)}
+                  </td>
+                  <td data-label="What it saw" class="small">
+                    {f.detail}
+                  </td>
                 </tr>
               ))}
             </tbody>
