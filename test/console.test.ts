@@ -195,7 +195,7 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     // The feed's frame did not move when the event arrived.
     expect(await second.locator(".feed-status").boundingBox()).toEqual(statusBox);
     expect(await second.locator(".feed-list").boundingBox()).toEqual(listBox);
-    await shot(analyst, "agent-revoked");
+    await shot(analyst, "agent-revoked", false);
     expect(await second.evaluate(() => (window as unknown as { shifts: number }).shifts)).toBe(0);
     await shot(second, "feed");
   });

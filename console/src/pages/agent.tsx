@@ -178,7 +178,7 @@ function KillSwitch({ session, agent: a, onKilled }: { session: Session; agent: 
           {error !== undefined && <ErrorBox error={error} />}
           <div class="dialog-actions">
             <button type="button" class="btn" onClick={() => dialog.current?.close()}>
-              Cancel
+              {already ? "Close" : "Cancel"}
             </button>
             <button type="submit" class="btn btn-danger" disabled={!ready}>
               {busy ? "Revoking…" : "Revoke permanently"}
