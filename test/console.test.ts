@@ -113,10 +113,11 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     await analyst.keyboard.type(h.adminKey);
     await analyst.keyboard.press("Enter");
     await analyst.getByRole("heading", { name: "Agents" }).waitFor();
-    expect(await analyst.evaluate(() => JSON.stringify(localStorage))).not.toContain("ak_");
+    expect(await analyst.evaluate<string>("JSON.stringify(localStorage)")).not.toContain("ak_");
     // Every control on the page has a label a screen reader can read.
-    const unlabelled = await analyst.evaluate(() =>
-      [...document.querySelectorAll("input, select, textarea")].filter((el) => !(el as HTMLInputElement).labels?.length && !el.getAttribute("aria-label")).length,
+    // (Browser-side code is passed as text: this file is type-checked without the DOM library.)
+    const unlabelled = await analyst.evaluate<number>(
+      `[...document.querySelectorAll("input, select, textarea")].filter((el) => !el.labels?.length && !el.getAttribute("aria-label")).length`,
     );
     expect(unlabelled).toBe(0);
   });
@@ -154,12 +155,10 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     await second.goto(`${base}/console/#/feed`);
     await second.locator('[data-state="connected"]').waitFor();
     // Chromium reports every layout shift; the feed must cause none.
-    await second.evaluate(() => {
-      (window as unknown as { shifts: number }).shifts = 0;
-      new PerformanceObserver((l) => {
-        for (const e of l.getEntries()) (window as unknown as { shifts: number }).shifts += (e as unknown as { value: number }).value;
-      }).observe({ type: "layout-shift" });
-    });
+    await second.evaluate(`
+      window.shifts = 0;
+      new PerformanceObserver((l) => { for (const e of l.getEntries()) window.shifts += e.value; }).observe({ type: "layout-shift" });
+    `);
     const statusBox = await second.locator(".feed-status").boundingBox();
     const listBox = await second.locator(".feed-list").boundingBox();
 
@@ -196,7 +195,7 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     expect(await second.locator(".feed-status").boundingBox()).toEqual(statusBox);
     expect(await second.locator(".feed-list").boundingBox()).toEqual(listBox);
     await shot(analyst, "agent-revoked", false);
-    expect(await second.evaluate(() => (window as unknown as { shifts: number }).shifts)).toBe(0);
+    expect(await second.evaluate<number>("window.shifts")).toBe(0);
     await shot(second, "feed");
   });
 
@@ -249,11 +248,11 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
 
       // The server goes away: the page says so plainly, and the feed keeps trying.
       await proxy.close();
-      await page.evaluate(() => (location.hash = "#/agents"));
+      await page.evaluate('location.hash = "#/agents"');
       const alert = page.getByRole("alert");
       await alert.waitFor();
       expect(await alert.textContent()).toContain("Server unreachable");
-      await page.evaluate(() => (location.hash = "#/feed"));
+      await page.evaluate('location.hash = "#/feed"');
       await page.locator('[data-state="reconnecting"]').waitFor();
     } finally {
       await proxy.close();
@@ -328,18 +327,18 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     await signIn(phone, h.adminKey);
     await phone.locator("tbody tr[data-agent-id]").first().waitFor();
     // Nothing overflows sideways.
-    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await phone.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);
     await shot(phone, "agents-390", false);
     await phone.goto(`${base}/console/#/agents/${agentId}`);
     await phone.getByRole("heading", { name: /billing-bot/ }).waitFor();
     await phone.locator(".timeline li").first().waitFor();
-    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await phone.evaluate<number>("document.documentElement.scrollWidth")).toBeLessThanOrEqual(390);
     await shot(phone, "agent-390");
   });
 
   it("signs out and forgets the key", async () => {
     await analyst.getByRole("button", { name: "Sign out" }).click();
     await analyst.getByLabel("API key").waitFor();
-    expect(await analyst.evaluate(() => JSON.stringify(sessionStorage))).not.toContain("ak_");
+    expect(await analyst.evaluate<string>("JSON.stringify(sessionStorage)")).not.toContain("ak_");
   });
 });

@@ -80,6 +80,8 @@ export function AgentsPage({ session, route, feed }: { session: Session; route: 
         </div>
       </form>
       {list.error !== undefined && <ErrorBox error={list.error} />}
+      {(list.data || list.error === undefined) && (
+      <>
       <div class="table-wrap" aria-busy={list.loading}>
         <table class="table responsive">
           <caption class="sr-only">Agents, newest first</caption>
@@ -151,6 +153,8 @@ export function AgentsPage({ session, route, feed }: { session: Session; route: 
           Next page
         </button>
       </nav>
+      </>
+      )}
     </div>
   );
 }

@@ -3,10 +3,17 @@ import { PolicyKind, type Policy } from "../../../gen/agentid/v1/policy_pb.js";
 import { can, whoMayDo, type Session } from "../api.js";
 import { Card, ErrorBox, Time, useLoad } from "../ui.js";
 
+function span(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
 function describe(p: Policy): string {
   switch (p.kind) {
     case PolicyKind.SCOPE_VIOLATIONS:
-      return `more than ${p.threshold} scope violations within ${Number(p.window?.seconds ?? 0n)} s`;
+      return `more than ${p.threshold} scope violations within ${span(Number(p.window?.seconds ?? 0n))}`;
     case PolicyKind.TRUST_BELOW:
       return `trust score below ${p.threshold}`;
     default:
