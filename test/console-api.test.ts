@@ -1,3 +1,4 @@
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
@@ -109,5 +110,35 @@ describe("GetCurrentPrincipal", () => {
     const k = await admin.createApiKey({ name: "gone", role: Role.ISSUER });
     await admin.revokeApiKey({ keyId: k.key!.keyId });
     expect(await codeOf(keysWith(k.secret).getCurrentPrincipal({}))).toBe(Code.Unauthenticated);
+  });
+});
+
+describe("the console's static files", () => {
+  /** A raw HTTP/1.1 request, so that no client normalizes the path first. */
+  async function rawGet(path: string): Promise<string> {
+    const socket = net.connect(h.server.httpPort, "127.0.0.1");
+    socket.end(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+    let out = "";
+    for await (const chunk of socket) out += String(chunk);
+    return out;
+  }
+
+  it("serves nothing outside console/dist", async () => {
+    for (const path of ["/console/../package.json", "/console/../../src/server/config.ts", "/console/%2e%2e/package.json", "/console/.vite/manifest.json"]) {
+      const res = await rawGet(path);
+      expect(res, path).toMatch(/^HTTP\/1\.1 404/);
+      expect(res, path).not.toContain('"dependencies"');
+    }
+  });
+
+  it("leaves the API alone: only GET and HEAD under /console/ and / are the console's", async () => {
+    const res = await fetch(`http://127.0.0.1:${h.server.httpPort}/console/`, { method: "POST" });
+    expect(res.status).toBe(404);
+    const api = await fetch(`http://127.0.0.1:${h.server.httpPort}/agentid.v1.AgentService/ListAgents`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${h.adminKey}` },
+      body: "{}",
+    });
+    expect(api.status).toBe(200);
   });
 });
