@@ -21,7 +21,10 @@ if (!chromium) {
   console.warn("console browser tests SKIPPED: no Chromium found (apt-get install chromium, or set AGENTID_CHROMIUM)");
 }
 
-describe.skipIf(!chromium)("the console in Chromium", () => {
+// This machine's CI may be busy: generous limits, and no timing is asserted anywhere.
+const poll = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 20_000, interval: 100 });
+
+describe.skipIf(!chromium)("the console in Chromium", { timeout: 120_000 }, () => {
   let h: Harness;
   let browser: Browser;
   let base: string;
@@ -67,7 +70,7 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
       await activity.getTrustScore({ agentId });
     }
     browser = await launchChromium(chromium!);
-  });
+  }, 180_000);
 
   afterAll(async () => {
     for (const c of contexts) await c.close().catch(() => {});
@@ -124,28 +127,28 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
 
   it("lists agents with status, trust, labels and last activity, pages through them and filters by label", async () => {
     const rows = analyst.locator("tbody tr[data-agent-id]");
-    await expect.poll(() => rows.count()).toBe(50);
+    await poll(() => rows.count()).toBe(50);
     await shot(analyst, "agents", false);
     await analyst.getByRole("button", { name: "Next page" }).click();
-    await expect.poll(() => analyst.locator("text=Page 2").count()).toBe(1);
-    await expect.poll(() => rows.count()).toBe(50);
+    await poll(() => analyst.locator("text=Page 2").count()).toBe(1);
+    await poll(() => rows.count()).toBe(50);
     await analyst.getByLabel("Label").fill("team=payments");
     await analyst.getByRole("button", { name: "Search" }).click();
-    await expect.poll(() => rows.count()).toBe(31); // 30 workers and billing-bot
+    await poll(() => rows.count()).toBe(31); // 30 workers and billing-bot
   });
 
   it("finds the agent and shows its identity, tokens, trust factors and timeline", async () => {
     await analyst.getByLabel("Search name or id").fill("billing");
     await analyst.getByRole("button", { name: "Search" }).click();
-    await expect.poll(() => analyst.locator("tbody tr[data-agent-id]").count()).toBe(1);
+    await poll(() => analyst.locator("tbody tr[data-agent-id]").count()).toBe(1);
     const row = analyst.locator(`tr[data-agent-id="${agentId}"]`);
-    await expect.poll(() => row.textContent()).toContain("team=payments");
+    await poll(() => row.textContent()).toContain("team=payments");
     await row.getByRole("link", { name: "billing-bot" }).click();
     await analyst.getByRole("heading", { name: /billing-bot/ }).waitFor();
-    await expect.poll(() => analyst.getByTestId("live-tokens").textContent()).toBe("3");
-    await expect.poll(() => analyst.locator(".factors tbody tr").count()).toBeGreaterThan(0);
-    await expect.poll(() => analyst.locator(".timeline li").count()).toBe(6); // registered, 3 issued, 2 reports
-    await expect.poll(() => analyst.locator("text=orders:read").count()).toBeGreaterThan(0);
+    await poll(() => analyst.getByTestId("live-tokens").textContent()).toBe("3");
+    await poll(() => analyst.locator(".factors tbody tr").count()).toBeGreaterThan(0);
+    await poll(() => analyst.locator(".timeline li").count()).toBe(6); // registered, 3 issued, 2 reports
+    await poll(() => analyst.locator("text=orders:read").count()).toBeGreaterThan(0);
     await shot(analyst, "agent");
   });
 
@@ -179,7 +182,7 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     expect(text).toContain("exfiltrating invoices at 02:47");
     expect(text).toMatch(/revision \d+/);
     expect(text).toContain("permanent");
-    await expect.poll(() => analyst.getByTestId("live-tokens").textContent()).toBe("0");
+    await poll(() => analyst.getByTestId("live-tokens").textContent()).toBe("0");
     expect(await analyst.getByRole("button", { name: /Kill switch/ }).count()).toBe(0);
 
     const row = second.locator(`.feed-table tr.live[data-agent-id="${agentId}"]`);
@@ -305,7 +308,7 @@ describe.skipIf(!chromium)("the console in Chromium", () => {
     await shot(analyst, "policies");
     await analyst.getByRole("button", { name: "Delete policy scope-abuse" }).click();
     await analyst.getByRole("button", { name: "Confirm delete scope-abuse" }).click();
-    await expect.poll(() => analyst.locator('tr[data-policy="scope-abuse"]').count()).toBe(0);
+    await poll(() => analyst.locator('tr[data-policy="scope-abuse"]').count()).toBe(0);
 
     await analyst.goto(`${base}/console/#/keys`);
     await analyst.getByLabel("Name").fill("ci-issuer");

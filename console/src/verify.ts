@@ -150,7 +150,7 @@ export async function verifyEntry(api: Api, entry: AuditEntry): Promise<Verifica
   // Checkpoints are signed at least every second while entries arrive: wait briefly for one
   // that covers a brand-new entry.
   let checkpoint: CheckedNote | undefined;
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 20; i++) {
     const res = await api.audit.getCheckpoint({});
     try {
       checkpoint = await openCheckpoint(res.checkpoint?.note ?? "", pk.origin, pk.publicKey);

@@ -136,19 +136,21 @@ function KillSwitch({ session, agent: a, onKilled }: { session: Session; agent: 
 
   return (
     <>
-      {a.status === AgentStatus.ACTIVE && <button
-        type="button"
-        class="btn btn-danger"
-        disabled={!allowed}
-        title={allowed ? undefined : `Needs an ${whoMayDo("kill")} key`}
-        onClick={() => {
-          setError(undefined);
-          setTyped("");
-          dialog.current?.showModal();
-        }}
-      >
-        Kill switch: revoke agent
-      </button>}
+      {a.status === AgentStatus.ACTIVE && (
+        <button
+          type="button"
+          class="btn btn-danger"
+          disabled={!allowed}
+          title={allowed ? undefined : `Needs an ${whoMayDo("kill")} key`}
+          onClick={() => {
+            setError(undefined);
+            setTyped("");
+            dialog.current?.showModal();
+          }}
+        >
+          Kill switch: revoke agent
+        </button>
+      )}
       <dialog ref={dialog} class="dialog" aria-labelledby="kill-title">
         <form
           method="dialog"

@@ -81,79 +81,79 @@ export function AgentsPage({ session, route, feed }: { session: Session; route: 
       </form>
       {list.error !== undefined && <ErrorBox error={list.error} />}
       {(list.data || list.error === undefined) && (
-      <>
-      <div class="table-wrap" aria-busy={list.loading}>
-        <table class="table responsive">
-          <caption class="sr-only">Agents, newest first</caption>
-          <thead>
-            <tr>
-              <th scope="col">Agent</th>
-              <th scope="col">Status</th>
-              <th scope="col" class="num">Trust</th>
-              <th scope="col">Labels</th>
-              <th scope="col" class="num">Live tokens</th>
-              <th scope="col">Last activity</th>
-            </tr>
-          </thead>
-          <tbody>
-            {list.data?.agents.map((a) => (
-              <tr key={a.agentId} data-agent-id={a.agentId}>
-                <td data-label="Agent">
-                  <a href={href(`agents/${a.agentId}`)} class="agent-link">
-                    {a.name}
-                  </a>
-                  <div class="mono small muted">{a.agentId}</div>
-                </td>
-                <td data-label="Status">
-                  <StatusBadge status={a.status} />
-                </td>
-                <td data-label="Trust" class="num">
-                  <TrustValue score={a.trustScore} />
-                </td>
-                <td data-label="Labels">
-                  <Labels labels={a.labels} />
-                </td>
-                <td data-label="Live tokens" class="num">
-                  {a.liveTokenCount.toString()}
-                </td>
-                <td data-label="Last activity">
-                  <Time ts={a.lastActivityAt} />
-                </td>
-              </tr>
-            ))}
-            {list.data && list.data.agents.length === 0 && (
-              <tr>
-                <td colSpan={6} class="empty">
-                  No agents match.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
-      <nav class="pager" aria-label="Pages">
-        <button type="button" class="btn" disabled={pageNo <= 1} onClick={() => history.back()}>
-          Previous page
-        </button>
-        <span class="muted">Page {pageNo}</span>
-        <button
-          type="button"
-          class="btn"
-          disabled={!list.data?.nextPageToken}
-          onClick={() =>
-            go("agents", {
-              q,
-              status: status === "all" ? "" : status,
-              label,
-              page: list.data!.nextPageToken,
-              n: String(pageNo + 1),
-            })
-          }
-        >
-          Next page
-        </button>
-      </nav>
-      </>
+        <>
+          <div class="table-wrap" aria-busy={list.loading}>
+            <table class="table responsive">
+              <caption class="sr-only">Agents, newest first</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Agent</th>
+                  <th scope="col">Status</th>
+                  <th scope="col" class="num">Trust</th>
+                  <th scope="col">Labels</th>
+                  <th scope="col" class="num">Live tokens</th>
+                  <th scope="col">Last activity</th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.data?.agents.map((a) => (
+                  <tr key={a.agentId} data-agent-id={a.agentId}>
+                    <td data-label="Agent">
+                      <a href={href(`agents/${a.agentId}`)} class="agent-link">
+                        {a.name}
+                      </a>
+                      <div class="mono small muted">{a.agentId}</div>
+                    </td>
+                    <td data-label="Status">
+                      <StatusBadge status={a.status} />
+                    </td>
+                    <td data-label="Trust" class="num">
+                      <TrustValue score={a.trustScore} />
+                    </td>
+                    <td data-label="Labels">
+                      <Labels labels={a.labels} />
+                    </td>
+                    <td data-label="Live tokens" class="num">
+                      {a.liveTokenCount.toString()}
+                    </td>
+                    <td data-label="Last activity">
+                      <Time ts={a.lastActivityAt} />
+                    </td>
+                  </tr>
+                ))}
+                {list.data && list.data.agents.length === 0 && (
+                  <tr>
+                    <td colSpan={6} class="empty">
+                      No agents match.
+                    </td>
+                  </tr>
+                )}
+              </tbody>
+            </table>
+          </div>
+          <nav class="pager" aria-label="Pages">
+            <button type="button" class="btn" disabled={pageNo <= 1} onClick={() => history.back()}>
+              Previous page
+            </button>
+            <span class="muted">Page {pageNo}</span>
+            <button
+              type="button"
+              class="btn"
+              disabled={!list.data?.nextPageToken}
+              onClick={() =>
+                go("agents", {
+                  q,
+                  status: status === "all" ? "" : status,
+                  label,
+                  page: list.data!.nextPageToken,
+                  n: String(pageNo + 1),
+                })
+              }
+            >
+              Next page
+            </button>
+          </nav>
+        </>
       )}
     </div>
   );
