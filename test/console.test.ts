@@ -94,7 +94,15 @@ describe.skipIf(!chromium)("the console in Chromium", { timeout: 120_000 }, () =
     await page.getByRole("button", { name: "Sign out" }).waitFor();
   }
 
-  const shot = (page: Page, name: string, fullPage = true) => page.screenshot({ path: `${SHOTS}${name}.png`, fullPage });
+  /** Photographs a page for the reviewer, and checks every control on it has a label. */
+  async function shot(page: Page, name: string, fullPage = true): Promise<void> {
+    // (Browser-side code is passed as text: this file is type-checked without the DOM library.)
+    const unlabelled = await page.evaluate<string[]>(
+      `[...document.querySelectorAll("input, select, textarea")].filter((el) => !el.labels?.length && !el.getAttribute("aria-label")).map((el) => el.outerHTML)`,
+    );
+    expect(unlabelled, name).toEqual([]);
+    await page.screenshot({ path: `${SHOTS}${name}.png`, fullPage });
+  }
 
   it("serves the console at / on the HTTP port", async () => {
     const res = await fetch(`${base}/`, { redirect: "manual" });
@@ -117,12 +125,6 @@ describe.skipIf(!chromium)("the console in Chromium", { timeout: 120_000 }, () =
     await analyst.keyboard.press("Enter");
     await analyst.getByRole("heading", { name: "Agents" }).waitFor();
     expect(await analyst.evaluate<string>("JSON.stringify(localStorage)")).not.toContain("ak_");
-    // Every control on the page has a label a screen reader can read.
-    // (Browser-side code is passed as text: this file is type-checked without the DOM library.)
-    const unlabelled = await analyst.evaluate<number>(
-      `[...document.querySelectorAll("input, select, textarea")].filter((el) => !el.labels?.length && !el.getAttribute("aria-label")).length`,
-    );
-    expect(unlabelled).toBe(0);
   });
 
   it("lists agents with status, trust, labels and last activity, pages through them and filters by label", async () => {
@@ -149,6 +151,12 @@ describe.skipIf(!chromium)("the console in Chromium", { timeout: 120_000 }, () =
     await poll(() => analyst.locator(".factors tbody tr").count()).toBeGreaterThan(0);
     await poll(() => analyst.locator(".timeline li").count()).toBe(6); // registered, 3 issued, 2 reports
     await poll(() => analyst.locator("text=orders:read").count()).toBeGreaterThan(0);
+    // Times read in the analyst's zone and locale (the context runs in Europe/Berlin, en-GB), UTC on hover.
+    const time = analyst.locator("time").first();
+    const at = new Date((await time.getAttribute("datetime"))!);
+    const berlin = new Intl.DateTimeFormat("en-GB", { dateStyle: "medium", timeStyle: "medium", timeZone: "Europe/Berlin" });
+    expect(await time.textContent()).toBe(berlin.format(at));
+    expect(await time.getAttribute("title")).toBe(`${at.toISOString().replace("T", " ").replace("Z", "")} UTC`);
     await shot(analyst, "agent");
   });
 
