@@ -99,10 +99,12 @@ export function AgentsPage({ session, route, feed }: { session: Session; route: 
                 {list.data?.agents.map((a) => (
                   <tr key={a.agentId} data-agent-id={a.agentId}>
                     <td data-label="Agent">
-                      <a href={href(`agents/${a.agentId}`)} class="agent-link">
-                        {a.name}
-                      </a>
-                      <div class="mono small muted">{a.agentId}</div>
+                      <div>
+                        <a href={href(`agents/${a.agentId}`)} class="agent-link">
+                          {a.name}
+                        </a>
+                        <div class="mono small muted">{a.agentId}</div>
+                      </div>
                     </td>
                     <td data-label="Status">
                       <StatusBadge status={a.status} />

@@ -57,16 +57,20 @@ export function KeysPage({ session }: { session: Session }) {
             {list.data?.map((k) => (
               <tr key={k.keyId} data-key-id={k.keyId}>
                 <td data-label="Name">
-                  {k.name}
-                  <div class="mono small muted">{k.keyId}</div>
+                  <div>
+                    {k.name}
+                    <div class="mono small muted">{k.keyId}</div>
+                  </div>
                 </td>
                 <td data-label="Role">
                   <span class={`role role-${roleName(k.role)}`}>{roleName(k.role)?.replace("_", " ")}</span>
                 </td>
                 <td data-label="Audiences">{k.audiences.length ? k.audiences.join(", ") : <span class="muted">—</span>}</td>
                 <td data-label="Created">
-                  <Time ts={k.createdAt} />
-                  <div class="mono small muted">{k.createdBy}</div>
+                  <div>
+                    <Time ts={k.createdAt} />
+                    <div class="mono small muted">{k.createdBy}</div>
+                  </div>
                 </td>
                 <td data-label="Status">
                   {k.revokedAt ? (
