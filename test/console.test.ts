@@ -1,3 +1,4 @@
+import { mkdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
@@ -12,10 +13,12 @@ import { startProxy } from "./support/proxy.js";
 
 // The analyst's flow in a real Chromium against a real server: sign in, find the agent, kill it,
 // watch it arrive on a second console's feed, verify its log entry in the browser, and see a
-// resource_server key refused. Every page is photographed into docs/screenshots/.
+// resource_server key refused. Every page is photographed (see SHOTS).
 
 const chromium = chromiumPath();
-const SHOTS = fileURLToPath(new URL("../docs/screenshots/", import.meta.url));
+// Pictures go to test-results/console/ (not committed); `npm run screenshots` refreshes the
+// committed ones in docs/screenshots/ that the README and docs show.
+const SHOTS = `${fileURLToPath(new URL("../", import.meta.url))}${process.env.AGENTID_SCREENSHOTS ?? "test-results/console"}/`;
 
 if (!chromium) {
   console.warn("console browser tests SKIPPED: no Chromium found (apt-get install chromium, or set AGENTID_CHROMIUM)");
@@ -36,6 +39,7 @@ describe.skipIf(!chromium)("the console in Chromium", { timeout: 120_000 }, () =
 
   beforeAll(async () => {
     ensureConsoleBuilt();
+    await mkdir(SHOTS, { recursive: true });
     h = await startHarness();
     base = `http://127.0.0.1:${h.server.httpPort}`;
     sql = new pg.Client({ connectionString: h.databaseUrl });

@@ -260,13 +260,27 @@ function TrustCard({ session, agentId }: { session: Session; agentId: string }) 
   );
 }
 
+const SHORT = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "short" });
+
 /** A line chart of the score over time, drawn in SVG at a fixed height (no layout shift). */
 function TrustChart({ scores, since }: { scores: TrustScore[]; since: number }) {
-  const W = 640;
+  // Drawn at the figure's real width, so that text and dots are never stretched.
+  const figure = useRef<HTMLElement>(null);
+  const [W, setW] = useState(640);
+  useEffect(() => {
+    const el = figure.current;
+    if (!el) return;
+    const ro = new ResizeObserver(() => setW(Math.max(200, Math.round(el.clientWidth))));
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
   const H = 160;
-  const pad = { l: 32, r: 8, t: 8, b: 20 };
+  const pad = { l: 32, r: 8, t: 8, b: 22 };
   const now = Date.now();
-  const x = (ms: number) => pad.l + ((ms - since) / (now - since)) * (W - pad.l - pad.r);
+  // The time axis spans the recorded scores (at least 5 minutes), within the chosen range.
+  const first = scores.length ? timestampDate(scores[0]!.computedAt!).getTime() : since;
+  const start = Math.max(since, Math.min(first, now - 5 * 60_000));
+  const x = (ms: number) => pad.l + ((ms - start) / (now - start)) * (W - pad.l - pad.r);
   const y = (s: number) => pad.t + (1 - s / 100) * (H - pad.t - pad.b);
   const pts = scores.map((s) => [x(timestampDate(s.computedAt!).getTime()), y(s.score)] as const);
   const last = scores[scores.length - 1];
@@ -274,8 +288,8 @@ function TrustChart({ scores, since }: { scores: TrustScore[]; since: number }) 
     ? `${scores.length} recorded scores; lowest ${Math.min(...scores.map((s) => s.score)).toFixed(0)}, latest ${last!.score.toFixed(0)}`
     : "No scores recorded in this range";
   return (
-    <figure class="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`Trust score history: ${summary}`} preserveAspectRatio="none">
+    <figure class="chart" ref={figure}>
+      <svg width={W} height={H} viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`Trust score history: ${summary}`}>
         {[0, 50, 100].map((g) => (
           <g key={g}>
             <line x1={pad.l} x2={W - pad.r} y1={y(g)} y2={y(g)} class="grid-line" />
@@ -284,6 +298,12 @@ function TrustChart({ scores, since }: { scores: TrustScore[]; since: number }) 
             </text>
           </g>
         ))}
+        <text x={pad.l} y={H - 6} class="axis">
+          {SHORT.format(start)}
+        </text>
+        <text x={W - pad.r} y={H - 6} class="axis" text-anchor="end">
+          now
+        </text>
         {pts.length > 1 && <polyline points={[...pts, [x(now), pts[pts.length - 1]![1]]].map((p) => p.join(",")).join(" ")} class="line" />}
         {pts.map(([px, py], i) => (
           <circle key={i} cx={px} cy={py} r={2.5} class="dot" />
