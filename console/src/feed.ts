@@ -2,17 +2,14 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { RevocationEvent, WatchRevocationsResponse } from "../../gen/agentid/v1/revocation_pb.js";
 import type { Api } from "./api.js";
 
-/**
- * The events a response carries. The only place that knows the response's shape: when
- * WatchRevocations responses become batches (`repeated RevocationEvent events`), this becomes
- * `return res.events;` and progressOf reads `res.progress`.
- */
+/** The events a response carries (a batch, in revision order; empty in a pure bookmark). */
 export function eventsOf(res: WatchRevocationsResponse): readonly RevocationEvent[] {
-  return res.kind.case === "revocation" ? [res.kind.value] : [];
+  return res.events;
 }
 
+/** The bookmark a response carries: every event up to it has been delivered. */
 export function progressOf(res: WatchRevocationsResponse): bigint | undefined {
-  return res.kind.case === "progress" ? res.kind.value.revision : undefined;
+  return res.progress?.revision;
 }
 
 export type FeedState = "connecting" | "connected" | "stale" | "reconnecting" | "refused";
