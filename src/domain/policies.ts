@@ -41,3 +41,17 @@ export async function removePolicy(db: Db, name: string, actor: string): Promise
     await appendAuditEntry(tx, { kind: "policy.deleted", actor, details: { name } });
   });
 }
+
+/** Why the policy revokes an agent with this score and these scope violations within its window, or undefined. */
+export function policyEvidence(p: PolicyRecord, score: number, scopeViolations: number): string | undefined {
+  switch (p.kind) {
+    case "scope_violations":
+      return scopeViolations > p.threshold ? `${scopeViolations} scope violations within ${p.windowSeconds}s (threshold ${p.threshold})` : undefined;
+    case "trust_below":
+      return score < p.threshold ? `trust score ${score} below ${p.threshold}` : undefined;
+    default: {
+      const never: never = p.kind;
+      throw new Error(`unknown policy kind ${String(never)}`);
+    }
+  }
+}

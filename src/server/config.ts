@@ -27,6 +27,11 @@ export interface Config {
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** Behaviour signals: usage bucket (and activity-trail granularity), trust window, baseline. */
+  activityBucketMs: number;
+  trustWindowMs: number;
+  trustBaselineWindows: number;
+  trustMinBaseline: number;
 }
 
 export class ConfigError extends Error {}
@@ -64,6 +69,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
+    activityBucketMs: int(env, "AGENTID_ACTIVITY_BUCKET_SECONDS", 60, 1, 3600) * 1000,
+    trustWindowMs: int(env, "AGENTID_TRUST_WINDOW_SECONDS", 3600, 1, 86400) * 1000,
+    trustBaselineWindows: int(env, "AGENTID_TRUST_BASELINE_WINDOWS", 23, 1, 720),
+    trustMinBaseline: int(env, "AGENTID_TRUST_MIN_BASELINE", 100, 1, 1_000_000_000),
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.

@@ -7,7 +7,7 @@ import { AuditLog } from "../audit/log.js";
 import type { Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
-import { ActivityTracker } from "../domain/activity.js";
+import { ActivityTracker, DEFAULT_SIGNALS } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
@@ -69,7 +69,13 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       minRetentionMs: config.feedMinRetentionMs,
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger);
+    const activity = new ActivityTracker(db, logger, {
+      ...DEFAULT_SIGNALS,
+      bucketMs: config.activityBucketMs,
+      windowMs: config.trustWindowMs,
+      baselineWindows: config.trustBaselineWindows,
+      minBaseline: config.trustMinBaseline,
+    });
     activity.start();
     return {
       config,
