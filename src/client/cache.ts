@@ -7,6 +7,8 @@ export interface CachedToken {
   expiresAt: number;
   /** The log revision the answer was read at. */
   revision: bigint;
+  /** The verifier's answer for a cache hit, built once per entry. */
+  hit?: unknown;
 }
 
 export type Admission = "cached" | "revoked" | "agent_revoked";
