@@ -307,7 +307,8 @@ export class ActivityTracker {
       const { score, factors } = this.scoreOf(s);
       const trust = { agentId: s.agentId, score, factors, computedAt: s.now };
       const stale = !s.lastScoredAt || s.now.getTime() - s.lastScoredAt.getTime() >= HISTORY_CADENCE_MS;
-      if (s.lastScore === null || Math.abs(s.lastScore - score) >= 0.05 || stale) changed.push(trust);
+      // A revoked agent is done: its history ends with the score that got it revoked.
+      if (s.status === "ACTIVE" && (s.lastScore === null || Math.abs(s.lastScore - score) >= 0.05 || stale)) changed.push(trust);
       out.set(s.agentId, { trust, revoked: s.status === "REVOKED", revokedBy: s.revokedBy ?? "" });
     }
     await insertTrustScores(this.db, changed);
@@ -411,8 +412,8 @@ export interface TimelineEvent {
 }
 
 function usageLine(d: Record<string, unknown>, reporter: string): string {
-  const counts = (d.counts as { scope: string; audience: string; outcome: string; count: number }[]) ?? [];
-  const parts = counts.map((c) => `${c.scope || "-"}@${c.audience || "-"} ${c.outcome} ${c.count}`);
+  const counts = (d.counts as { scope: string; audience: string; outcome: string; source: string; count: number }[]) ?? [];
+  const parts = counts.map((c) => `${c.source === "introspect" ? "introspected " : ""}${c.scope || "-"}@${c.audience || "-"} ${c.outcome} ${c.count}`);
   return `${String(d.total)} request(s) via ${reporter}: ${parts.join(", ")}`;
 }
 

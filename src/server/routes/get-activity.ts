@@ -30,7 +30,8 @@ export function getActivityRoute(ctx: AppContext) {
             firstSeen: timestampFromDate(new Date(String(d.first_seen))),
             lastSeen: timestampFromDate(new Date(String(d.last_seen))),
             total: BigInt(Number(d.total)),
-            counts: ((d.counts as { audience: string; scope: string; outcome: string; count: number }[]) ?? []).map((c) => ({
+            counts: ((d.counts as { audience: string; scope: string; outcome: string; source: string; count: number }[]) ?? []).map((c) => ({
+              source: c.source,
               audience: c.audience,
               scope: c.scope,
               outcome: c.outcome,
