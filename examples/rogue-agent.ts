@@ -46,6 +46,8 @@ export interface RogueAgentResult {
   revokedAt: number;
   refusedAt: number;
   refusal: { status: number; body: string };
+  /** The SDK's lastEventDelayMs: the kill's event arriving at the SDK minus its revoked_at. */
+  eventDelayMs: number;
   revokedBy: string;
   revokedReason: string;
   /** The score history, oldest first (it ends when the agent is revoked). */
@@ -130,6 +132,7 @@ export async function runRogueAgent(o: RogueAgentOptions): Promise<RogueAgentRes
     }
     await Promise.all(inFlight);
     if (!refusal) throw new Error("the SDK never refused the agent");
+    const eventDelayMs = verifier.metrics().lastEventDelayMs;
     const a = (await agents.getAgent({ agentId })).agent!;
     const revokedAt = a.revokedAt ? timestampDate(a.revokedAt).getTime() : NaN;
     log(`refused: ${refusal.status} ${refusal.body.trim()}`);
@@ -141,8 +144,8 @@ export async function runRogueAgent(o: RogueAgentOptions): Promise<RogueAgentRes
     const since = timestampFromMs(spikeStartedAt - baselineMs - 2 * o.bucketMs);
     for (;;) {
       timeline = (await activity.getActivity({ agentId, since, pageSize: 5000 })).events;
-      const lastUsage = timeline.filter((e) => e.kind === "usage").at(-1);
-      if (lastUsage?.usage?.lastSeen && timestampDate(lastUsage.usage.lastSeen).getTime() >= refusal.at - o.bucketMs) break;
+      // Done once the refusals after the kill are in the trail too.
+      if (timeline.some((e) => e.usage?.counts.some((c) => c.outcome.startsWith("inactive:")))) break;
       if (Date.now() > deadline) break;
       await sleep(250);
     }
@@ -153,6 +156,7 @@ export async function runRogueAgent(o: RogueAgentOptions): Promise<RogueAgentRes
       revokedAt,
       refusedAt: refusal.at,
       refusal: { status: refusal.status, body: refusal.body },
+      eventDelayMs,
       revokedBy: a.revokedBy,
       revokedReason: a.revokedReason,
       scores,
@@ -176,8 +180,8 @@ export function describeRogueAgent(r: RogueAgentResult): string {
     `trust score when it fell below the policy's threshold: ${last?.score ?? "?"}`,
     factors,
     `revoked by ${r.revokedBy}: ${r.revokedReason}`,
-    `spike start -> revocation committed: ${r.revokedAt - r.spikeStartedAt} ms`,
-    `revocation committed -> the SDK refusing the next request: ${r.refusedAt - r.revokedAt} ms`,
+    `spike start -> revocation (revoked_at): ${r.revokedAt - r.spikeStartedAt} ms`,
+    `revocation (revoked_at) -> the SDK refusing the agent's next request: ${r.refusedAt - r.revokedAt} ms (the kill's event reached the SDK ${r.eventDelayMs} ms after revoked_at)`,
     ``,
     `timeline (npx agentid agent activity ${r.agentId} --since 5m):`,
     formatTimeline(r.timeline),
