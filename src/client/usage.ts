@@ -34,7 +34,7 @@ export interface UsageMetrics {
 }
 
 interface Line {
-  /** tok_... when known (active answers), else the token's SHA-256 (base64). */
+  /** tok_... when known (active answers), else the token's SHA-256 (the cache key: 32 bytes as a latin1 string). */
   tokenId: string;
   sha256: string;
   scope: string;
@@ -70,6 +70,8 @@ export class UsageReporter {
   private timer: NodeJS.Timeout | undefined;
   private sending: Promise<void> | undefined;
   private next = 0;
+  /** Bumped whenever lines leave the map, so that counters cached on tokens are known to be stale. */
+  private gen = 0;
   private readonly maxLines: number;
   readonly m: UsageMetrics = { usageReported: 0, usageRejected: 0, usageDropped: 0, usagePending: 0, usageReportErrors: 0 };
 
@@ -85,17 +87,46 @@ export class UsageReporter {
   }
 
   /** Counts one decision. `tokenId` is empty when only the token's hash is known. */
-  count(tokenId: string, sha256: string, scope: string, decision: UsageDecision, now: number): void {
+  count(tokenId: string, sha256: string, scope: string, decision: UsageDecision, now: number): Line | undefined {
     const key = tokenId === "" ? `${sha256}\n${scope}\n${decision}` : `${tokenId}\n${scope}\n${decision}`;
-    const line = this.lines.get(key);
+    let line = this.lines.get(key);
     if (line !== undefined) {
       line.count++;
       line.last = now;
     } else if (this.lines.size < this.maxLines) {
-      this.lines.set(key, { tokenId, sha256, scope, decision, count: 1, first: now, last: now });
+      this.lines.set(key, (line = { tokenId, sha256, scope, decision, count: 1, first: now, last: now }));
     } else {
       this.dropped++;
     }
+    return line;
+  }
+
+  /**
+   * Counts a decision about a cached token. The hot path: the token's own counter for this scope
+   * is kept on its cache entry while it is current, so a hit costs a small Map lookup and no key
+   * building.
+   */
+  countCached(
+    e: { tokenId: string; usage?: { gen: number; lines: Map<string, unknown> } },
+    sha256: string,
+    scope: string,
+    decision: UsageDecision,
+    now: number,
+  ): void {
+    const k = decision === "allowed" ? scope : `${scope}\n${decision}`;
+    let u = e.usage;
+    if (u !== undefined && u.gen === this.gen) {
+      const line = u.lines.get(k) as Line | undefined;
+      if (line !== undefined) {
+        line.count++;
+        line.last = now;
+        return;
+      }
+    }
+    const line = this.count(e.tokenId, sha256, scope, decision, now);
+    if (line === undefined) return;
+    if (u === undefined || u.gen !== this.gen) e.usage = u = { gen: this.gen, lines: new Map() };
+    u.lines.set(k, line);
   }
 
   metrics(): UsageMetrics {
@@ -112,6 +143,7 @@ export class UsageReporter {
     if (this.lines.size === 0 && this.dropped === 0) return;
     const now = Date.now();
     const batch: Line[] = [];
+    this.gen++;
     for (const [key, line] of this.lines) {
       if (batch.length >= MAX_PER_REQUEST) break;
       this.lines.delete(key);
@@ -126,7 +158,7 @@ export class UsageReporter {
     const records: MessageInitShape<typeof UsageRecordSchema>[] = batch.map((l) => {
       const [outcome, inactiveReason] = OUTCOMES[l.decision];
       return {
-        token: l.tokenId !== "" ? { case: "tokenId" as const, value: l.tokenId } : { case: "tokenSha256" as const, value: Buffer.from(l.sha256, "base64") },
+        token: l.tokenId !== "" ? { case: "tokenId" as const, value: l.tokenId } : { case: "tokenSha256" as const, value: Buffer.from(l.sha256, "latin1") },
         audience: this.audience,
         scope: l.scope,
         outcome,
@@ -144,6 +176,7 @@ export class UsageReporter {
       this.m.usageDropped += dropped;
     } catch {
       this.m.usageReportErrors++;
+      this.gen++;
       this.dropped += dropped;
       for (const l of batch) this.merge(l);
     }

@@ -185,7 +185,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
     else if (scope !== undefined && !e.scopes.includes(scope)) r = { active: false, reason: (decision = "scope_not_granted") };
     else if (source === "cache") r = (e.hit ??= Object.freeze(activeResult(e, "cache"))) as VerifyResult;
     else r = activeResult(e, "network");
-    usage?.count(e.tokenId, key, scope ?? "", decision, now);
+    usage?.countCached(e, key, scope ?? "", decision, now);
     return r;
   }
 
@@ -207,56 +207,65 @@ export function createVerifier(o: VerifierOptions): Verifier {
     throw last;
   }
 
+  /** A cache miss: the checksum, then the network. */
+  async function verifyMiss(token: string, key: string, opts: { scope?: string }): Promise<VerifyResult> {
+    if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
+    m.cacheMisses++;
+    let res;
+    try {
+      res = await introspect(token);
+    } catch {
+      return { active: false, reason: "unavailable" };
+    }
+    if (res.revision > knownHead) knownHead = res.revision;
+    if (!res.active) {
+      const reason = REASONS[res.inactiveReason] ?? "unknown_token";
+      // An unknown token cannot be attributed to anyone: not counted.
+      if (reason === "expired" || reason === "revoked" || reason === "agent_revoked") usage?.count("", key, opts.scope ?? "", reason, Date.now());
+      return { active: false, reason };
+    }
+    const entry: CachedToken = {
+      tokenId: res.tokenId,
+      agentId: res.agentId,
+      scopes: res.scopes,
+      audiences: res.audiences,
+      expiresAt: res.expiresAt ? timestampMs(res.expiresAt) : Date.now(),
+      revision: res.revision,
+    };
+    // The feed may have revoked the token while the answer was on its way.
+    const admitted = cache.admit(key, entry);
+    if (admitted !== "cached") {
+      usage?.count(entry.tokenId, key, opts.scope ?? "", admitted, Date.now());
+      return { active: false, reason: admitted };
+    }
+    return decide(entry, key, opts.scope, "network", Date.now());
+  }
+
+  const MALFORMED: VerifyResult = Object.freeze({ active: false, reason: "malformed" });
+  const EXPIRED: VerifyResult = Object.freeze({ active: false, reason: "expired" });
+
   return {
-    async verify(token, opts = {}) {
+    // Not async: a cache hit is answered with an already-resolved promise and no async frame.
+    verify(token, opts = {}) {
       // Cheap rejections first; the checksum is checked on a cache miss only (a hit is a token
       // that passed it, as SHA-256 cannot collide).
-      if (token.length !== TOKEN_LENGTH) return { active: false, reason: "malformed" };
-      const key = hash("sha256", token, "base64");
+      if (token.length !== TOKEN_LENGTH) return Promise.resolve(MALFORMED);
+      const key = hash("sha256", token, "binary");
       const stale = mode === "strict" && isStale();
-      if (stale && whenStale === "deny") return { active: false, reason: isWellFormedToken(token) ? "stale" : "malformed" };
-      const now = Date.now();
+      if (stale && whenStale === "deny") return Promise.resolve({ active: false, reason: isWellFormedToken(token) ? "stale" : "malformed" });
       if (!stale) {
+        const now = Date.now();
         const hit = cache.get(key, now);
         if (hit === "expired") {
           usage?.count("", key, opts.scope ?? "", "expired", now);
-          return { active: false, reason: "expired" };
+          return Promise.resolve(EXPIRED);
         }
         if (hit) {
           m.cacheHits++;
-          return decide(hit, key, opts.scope, "cache", now);
+          return Promise.resolve(decide(hit, key, opts.scope, "cache", now));
         }
       }
-      if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
-      m.cacheMisses++;
-      let res;
-      try {
-        res = await introspect(token);
-      } catch {
-        return { active: false, reason: "unavailable" };
-      }
-      if (res.revision > knownHead) knownHead = res.revision;
-      if (!res.active) {
-        const reason = REASONS[res.inactiveReason] ?? "unknown_token";
-        // An unknown token cannot be attributed to anyone: not counted.
-        if (reason === "expired" || reason === "revoked" || reason === "agent_revoked") usage?.count("", key, opts.scope ?? "", reason, Date.now());
-        return { active: false, reason };
-      }
-      const entry: CachedToken = {
-        tokenId: res.tokenId,
-        agentId: res.agentId,
-        scopes: res.scopes,
-        audiences: res.audiences,
-        expiresAt: res.expiresAt ? timestampMs(res.expiresAt) : Date.now(),
-        revision: res.revision,
-      };
-      // The feed may have revoked the token while the answer was on its way.
-      const admitted = cache.admit(key, entry);
-      if (admitted !== "cached") {
-        usage?.count(entry.tokenId, key, opts.scope ?? "", admitted, Date.now());
-        return { active: false, reason: admitted };
-      }
-      return decide(entry, key, opts.scope, "network", Date.now());
+      return verifyMiss(token, key, opts);
     },
     ready: () => readyPromise,
     metrics() {
