@@ -97,6 +97,8 @@ const TRAIL_GRACE_SECONDS = 2;
  */
 export class ActivityTracker {
   private pending = new Map<string, UsageRow>();
+  /** Scopes and audiences known to be recorded as used ("agent\nkind\nname"), so batches skip them. */
+  private knownAccess = new Set<string>();
   private droppedIntrospections = 0;
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
@@ -228,8 +230,22 @@ export class ActivityTracker {
   private async apply(rows: UsageRow[]): Promise<void> {
     if (rows.length === 0) return;
     rows.sort((a, b) => cmp(a.agentId, b.agentId) || cmp(a.reporter, b.reporter) || cmp(a.source, b.source) || cmp(a.audience, b.audience) || cmp(a.scope, b.scope) || cmp(a.outcome, b.outcome));
-    await applyUsage(this.db, rows, this.bucketSeconds);
-    await this.evaluate([...new Set(rows.map((r) => r.agentId))]);
+    // First uses of a scope or audience (allowed ones: a refusal is a violation, not a use).
+    const access = new Map<string, { agentId: string; kind: "scope" | "audience"; name: string }>();
+    for (const r of rows) {
+      if (r.outcome !== "allowed") continue;
+      for (const [kind, name] of [["scope", r.scope], ["audience", r.audience]] as const) {
+        const k = `${r.agentId}\n${kind}\n${name}`;
+        if (name !== "" && !this.knownAccess.has(k)) access.set(k, { agentId: r.agentId, kind, name });
+      }
+    }
+    const firstUses = [...access.values()].sort((a, b) => cmp(a.agentId, b.agentId) || cmp(a.kind, b.kind) || cmp(a.name, b.name));
+    await applyUsage(this.db, rows, this.bucketSeconds, firstUses);
+    // Bounded: forgetting only costs a redundant (idempotent) insert later.
+    if (this.knownAccess.size > 200_000) this.knownAccess.clear();
+    for (const k of access.keys()) this.knownAccess.add(k);
+    const violated = new Set(rows.filter((r) => r.outcome === "scope_not_granted").map((r) => r.agentId));
+    await this.evaluate([...new Set(rows.map((r) => r.agentId))], violated);
   }
 
   /**
@@ -296,12 +312,18 @@ export class ActivityTracker {
 
   /**
    * Scores the agents once each and applies the policies: one statement to read every agent's
-   * signals, one to record the scores that changed, one to read the policies, one per
-   * scope-violation policy; then a revocation per agent a policy revokes.
+   * signals, one to record the scores that changed (if any did), one to read the policies, one per
+   * scope-violation policy window (if any agent's violations grew); then a revocation per agent a
+   * policy revokes. `violated`: the agents whose scope violations grew (undefined: all may have).
    */
-  async evaluate(agentIds: readonly string[]): Promise<Map<string, Evaluation>> {
+  async evaluate(agentIds: readonly string[], violated?: ReadonlySet<string>): Promise<Map<string, Evaluation>> {
     const out = new Map<string, Evaluation>();
-    const signals = await readSignals(this.db, agentIds, this.options.windowMs / 1000, this.horizonSeconds());
+    // Independent reads, side by side on the pool: the agents' signals, and the policies with the
+    // violation counts they need (only for agents whose count just grew: no other can newly trip).
+    const [signals, { policies, violations }] = await Promise.all([
+      readSignals(this.db, agentIds, this.options.windowMs / 1000, this.horizonSeconds()),
+      this.policyInputs(violated === undefined ? agentIds : agentIds.filter((a) => violated.has(a))),
+    ]);
     const changed: TrustScoreRecord[] = [];
     for (const s of signals) {
       const { score, factors } = this.scoreOf(s);
@@ -312,28 +334,33 @@ export class ActivityTracker {
       out.set(s.agentId, { trust, revoked: s.status === "REVOKED", revokedBy: s.revokedBy ?? "" });
     }
     await insertTrustScores(this.db, changed);
-    const active = signals.filter((s) => s.status === "ACTIVE").map((s) => s.agentId);
-    if (active.length === 0) return out;
-    const policies = await listPolicies(this.db);
-    const violations = new Map<number, Map<string, number>>();
-    for (const p of policies) {
-      if (p.kind === "scope_violations" && !violations.has(p.windowSeconds ?? 3600)) {
-        violations.set(p.windowSeconds ?? 3600, await countScopeViolations(this.db, active, p.windowSeconds ?? 3600));
-      }
-    }
-    for (const agentId of active) {
-      const e = out.get(agentId)!;
+    for (const s of signals) {
+      if (s.status !== "ACTIVE") continue;
+      const e = out.get(s.agentId)!;
       for (const p of policies) {
-        const evidence = policyEvidence(p, e.trust.score, violations.get(p.windowSeconds ?? 3600)?.get(agentId) ?? 0);
+        const evidence = policyEvidence(p, e.trust.score, violations.get(p.windowSeconds ?? 0)?.get(s.agentId) ?? 0);
         if (!evidence) continue;
         const by = `policy:${p.name}`;
-        await revoke(this.db, { agentId }, `policy ${p.name}: ${evidence}`, by);
-        this.logger.warn({ agentId, policy: p.name, evidence }, "policy revoked agent");
-        out.set(agentId, { ...e, revoked: true, revokedBy: by });
+        await revoke(this.db, { agentId: s.agentId }, `policy ${p.name}: ${evidence}`, by);
+        this.logger.warn({ agentId: s.agentId, policy: p.name, evidence }, "policy revoked agent");
+        out.set(s.agentId, { ...e, revoked: true, revokedBy: by });
         break;
       }
     }
     return out;
+  }
+
+  /** The policies, and scope violations per agent for each scope-violation policy window. */
+  private async policyInputs(agentIds: readonly string[]) {
+    const policies = await listPolicies(this.db);
+    const violations = new Map<number, Map<string, number>>();
+    if (agentIds.length > 0) {
+      for (const p of policies) {
+        const w = p.windowSeconds ?? 0;
+        if (p.kind === "scope_violations" && !violations.has(w)) violations.set(w, await countScopeViolations(this.db, agentIds, w));
+      }
+    }
+    return { policies, violations };
   }
 
   /** Summarises closed buckets into the transparency log, one entry per agent, reporter and bucket. */

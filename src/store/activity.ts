@@ -53,7 +53,13 @@ export interface UsageRow {
  * (agent, reporter, source, audience, scope, outcome); sorted, so concurrent batches lock rows in
  * the same order.
  */
-export async function applyUsage(db: Db, rows: readonly UsageRow[], bucketSeconds: number): Promise<void> {
+export async function applyUsage(
+  db: Db,
+  rows: readonly UsageRow[],
+  bucketSeconds: number,
+  /** First uses to record ("scope" or "audience", name), unique; the caller may leave out ones it knows are recorded. */
+  access: readonly { agentId: string; kind: "scope" | "audience"; name: string }[],
+): Promise<void> {
   if (rows.length === 0) return;
   const col = <K extends keyof UsageRow>(k: K) => rows.map((r) => r[k]);
   await sql`
@@ -74,10 +80,7 @@ export async function applyUsage(db: Db, rows: readonly UsageRow[], bucketSecond
         last_seen = greatest(usage_counts.last_seen, excluded.last_seen)
     )
     insert into agent_access (agent_id, kind, name)
-    select agent_id, 'scope', scope from r where scope <> '' and outcome = 'allowed'
-    union
-    select agent_id, 'audience', audience from r where audience <> '' and outcome = 'allowed'
-    order by 1, 2, 3
+    select * from unnest(${access.map((a) => a.agentId)}::text[], ${access.map((a) => a.kind)}::text[], ${access.map((a) => a.name)}::text[])
     on conflict do nothing`.execute(db);
 }
 
@@ -116,35 +119,49 @@ export interface AgentSignals {
  */
 export async function readSignals(db: Db, agentIds: readonly string[], windowSeconds: number, horizonSeconds: number): Promise<AgentSignals[]> {
   if (agentIds.length === 0) return [];
+  const ids = agentIds as string[];
+  const recent = sql`now() - ${windowSeconds} * interval '1 second'`;
+  const horizon = sql`now() - ${horizonSeconds} * interval '1 second'`;
+  // Set-based (one index scan per table for all the agents), not a subquery per agent.
   const { rows } = await sql<Record<string, unknown>>`
-    select a.id, a.created_at, a.status, a.revoked_by, now() as now,
-      u.reported_recent, u.reported_prior, u.introspected_recent, u.introspected_prior, u.first_usage, u.violations,
-      rep.incidents, rep.reported_violations, acc.novel, acc.known, last.score as last_score, last.computed_at as last_at
-    from agents a
-    cross join lateral (
-      select
-        coalesce(sum(n) filter (where source = 'report' and bucket >= now() - ${windowSeconds} * interval '1 second'), 0) as reported_recent,
-        coalesce(sum(n) filter (where source = 'report' and bucket < now() - ${windowSeconds} * interval '1 second'), 0) as reported_prior,
-        coalesce(sum(n) filter (where source = 'introspect' and bucket >= now() - ${windowSeconds} * interval '1 second'), 0) as introspected_recent,
-        coalesce(sum(n) filter (where source = 'introspect' and bucket < now() - ${windowSeconds} * interval '1 second'), 0) as introspected_prior,
-        coalesce(sum(n) filter (where outcome = 'scope_not_granted'), 0) as violations,
+    with u as (
+      select agent_id,
+        sum(n) filter (where source = 'report' and bucket >= ${recent}) as reported_recent,
+        sum(n) filter (where source = 'report' and bucket < ${recent}) as reported_prior,
+        sum(n) filter (where source = 'introspect' and bucket >= ${recent}) as introspected_recent,
+        sum(n) filter (where source = 'introspect' and bucket < ${recent}) as introspected_prior,
+        sum(n) filter (where outcome = 'scope_not_granted') as violations,
         min(bucket) as first_usage
-      from usage_counts where agent_id = a.id and bucket >= now() - ${horizonSeconds} * interval '1 second'
-    ) u
-    cross join lateral (
-      select count(*) filter (where kind = 'anomalous_request') as incidents,
-             count(*) filter (where kind = 'scope_violation') as reported_violations
-      from activity_reports where agent_id = a.id and at >= now() - ${horizonSeconds} * interval '1 second'
-    ) rep
-    cross join lateral (
-      select coalesce(array_agg(kind || ':' || name order by first_seen, kind, name) filter (where first_seen >= now() - ${windowSeconds} * interval '1 second'), '{}') as novel,
-             count(*) filter (where first_seen < now() - ${windowSeconds} * interval '1 second') as known
-      from agent_access where agent_id = a.id
-    ) acc
+      from usage_counts where agent_id = any(${ids}::text[]) and bucket >= ${horizon}
+      group by agent_id
+    ), rep as (
+      select agent_id,
+        count(*) filter (where kind = 'anomalous_request') as incidents,
+        count(*) filter (where kind = 'scope_violation') as reported_violations
+      from activity_reports where agent_id = any(${ids}::text[]) and at >= ${horizon}
+      group by agent_id
+    ), acc as (
+      select agent_id,
+        array_agg(kind || ':' || name order by first_seen, kind, name) filter (where first_seen >= ${recent}) as novel,
+        count(*) filter (where first_seen < ${recent}) as known
+      from agent_access where agent_id = any(${ids}::text[])
+      group by agent_id
+    )
+    select a.id, a.created_at, a.status, a.revoked_by, now() as now,
+      coalesce(u.reported_recent, 0) as reported_recent, coalesce(u.reported_prior, 0) as reported_prior,
+      coalesce(u.introspected_recent, 0) as introspected_recent, coalesce(u.introspected_prior, 0) as introspected_prior,
+      u.first_usage, coalesce(u.violations, 0) as violations,
+      coalesce(rep.incidents, 0) as incidents, coalesce(rep.reported_violations, 0) as reported_violations,
+      coalesce(acc.novel, '{}') as novel, coalesce(acc.known, 0) as known,
+      last.score as last_score, last.computed_at as last_at
+    from agents a
+    left join u on u.agent_id = a.id
+    left join rep on rep.agent_id = a.id
+    left join acc on acc.agent_id = a.id
     left join lateral (
-      select score, computed_at from trust_scores where agent_id = a.id order by computed_at desc, id desc limit 1
+      select score, computed_at from trust_scores where agent_id = a.id order by computed_at desc limit 1
     ) last on true
-    where a.id = any(${agentIds as string[]}::text[])`.execute(db);
+    where a.id = any(${ids}::text[])`.execute(db);
   return rows.map((r) => ({
     agentId: r.id as string,
     createdAt: r.created_at as Date,

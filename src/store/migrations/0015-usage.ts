@@ -5,6 +5,8 @@ import { sql, type Kysely } from "kysely";
 export async function up(db: Kysely<unknown>): Promise<void> {
   // What resource servers (source 'report') and Introspect (source 'introspect') saw agents do,
   // per time bucket. Agent ids come from resolved tokens, so no foreign key is checked per row.
+  // Rows are counters updated in place batch after batch: room on each page keeps those updates
+  // HOT (no index writes).
   await sql`
     create table usage_counts (
       agent_id text not null,
@@ -18,7 +20,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       first_seen timestamptz not null,
       last_seen timestamptz not null,
       primary key (agent_id, bucket, reporter, source, audience, scope, outcome)
-    )`.execute(db);
+    ) with (fillfactor = 70)`.execute(db);
   await sql`create index usage_counts_bucket_idx on usage_counts (bucket)`.execute(db);
   // Every scope and audience an agent has used, with when it first did: the novel-access factor.
   await sql`
