@@ -119,7 +119,7 @@ export async function runRogueAgent(o: RogueAgentOptions): Promise<RogueAgentRes
     const inFlight = new Set<Promise<void>>();
     const spikeGap = o.windowMs / spikePerWindow;
     let next = Date.now();
-    while (!refusal && Date.now() - spikeStartedAt < 20 * o.windowMs) {
+    while (!refusal && Date.now() - spikeStartedAt < 30 * o.windowMs) {
       const p = call(paths[spikeCount++ % paths.length]!).then((r) => {
         if (r.status === 401 && !refusal) refusal = r;
       });
@@ -140,7 +140,7 @@ export async function runRogueAgent(o: RogueAgentOptions): Promise<RogueAgentRes
     // The trail: the summaries of the last buckets are logged once their bucket has closed.
     await verifier.flushUsage();
     let timeline: ActivityEvent[] = [];
-    const deadline = Date.now() + 10 * o.bucketMs + 15_000;
+    const deadline = Date.now() + 10 * o.bucketMs + 30_000;
     const since = timestampFromMs(spikeStartedAt - baselineMs - 2 * o.bucketMs);
     for (;;) {
       timeline = (await activity.getActivity({ agentId, since, pageSize: 5000 })).events;

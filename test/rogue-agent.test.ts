@@ -69,5 +69,5 @@ describe("a rogue agent behind the SDK", () => {
     // Interleaved, in time order.
     const times = r.timeline.map((e) => timestampDate(e.at!).getTime());
     expect([...times].sort((a, b) => a - b)).toEqual(times);
-  }, 120_000);
+  }, 180_000);
 });

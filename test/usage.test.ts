@@ -182,3 +182,25 @@ describe("the SDK's usage reports", () => {
     await r.close();
   });
 });
+
+describe("timestamps out of range", () => {
+  it("are INVALID_ARGUMENT naming the field in ListTrustScores and GetActivity", async () => {
+    const a = await agentWithToken("api");
+    const activity = createClient(ActivityService, h.grpcTransport);
+    const far = { seconds: 10n ** 15n, nanos: 0 };
+    expect(await failure(activity.listTrustScores({ agentId: a.agentId, since: far }))).toMatchObject({ code: Code.InvalidArgument, message: expect.stringMatching(/^since:/) });
+    expect(await failure(activity.listTrustScores({ agentId: a.agentId, until: far }))).toMatchObject({ code: Code.InvalidArgument, message: expect.stringMatching(/^until:/) });
+    expect(await failure(activity.getActivity({ agentId: a.agentId, since: far }))).toMatchObject({ code: Code.InvalidArgument, message: expect.stringMatching(/^since:/) });
+    expect(await failure(activity.getActivity({ agentId: a.agentId, until: { seconds: 0n, nanos: -1 } }))).toMatchObject({ code: Code.InvalidArgument, message: expect.stringMatching(/^until:/) });
+  });
+
+  it("ReportActivity refuses control characters in detail, naming it", async () => {
+    const a = await agentWithToken("api");
+    const activity = createClient(ActivityService, transport("grpc", rsKey));
+    const { ActivityKind } = await import("../gen/agentid/v1/activity_pb.js");
+    expect(await failure(activity.reportActivity({ tokenId: a.tokenId, kind: ActivityKind.ANOMALOUS_REQUEST, detail: "a\u0000b" }))).toMatchObject({
+      code: Code.InvalidArgument,
+      message: expect.stringMatching(/^detail:/),
+    });
+  });
+});

@@ -87,6 +87,8 @@ const MAX_AHEAD_MS = 300_000;
 const HISTORY_CADENCE_MS = 3_600_000;
 /** A bucket is summarised this long after it ends, once batches in flight have committed. */
 const TRAIL_GRACE_SECONDS = 2;
+/** How often an idle replica looks for buckets left unsummarised (by a replica that stopped). */
+const TRAIL_IDLE_MS = 60_000;
 
 /**
  * Behaviour signals in and trust decisions out. Every source of activity (resource servers' usage
@@ -100,6 +102,9 @@ export class ActivityTracker {
   /** Scopes and audiences known to be recorded as used ("agent\nkind\nname"), so batches skip them. */
   private knownAccess = new Set<string>();
   private droppedIntrospections = 0;
+  /** When this replica last applied usage, and last summarised buckets (an idle replica does so rarely). */
+  private lastAppliedAt = 0;
+  private lastTrailAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private next: Promise<void> | undefined;
@@ -163,6 +168,11 @@ export class ActivityTracker {
         this.logger.warn({ err: (err as Error).message, lines: rows.length }, "activity: dropped introspection counts");
       }
     }
+    // Summaries are due while this replica applies usage; otherwise a slow tick picks up what
+    // other replicas left, so an idle replica does not write every second.
+    const now = Date.now();
+    if (now - this.lastAppliedAt > this.options.bucketMs + 10_000 && now - this.lastTrailAt < TRAIL_IDLE_MS) return;
+    this.lastTrailAt = now;
     try {
       await this.logTrail();
     } catch (err) {
@@ -241,6 +251,7 @@ export class ActivityTracker {
     }
     const firstUses = [...access.values()].sort((a, b) => cmp(a.agentId, b.agentId) || cmp(a.kind, b.kind) || cmp(a.name, b.name));
     await applyUsage(this.db, rows, this.bucketSeconds, firstUses);
+    this.lastAppliedAt = Date.now();
     // Bounded: forgetting only costs a redundant (idempotent) insert later.
     if (this.knownAccess.size > 200_000) this.knownAccess.clear();
     for (const k of access.keys()) this.knownAccess.add(k);
