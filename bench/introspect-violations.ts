@@ -15,8 +15,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { runTs, startAgentid } from "./lib/procs.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { startOwnPostgres } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 
 export interface IntrospectViolationsResult {
   cleanPerSecond: number;

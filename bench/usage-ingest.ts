@@ -11,7 +11,10 @@ import type { Database } from "../src/store/database.js";
 import { migrate } from "../src/store/open.js";
 import { ActivityTracker, DEFAULT_SIGNALS, type UsageInput } from "../src/domain/activity.js";
 import { newAgentId, newTokenId } from "../src/domain/ids.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
+import { startOwnPostgres } from "./lib/cluster.js";
+import { Sequencer } from "../src/store/sequencer.js";
+import { revocationLog } from "../src/store/revocations.js";
+import { auditLogSequence } from "../src/store/audit.js";
 
 export interface UsageIngestResult {
   recordsPerBatch: number;
@@ -53,7 +56,9 @@ export async function usageIngest(full: boolean): Promise<UsageIngestResult> {
       ('scope-abuse', 'scope_violations', 1000000000, 3600, 'bench'), ('low-trust', 'trust_below', 1, null, 'bench')`.execute(db);
     await sql`create table bare_usage (token_id text, audience text, scope text, outcome text, n bigint, first_seen timestamptz, last_seen timestamptz)`.execute(db);
 
-    const tracker = new ActivityTracker(db, pino({ level: "silent" }), DEFAULT_SIGNALS);
+    // Not started: only a policy revocation (none here) would use it.
+    const sequencer = new Sequencer({ db, databaseUrl: pgs.url, logger: pino({ level: "silent" }), logs: [revocationLog, auditLogSequence] });
+    const tracker = new ActivityTracker(db, pino({ level: "silent" }), sequencer, DEFAULT_SIGNALS);
     // What an SDK sends for a busy agent: a few scopes each, one of them refused for 10% of agents.
     const scopes = ["orders:read", "orders:list", "invoices:read", "customers:read"];
     const batch = (): UsageInput[] => {

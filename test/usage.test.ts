@@ -10,7 +10,7 @@ import { ActivityService, UsageOutcome } from "../gen/agentid/v1/activity_pb.js"
 import { createVerifier } from "../src/client/index.js";
 import { UsageReporter } from "../src/client/usage.js";
 import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { freePort } from "./support/cluster.js";
+import { freePort } from "../bench/lib/cluster.js";
 
 let h: Harness;
 let rsKey: string;

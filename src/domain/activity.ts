@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
+import type { Sequencer } from "../store/sequencer.js";
 import {
   addDrops,
   applyUsage,
@@ -112,6 +113,7 @@ export class ActivityTracker {
   constructor(
     private readonly db: Db,
     private readonly logger: Logger,
+    private readonly sequencer: Sequencer,
     readonly options: SignalsOptions = DEFAULT_SIGNALS,
   ) {}
 
@@ -352,7 +354,7 @@ export class ActivityTracker {
         const evidence = policyEvidence(p, e.trust.score, violations.get(p.windowSeconds ?? 0)?.get(s.agentId) ?? 0);
         if (!evidence) continue;
         const by = `policy:${p.name}`;
-        await revoke(this.db, { agentId: s.agentId }, `policy ${p.name}: ${evidence}`, by);
+        await revoke(this.db, this.sequencer, { agentId: s.agentId }, `policy ${p.name}: ${evidence}`, by);
         this.logger.warn({ agentId: s.agentId, policy: p.name, evidence }, "policy revoked agent");
         out.set(s.agentId, { ...e, revoked: true, revokedBy: by });
         break;

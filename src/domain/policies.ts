@@ -1,5 +1,5 @@
 import type { Db, PolicyKind } from "../store/database.js";
-import { deletePolicy, insertPolicy, type PolicyRecord } from "../store/policies.js";
+import { deletePolicy, insertPolicy, listPolicies as listStoredPolicies, type PolicyRecord } from "../store/policies.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, invalidArgument, notFound } from "./errors.js";
 
@@ -54,4 +54,9 @@ export function policyEvidence(p: PolicyRecord, score: number, scopeViolations: 
       throw new Error(`unknown policy kind ${String(never)}`);
     }
   }
+}
+
+/** Every policy, as the routes list them. */
+export function listPolicies(db: Db): Promise<PolicyRecord[]> {
+  return listStoredPolicies(db);
 }
