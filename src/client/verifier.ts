@@ -231,6 +231,10 @@ export function createVerifier(o: VerifierOptions): Verifier {
       audiences: res.audiences,
       expiresAt: res.expiresAt ? timestampMs(res.expiresAt) : Date.now(),
       revision: res.revision,
+      // Every field from the start: entries keep one shape, so the hit path stays monomorphic.
+      hit: undefined,
+      usage: undefined,
+      used: false,
     };
     // The feed may have revoked the token while the answer was on its way.
     const admitted = cache.admit(key, entry);
