@@ -21,4 +21,10 @@ AGENTID_ADMIN_KEY="$AGENTID_API_KEY" AGENTID_DATA_DIR="$WORK/data" AGENTID_PG_PO
 until curl -s -o /dev/null "$AGENTID_URL"; do sleep 0.2; done
 echo "agentid up (trust window 2s, usage buckets of 1s)"
 
-WINDOW_SECONDS=2 BUCKET_SECONDS=1 node --import tsx examples/rogue-agent.ts
+WINDOW_SECONDS=2 BUCKET_SECONDS=1 node --import tsx examples/rogue-agent.ts | tee "$WORK/out.txt"
+
+# The investigator's view of the same, from the CLI.
+AGENT=$(sed -n 's/^agent \(agt_[0-9A-Za-z]*\).*/\1/p' "$WORK/out.txt")
+echo
+echo "\$ npx agentid agent activity $AGENT --since 5m   (last lines)"
+node bin/agentid.js agent activity "$AGENT" --since 5m | tail -4
