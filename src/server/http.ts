@@ -18,6 +18,7 @@ import { toConnectError } from "./errors.js";
 import type { Admit } from "./access.js";
 import type { AppContext } from "./context.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
@@ -183,11 +184,12 @@ export function createHttpServer(ctx: AppContext, services: ServiceRoutes[]): Ht
   const { logger, config } = ctx;
   // Surfaces of this port, tried in order; the RPCs last. Add one per line.
   const surfaces: PathHandler[] = [rpcHandler(services, logger, config.maxRequestBytes)];
-  const handler = (req: NodeRequest, res: NodeResponse) => {
+  // The console's static files come first (GET /console/...).
+  const handler = withConsole((req: NodeRequest, res: NodeResponse) => {
     for (const s of surfaces) if (s(req, res)) return;
     res.writeHead(404);
     res.end();
-  };
+  });
   const h1 = http.createServer({ connectionsCheckingInterval: Math.min(config.handshakeTimeoutMs, 30_000) }, handler);
   // Whole headers within the handshake timeout; then silence for idleTimeoutMs closes the socket.
   h1.headersTimeout = config.handshakeTimeoutMs;
