@@ -101,7 +101,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
     maxRequestBytes: int(env, "AGENTID_MAX_REQUEST_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024),
-    http2MaxConcurrentStreams: int(env, "AGENTID_HTTP2_MAX_CONCURRENT_STREAMS", 250, 1, 100_000),
+    // Room for every watch stream a connection may hold, and unary calls beside them.
+    http2MaxConcurrentStreams: int(
+      env,
+      "AGENTID_HTTP2_MAX_CONCURRENT_STREAMS",
+      int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000) + 150,
+      1,
+      1_000_000,
+    ),
     maxHealthWatchers: int(env, "AGENTID_MAX_HEALTH_WATCHERS", 1000, 1, 1_000_000),
     handshakeTimeoutMs: int(env, "AGENTID_HANDSHAKE_TIMEOUT_SECONDS", 10, 1, 3600) * 1000,
     idleTimeoutMs: int(env, "AGENTID_IDLE_TIMEOUT_SECONDS", 300, 5, 86400) * 1000,
