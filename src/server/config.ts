@@ -27,6 +27,12 @@ export interface Config {
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** Prometheus /metrics on the HTTP port (docs/gateways.md); off also skips the per-call counting. */
+  metrics: boolean;
+  /** A dedicated ak_-shaped key that may read /metrics and nothing else; admin keys may too. */
+  metricsKey: string;
+  /** How often grpc.health.v1 pings the database. */
+  healthIntervalMs: number;
 }
 
 export class ConfigError extends Error {}
@@ -64,7 +70,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
+    metrics: (env.AGENTID_METRICS || "on") !== "off",
+    metricsKey: env.AGENTID_METRICS_KEY ?? "",
+    healthIntervalMs: int(env, "AGENTID_HEALTH_INTERVAL_MS", 2000, 50, 60_000),
   };
+  if (config.metricsKey && !isWellFormedSecret(config.metricsKey, API_KEY_PREFIX)) {
+    throw new ConfigError("AGENTID_METRICS_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");
+  }
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.
     throw new ConfigError("AGENTID_ADMIN_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");

@@ -9,6 +9,7 @@ import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
 import { ActivityTracker } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
+import { Metrics } from "./metrics.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
 export interface AppContext {
@@ -24,6 +25,8 @@ export interface AppContext {
   createdAdminKey?: string;
   /** The transparency log's tree and checkpoint signer. */
   audit: AuditLog;
+  /** Prometheus metrics; undefined when AGENTID_METRICS=off. */
+  metrics?: Metrics;
   close(): Promise<void>;
 }
 
@@ -46,7 +49,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     stopEmbedded = pg.stop;
   }
   try {
-    const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
+    const { db, pool } = await openDatabase(databaseUrl, config.dbPoolSize);
     const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
     const audit = await AuditLog.open({
       db,
@@ -71,6 +74,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     await feed.start();
     const activity = new ActivityTracker(db, logger);
     activity.start();
+    const metrics = config.metrics ? new Metrics({ db, pool, feed, audit }) : undefined;
     return {
       config,
       db,
@@ -81,7 +85,9 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       activity,
       createdAdminKey,
       audit,
+      metrics,
       async close() {
+        metrics?.close();
         await feed.close();
         await activity.close();
         await audit.close();

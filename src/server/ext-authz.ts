@@ -1,0 +1,140 @@
+// Envoy external authorization (ext_authz v3, gRPC): envoy.service.auth.v3.Authorization/Check.
+//
+// Envoy authenticates as a resource server with its API key in the Check call's own metadata
+// (`authorization`, set by the filter's grpc_service.initial_metadata); the checked request's
+// `authorization` header carries the agent's token. Answers come from memory: the SDK's verifier
+// (cache + feed follower), fed in-process by this server's own feed and introspection, so a
+// revocation evicts here the moment the feed carries it, as in any resource server using the SDK.
+import { createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import {
+  Authorization,
+  type CheckRequest,
+  type CheckResponseSchema,
+} from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import type { AttributeContext_HttpRequest } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
+import { HeaderValueOption_HeaderAppendAction } from "../../gen/envoy/config/core/v3/base_pb.js";
+import { TokenService } from "../../gen/agentid/v1/token_pb.js";
+import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { createVerifier, type Verifier } from "../client/verifier.js";
+import { bearer } from "../client/middleware.js";
+import { introspect } from "../domain/tokens.js";
+import type { AppContext } from "./context.js";
+import type { CallContext } from "./call.js";
+import { boundAudiences } from "./auth.js";
+import { guard } from "./access.js";
+import { introspectResponse } from "./messages.js";
+import { watchRevocationsRoute } from "./routes/watch-revocations.js";
+import type { ServiceRoutes } from "./services.js";
+import { revocationsIn } from "./metrics.js";
+import { decide, narrow, NO_TOKEN, requiredScope, type Decision } from "./gateway.js";
+
+/** The per-route context extension (ExtAuthzPerRoute check_settings) naming the required scope. */
+export const SCOPE_EXTENSION = "agentid_scope";
+/** Or, for every route of a filter, this header in the Check call's own metadata (initial_metadata). */
+export const SCOPE_METADATA = "x-agentid-scope";
+
+/**
+ * A transport that reaches this server's own introspection and feed without a socket. Unbound
+ * by audience on purpose: the cache is shared by every resource server calling Check, and each
+ * answer is narrowed to the caller's audiences afterwards, exactly as Introspect would.
+ */
+function inProcessTransport(ctx: AppContext) {
+  const watch = watchRevocationsRoute(ctx);
+  return createRouterTransport(({ service }) => {
+    service(TokenService, {
+      introspect: async (req) => introspectResponse(await introspect(ctx.tokenLookup, req.token, "", undefined)),
+    });
+    service(RevocationService, {
+      watchRevocations: async function* (req, hctx) {
+        for await (const res of watch(req, internalCall(hctx))) {
+          if (ctx.metrics) for (const e of revocationsIn(res)) ctx.metrics.revocationDelivered(e);
+          yield res;
+        }
+      },
+    });
+  });
+}
+
+function internalCall(hctx: HandlerContext): CallContext {
+  return {
+    onCancel(listener) {
+      if (hctx.signal.aborted) {
+        queueMicrotask(listener);
+        return () => {};
+      }
+      hctx.signal.addEventListener("abort", listener, { once: true });
+      return () => hctx.signal.removeEventListener("abort", listener);
+    },
+    header: () => undefined,
+    peer: "in-process:ext_authz",
+    principal: "agentid:ext_authz",
+  };
+}
+
+/** The checked request's header; Envoy sends lower-case names, in `headers` or (raw) `header_map`. */
+function requestHeader(http: AttributeContext_HttpRequest | undefined, name: string): string | undefined {
+  if (!http) return undefined;
+  const v = http.headers[name];
+  if (v !== undefined) return v;
+  for (const h of http.headerMap?.headers ?? []) {
+    if (h.key.toLowerCase() === name) return h.value || Buffer.from(h.rawValue).toString("latin1");
+  }
+  return undefined;
+}
+
+const GRPC_CODE: Record<number, Code> = { 401: Code.Unauthenticated, 403: Code.PermissionDenied, 503: Code.Unavailable };
+
+function checkResponse(d: Decision): MessageInitShape<typeof CheckResponseSchema> {
+  const headers = Object.entries(d.headers).map(([key, value]) => ({
+    header: { key, value },
+    // The upstream must see our values, never ones the client smuggled in under the same names.
+    appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+  }));
+  if (d.allow) return { status: { code: 0 }, httpResponse: { case: "okResponse", value: { headers } } };
+  return {
+    status: { code: GRPC_CODE[d.status] ?? Code.PermissionDenied, message: d.body },
+    httpResponse: { case: "deniedResponse", value: { status: { code: d.status }, headers, body: d.body } },
+  };
+}
+
+export function checkRoute(ctx: AppContext, verifier: Verifier) {
+  return async (req: CheckRequest, call: CallContext): Promise<MessageInitShape<typeof CheckResponseSchema>> => {
+    const attrs = req.attributes;
+    const scope =
+      requiredScope(`attributes.context_extensions[${SCOPE_EXTENSION}]`, attrs?.contextExtensions[SCOPE_EXTENSION]) ??
+      requiredScope(`${SCOPE_METADATA} metadata`, call.header(SCOPE_METADATA));
+    const token = bearer(requestHeader(attrs?.request?.http, "authorization"));
+    if (token === undefined) return checkResponse(NO_TOKEN);
+    const verdict = narrow(await verifier.verify(token), boundAudiences(call.caller), scope);
+    ctx.metrics?.introspection("ext_authz", verdict);
+    return checkResponse(decide(verdict, scope));
+  };
+}
+
+export interface ExtAuthz {
+  routes: ServiceRoutes;
+  verifier: Verifier;
+  close(): Promise<void>;
+}
+
+/** Check behind its access rule (resource servers and admins), with its in-process verifier. */
+export function createExtAuthz(ctx: AppContext): ExtAuthz {
+  const verifier = createVerifier({
+    endpoint: "in-process",
+    transport: inProcessTransport(ctx),
+    // When the feed is quiet past its budget (database away), every check asks live state instead
+    // of trusting the cache, and is refused (503) if that fails too.
+    mode: "strict",
+    whenStale: "introspect",
+    cacheSize: 100_000,
+    backoff: { initialMs: 50, maxMs: 1000 },
+  });
+  const method = Authorization.method.check;
+  const routes: ServiceRoutes = {
+    service: Authorization,
+    handlers: { check: guard(method, checkRoute(ctx, verifier) as never, { roles: ["admin", "resource_server"] }, ctx.auth) },
+  };
+  return { routes, verifier, close: () => verifier.close() };
+}
