@@ -18,6 +18,7 @@ import type { Db } from "../store/database.js";
 import type { RevocationHub } from "../feed/hub.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Authenticator } from "./auth.js";
+import type { Verifier } from "../client/verifier.js";
 import { hashSecret } from "../domain/ids.js";
 import { codeOfError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
@@ -200,6 +201,38 @@ export class Metrics {
           this.set({ quantile: "1" }, loop.max / 1e9);
         }
         loop.reset();
+      },
+    });
+  }
+
+  /** The in-process verifier behind ext_authz: its cache and its view of the feed. */
+  followVerifier(verifier: Verifier): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "agentid_ext_authz_cache_lookups",
+      help: "ext_authz Check answers by source since start: hit (from memory), miss (read from the database)",
+      labelNames: ["result"],
+      registers,
+      collect() {
+        const m = verifier.metrics();
+        this.set({ result: "hit" }, m.cacheHits);
+        this.set({ result: "miss" }, m.cacheMisses);
+      },
+    });
+    new Gauge({
+      name: "agentid_ext_authz_cache_entries",
+      help: "Active token answers cached for ext_authz",
+      registers,
+      collect() {
+        this.set(verifier.metrics().cacheSize);
+      },
+    });
+    new Gauge({
+      name: "agentid_ext_authz_feed_stale",
+      help: "1 while ext_authz's feed is silent past its budget (Check then reads live state)",
+      registers,
+      collect() {
+        this.set(verifier.metrics().stale ? 1 : 0);
       },
     });
   }
