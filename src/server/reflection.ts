@@ -2,8 +2,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { toBinary, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { ReflectionService } from "@grpc/reflection";
-import { loadSync } from "@grpc/proto-loader";
-import { protoPath as healthProtoPath } from "grpc-health-check";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 
 function withDependencies(files: DescFile[], seen = new Map<string, DescFile>()): DescFile[] {
   for (const f of files) {
@@ -21,10 +20,10 @@ function withDependencies(files: DescFile[], seen = new Map<string, DescFile>())
  * package definition.
  */
 export function addReflection(server: grpc.Server, services: readonly DescService[]): void {
-  const fileDescriptorProtos = withDependencies(services.map((s) => s.file)).map((f) =>
+  // grpc.health.v1 (served by grpc-health-check) from our own generated copy of its proto: the
+  // descriptors proto-loader builds were listed but could not be resolved by `buf curl`.
+  const fileDescriptorProtos = withDependencies([...services, Health].map((s) => s.file)).map((f) =>
     Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)),
   );
-  // grpc.health.v1 too, so `buf curl` can call Health/Check without a schema.
-  const definition = { ...loadSync(healthProtoPath), "agentid.mounted": { fileDescriptorProtos } };
-  new ReflectionService(definition as never).addToServer(server);
+  new ReflectionService({ mounted: { fileDescriptorProtos } } as never).addToServer(server);
 }
