@@ -12,6 +12,8 @@ export interface RevokeResult {
   /** The event's revision; for a repeated revoke, the original one. */
   revision: bigint;
   tokensRevoked: bigint;
+  /** The target was already revoked (the token itself, or its agent): this call changed nothing. */
+  alreadyRevoked: boolean;
 }
 
 /** What the transaction did, and where to find the revision once the sequencer has numbered it. */
@@ -40,7 +42,7 @@ export async function revoke(db: Db, target: RevokeTarget, reason: string, by: s
   for (let attempt = 0; attempt < 1000; attempt++) {
     await sequenceRevocations(db);
     const revision = await lookup();
-    if (revision !== null) return { revision, tokensRevoked: pending.tokensRevoked };
+    if (revision !== null) return { revision, tokensRevoked: pending.tokensRevoked, alreadyRevoked: !("event" in pending) };
     await new Promise((r) => setTimeout(r, Math.min(attempt, 10)));
   }
   throw new DomainError("unavailable", "the revocation is in force but its revision could not be read yet; retry to get it");
