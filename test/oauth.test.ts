@@ -147,3 +147,34 @@ describe("POST /oauth2/revoke (RFC 7009)", () => {
     expect((await h.grpc.tokens.introspect({ token: t.token })).active).toBe(true);
   });
 });
+
+describe("GET /auth (nginx auth_request), with a plain HTTP client", () => {
+  const auth = (headers: Record<string, string>) => fetch(base + "/auth", { headers });
+
+  it("answers 200 with the upstream headers for a valid token, 401 or 403 otherwise", async () => {
+    const t = await issue(["orders", "billing"], ["read"]);
+    const ok = await auth({ authorization: `Bearer ${t.token}`, "x-agentid-api-key": rsKey, "x-agentid-scope": "read" });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("x-agentid-agent-id")).toBe(agentId);
+    expect(ok.headers.get("x-agentid-token-id")).toBe(t.tokenId);
+    expect(ok.headers.get("x-agentid-scopes")).toBe("read");
+    const scope = await auth({ authorization: `Bearer ${t.token}`, "x-agentid-api-key": rsKey, "x-agentid-scope": "write" });
+    expect(scope.status).toBe(403);
+    expect(scope.headers.get("www-authenticate")).toBe('Bearer error="insufficient_scope", scope="write"');
+    expect((await auth({ "x-agentid-api-key": rsKey })).status).toBe(401);
+    const other = await issue(["billing"]);
+    expect((await auth({ authorization: `Bearer ${other.token}`, "x-agentid-api-key": rsKey })).status).toBe(401);
+  });
+
+  it("checks the gateway's own key before anything else", async () => {
+    const t = await issue();
+    const none = await auth({ authorization: `Bearer ${t.token}` });
+    expect(none.status).toBe(401);
+    expect(await none.text()).toMatch(/X-Agentid-Api-Key/);
+    expect((await auth({ authorization: `Bearer ${t.token}`, "x-agentid-api-key": "ak_bogus" })).status).toBe(401);
+    expect((await auth({ authorization: `Bearer ${t.token}`, "x-agentid-api-key": issuer.secret })).status).toBe(403);
+    const badScope = await auth({ authorization: `Bearer ${t.token}`, "x-agentid-api-key": rsKey, "x-agentid-scope": "a b" });
+    expect(badScope.status).toBe(403);
+    expect(await badScope.text()).toMatch(/X-Agentid-Scope/);
+  });
+});
