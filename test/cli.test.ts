@@ -5,10 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
-import { bearer, createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { freePort } from "./support/cluster.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
@@ -49,7 +46,7 @@ afterAll(async () => {
 });
 
 describe("help and version", () => {
-  it.each(["agent", "token", "key", "policy", "audit"])("`agentid %s --help` and bare `agentid %s` list the group's commands", async (group) => {
+  it.each(["agent", "token", "key", "policy", "audit"])("`agentid %s --help` and the bare group command list the group's commands", async (group) => {
     for (const argv of [[group, "--help"], [group]]) {
       const r = await cli(argv);
       expect(r.code).toBe(0);
