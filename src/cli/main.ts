@@ -1,25 +1,26 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { Code, createClient, ConnectError, type Client } from "@connectrpc/connect";
-import { createTransport } from "../client/transport.js";
-import { FeedFollower } from "../client/feed.js";
+import type { Client } from "@connectrpc/connect";
 import { toJson, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { KeyService, Role } from "../../gen/agentid/v1/key_pb.js";
-import { PolicyKind, PolicyService } from "../../gen/agentid/v1/policy_pb.js";
-import { ActivityKind, ActivityService } from "../../gen/agentid/v1/activity_pb.js";
+import { Role } from "../../gen/agentid/v1/key_pb.js";
+import { PolicyKind } from "../../gen/agentid/v1/policy_pb.js";
+import { ActivityKind } from "../../gen/agentid/v1/activity_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../domain/ids.js";
 import { signedIssueRequest } from "../client/self-issue.js";
-import { AgentSchema, AgentService, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
-import { IntrospectResponseSchema, TokenService } from "../../gen/agentid/v1/token_pb.js";
-import { RevocationService, type RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
-import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
+import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
+import { IntrospectResponseSchema, type TokenService } from "../../gen/agentid/v1/token_pb.js";
+import type { RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
 import { NoteError, openCheckpoint } from "../audit/note.js";
 import { auditCheckpoint, auditLog, auditVerify, parseTime as parseTimeOrFail } from "./audit.js";
-import { version } from "./version.js";
+import { DEFAULT_URL, version } from "./about.js";
+import type { Common } from "./rpc.js";
 
-const DEFAULT_URL = "http://127.0.0.1:8080";
+/** The server's clients, loaded on first use (see rpc.ts). */
+async function clients(values: Common, anonymous = false) {
+  return (await import("./rpc.js")).clients(values, fail, anonymous);
+}
 
 /**
  * One entry per command: the list in `agentid --help`, group help (`agentid agent --help`) and
@@ -51,39 +52,6 @@ function args<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[],
   } catch (err) {
     fail(`${(err as Error).message}\n\n${COMMANDS[cmd]!.help}`);
   }
-}
-
-type Common = { url?: string; "api-key"?: string };
-
-/** The server's HTTP URL, checked: a missing scheme would otherwise surface as a cryptic error. */
-function serverUrl(values: Common): string {
-  const raw = values.url || process.env.AGENTID_URL || DEFAULT_URL;
-  const from = values.url ? "--url" : process.env.AGENTID_URL ? "AGENTID_URL" : "the default URL";
-  let u: URL | undefined;
-  try {
-    u = new URL(raw);
-  } catch {
-    // Not a URL at all, e.g. "127.0.0.1:8080".
-  }
-  if (!u || (u.protocol !== "http:" && u.protocol !== "https:")) {
-    fail(`${from} ${JSON.stringify(raw)} needs a scheme: use http://host:port (agentid's HTTP port), e.g. ${DEFAULT_URL}`);
-  }
-  return raw;
-}
-
-function clients(values: Common, anonymous = false) {
-  const key = anonymous ? undefined : values["api-key"] || process.env.AGENTID_API_KEY;
-  // The SDK's transport: Connect over HTTP/1.1 to the HTTP port, with the key as a bearer credential.
-  const transport = createTransport(serverUrl(values), { protocol: "connect", apiKey: key });
-  return {
-    agents: createClient(AgentService, transport),
-    tokens: createClient(TokenService, transport),
-    revocations: createClient(RevocationService, transport),
-    keys: createClient(KeyService, transport),
-    policies: createClient(PolicyService, transport),
-    activity: createClient(ActivityService, transport),
-    audit: createClient(AuditService, transport),
-  };
 }
 
 function printJson<D extends DescMessage>(schema: D, m: MessageShape<D>): void {
@@ -156,43 +124,6 @@ function printEvent(e: RevocationEvent): void {
   process.stdout.write(`${e.revision}\t${iso(e.revokedAt)}\trevoked ${target}\tby ${e.revokedBy}\treason ${JSON.stringify(e.reason)}\n`);
 }
 
-/** Errors no reconnect can fix: watch stops on them instead of retrying forever. */
-const FATAL_WATCH = new Set([Code.Unauthenticated, Code.PermissionDenied, Code.InvalidArgument, Code.Unimplemented]);
-
-async function watch(values: Common & { after?: string }): Promise<void> {
-  const after = values.after ?? "0";
-  if (!/^\d+$/.test(after)) fail(`--after: expected a revision number`);
-  const url = serverUrl(values);
-  let fatal: ConnectError | undefined;
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  // The SDK's follower: reconnects with backoff and resumes after the last revision printed.
-  const follower: FeedFollower = new FeedFollower({
-    endpoints: [url],
-    protocol: "connect",
-    apiKey: values["api-key"] || process.env.AGENTID_API_KEY,
-    afterRevision: BigInt(after),
-    onEvent: printEvent,
-    onReset() {
-      process.stderr.write("agentid watch: the resume point was compacted away; replaying every retained revocation\n");
-    },
-    onError(err) {
-      if (FATAL_WATCH.has(err.code)) {
-        fatal = err;
-        done();
-        return;
-      }
-      process.stderr.write(`agentid watch: ${Code[err.code]}: ${err.rawMessage}; reconnecting, resuming after revision ${follower.revision}\n`);
-    },
-  });
-  follower.start();
-  process.once("SIGINT", done);
-  process.once("SIGTERM", done);
-  await finished;
-  await follower.close();
-  if (fatal) throw fatal;
-}
-
 const HELP_SERVE = `Usage: agentid serve
 
 Runs the server. Settings come from the environment (README, "Configuration"):
@@ -226,7 +157,7 @@ export const COMMANDS: Record<string, Command> = {
         if (i < 1) fail(`--label: expected key=value, got ${JSON.stringify(l)}`);
         labels[l.slice(0, i)] = l.slice(i + 1);
       }
-      const { agents } = clients(values);
+      const { agents } = await clients(values);
       let publicKey: Uint8Array;
       const keyOut = values["key-out"];
       if (keyOut) {
@@ -257,7 +188,7 @@ export const COMMANDS: Record<string, Command> = {
     async run(rest, cmd) {
       const { values, positionals } = args(rest, {}, cmd);
       if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
-      const res = await clients(values).agents.getAgent({ agentId: positionals[0] });
+      const res = await (await clients(values)).agents.getAgent({ agentId: positionals[0] });
       printJson(AgentSchema, res.agent!);
     },
   },
@@ -270,7 +201,7 @@ Prints one agent per line: id, status, name. The next page token, if any, goes t
       const { values } = args(rest, { status: { type: "string" }, "page-size": { type: "string" }, "page-token": { type: "string" } }, cmd);
       const status = { active: AgentStatus.ACTIVE, revoked: AgentStatus.REVOKED, undefined: AgentStatus.UNSPECIFIED }[String(values.status)];
       if (status === undefined) fail(`--status: expected active or revoked`);
-      const res = await clients(values).agents.listAgents({
+      const res = await (await clients(values)).agents.listAgents({
         status,
         pageSize: values["page-size"] ? Number(values["page-size"]) : 0,
         pageToken: values["page-token"] ?? "",
@@ -288,7 +219,7 @@ Killing an agent that is already revoked changes nothing, and says so.`,
     async run(rest, cmd) {
       const { values, positionals } = args(rest, { reason: { type: "string" } }, cmd);
       if (positionals.length !== 1 || !values.reason) fail(COMMANDS[cmd]!.help);
-      return revoke(clients(values).tokens, { case: "agentId", value: positionals[0]! }, values.reason);
+      return revoke((await clients(values)).tokens, { case: "agentId", value: positionals[0]! }, values.reason);
     },
   },
   "agent trust": {
@@ -302,7 +233,7 @@ TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age such as 
       if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
       const since = parseTime("--since", values.since);
       const until = parseTime("--until", values.until);
-      const c = clients(values).activity;
+      const c = (await clients(values)).activity;
       const scores = values.history
         ? (await c.listTrustScores({ agentId: positionals[0], since, until, pageSize: 1000 })).trustScores
         : [(await c.getTrustScore({ agentId: positionals[0] })).trustScore!];
@@ -327,7 +258,7 @@ Prints the token on stdout and its id and expiry on stderr, so "$(agentid token 
       const request = values.key
         ? signedIssueRequest({ agentId: values.agent, privateKey: readPrivateKey(values.key), scopes: values.scope, audiences: values.audience, ttlMs })
         : { agentId: values.agent, scopes: values.scope ?? [], audiences: values.audience ?? [], ttl: ttlMs === undefined ? undefined : durationFromMs(ttlMs) };
-      const res = await clients(values, Boolean(values.key)).tokens.issue(request);
+      const res = await (await clients(values, Boolean(values.key))).tokens.issue(request);
       process.stdout.write(`${res.token}\n`);
       process.stderr.write(`token_id ${res.tokenId}, expires ${iso(res.expiresAt)}\n`);
     },
@@ -343,7 +274,7 @@ Exit status 0: the token is active (with --scope: and holds it); 1: it is not (t
       const { values, positionals } = args(rest, { scope: { type: "string" } }, cmd);
       if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
       const token = positionals[0] === "-" ? await readStdin() : positionals[0]!;
-      const res = await clients(values).tokens.introspect({ token, requiredScope: values.scope ?? "" });
+      const res = await (await clients(values)).tokens.introspect({ token, requiredScope: values.scope ?? "" });
       process.stdout.write(JSON.stringify(toJson(IntrospectResponseSchema, res, { alwaysEmitImplicit: true }), null, 2) + "\n");
       if (!res.active) process.exitCode = EXIT.negative;
     },
@@ -362,7 +293,7 @@ Irreversible. Revoking twice is not an error: the second time says "already revo
       ].filter((t) => t !== false);
       if (targets.length !== 1) fail(`give exactly one of --token, --token-id and --agent\n\n${COMMANDS[cmd]!.help}`);
       if (!values.reason) fail(`--reason is required\n\n${COMMANDS[cmd]!.help}`);
-      return revoke(clients(values).tokens, targets[0]!, values.reason);
+      return revoke((await clients(values)).tokens, targets[0]!, values.reason);
     },
   },
   watch: {
@@ -375,7 +306,7 @@ so no event is missed or printed twice. Credentials that are refused end it with
   --after  start after this revision (default 0: every retained revocation)`,
     async run(rest, cmd) {
       const { values } = args(rest, { after: { type: "string" } }, cmd);
-      return watch(values);
+      return (await import("./rpc.js")).watch(values, fail, printEvent);
     },
   },
   "key create": {
@@ -388,7 +319,7 @@ Resource server keys need at least one --audience: they introspect only tokens i
       const { values } = args(rest, { name: { type: "string" }, role: { type: "string" }, audience: { type: "string", multiple: true } }, cmd);
       const role = { admin: Role.ADMIN, issuer: Role.ISSUER, resource_server: Role.RESOURCE_SERVER }[values.role ?? ""];
       if (!values.name || role === undefined) fail(COMMANDS[cmd]!.help);
-      const res = await clients(values).keys.createApiKey({ name: values.name, role, audiences: values.audience ?? [] });
+      const res = await (await clients(values)).keys.createApiKey({ name: values.name, role, audiences: values.audience ?? [] });
       process.stdout.write(`${res.secret}\n`);
       process.stderr.write(`key_id ${res.key!.keyId} (${values.role}); the secret above is shown only once\n`);
     },
@@ -398,7 +329,7 @@ Resource server keys need at least one --audience: they introspect only tokens i
     help: `Usage: agentid key list`,
     async run(rest, cmd) {
       const { values } = args(rest, {}, cmd);
-      for (const k of (await clients(values).keys.listApiKeys({})).keys) {
+      for (const k of (await (await clients(values)).keys.listApiKeys({})).keys) {
         const state = k.revokedAt ? `revoked ${iso(k.revokedAt)}` : "active";
         process.stdout.write(`${k.keyId}\t${Role[k.role].toLowerCase()}\t${state}\t${k.name}\t${k.audiences.join(",")}\n`);
       }
@@ -410,7 +341,7 @@ Resource server keys need at least one --audience: they introspect only tokens i
     async run(rest, cmd) {
       const { values, positionals } = args(rest, {}, cmd);
       if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
-      const res = await clients(values).keys.revokeApiKey({ keyId: positionals[0] });
+      const res = await (await clients(values)).keys.revokeApiKey({ keyId: positionals[0] });
       process.stdout.write(`revoked ${res.key!.keyId} at ${iso(res.key!.revokedAt)}\n`);
     },
   },
@@ -436,7 +367,7 @@ Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`
         values["scope-violations"] !== undefined
           ? { name: values.name, kind: PolicyKind.SCOPE_VIOLATIONS, threshold: Number(values["scope-violations"]), window: durationFromMs(parseDuration("--window", values.window ?? "1h")) }
           : { name: values.name, kind: PolicyKind.TRUST_BELOW, threshold: Number(values["trust-below"]) };
-      const res = await clients(values).policies.createPolicy({ policy });
+      const res = await (await clients(values)).policies.createPolicy({ policy });
       process.stdout.write(`created policy ${res.policy!.name}\n`);
     },
   },
@@ -445,7 +376,7 @@ Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`
     help: `Usage: agentid policy list`,
     async run(rest, cmd) {
       const { values } = args(rest, {}, cmd);
-      for (const p of (await clients(values).policies.listPolicies({})).policies) {
+      for (const p of (await (await clients(values)).policies.listPolicies({})).policies) {
         const rule = p.kind === PolicyKind.SCOPE_VIOLATIONS ? `more than ${p.threshold} scope violations within ${Number(p.window?.seconds ?? 0n)}s` : `trust score below ${p.threshold}`;
         process.stdout.write(`${p.name}\t${rule}\tby ${p.createdBy}\n`);
       }
@@ -457,7 +388,7 @@ Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`
     async run(rest, cmd) {
       const { values, positionals } = args(rest, {}, cmd);
       if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
-      await clients(values).policies.deletePolicy({ name: positionals[0] });
+      await (await clients(values)).policies.deletePolicy({ name: positionals[0] });
       process.stdout.write(`deleted policy ${positionals[0]}\n`);
     },
   },
@@ -470,7 +401,7 @@ Records an incident; policies are evaluated at once. Prints the new trust score.
       const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, detail: { type: "string" } }, cmd);
       const kind = { scope_violation: ActivityKind.SCOPE_VIOLATION, anomalous_request: ActivityKind.ANOMALOUS_REQUEST }[values.kind ?? ""];
       if (!values.agent || kind === undefined) fail(COMMANDS[cmd]!.help);
-      const res = await clients(values).activity.reportActivity({ agentId: values.agent, kind, detail: values.detail ?? "" });
+      const res = await (await clients(values)).activity.reportActivity({ agentId: values.agent, kind, detail: values.detail ?? "" });
       process.stdout.write(`trust score ${res.trustScore!.score.toFixed(1)}${res.agentRevoked ? `; agent revoked by ${res.revokedBy}` : ""}\n`);
     },
   },
@@ -484,7 +415,7 @@ such as 90m, 2h or 7d (that long ago). --since is inclusive, --until exclusive.
   --json  one JSON object per line instead`,
     async run(rest, cmd) {
       const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, since: { type: "string" }, until: { type: "string" }, json: { type: "boolean" } }, cmd);
-      return auditLog(clients(values).audit, values, fail);
+      return auditLog((await clients(values)).audit, values, fail);
     },
   },
   "audit verify": {
@@ -503,7 +434,7 @@ checked (a --checkpoint file that is not a checkpoint, server unreachable).
     async run(rest, cmd) {
       const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" } }, cmd);
       const saved = values.checkpoint === undefined ? undefined : readSavedCheckpoint(values.checkpoint);
-      const ok = await auditVerify(clients(values).audit, { saved, saveTo: values["save-checkpoint"], key: values.key });
+      const ok = await auditVerify((await clients(values)).audit, { saved, saveTo: values["save-checkpoint"], key: values.key });
       if (!ok) process.exitCode = EXIT.negative;
     },
   },
@@ -515,7 +446,7 @@ Prints the current signed checkpoint (a signed note) after checking its signatur
 server's verifier key on stderr. --out also writes the note to FILE.`,
     async run(rest, cmd) {
       const { values } = args(rest, { out: { type: "string" }, key: { type: "string" } }, cmd);
-      return auditCheckpoint(clients(values).audit, { out: values.out, key: values.key });
+      return auditCheckpoint((await clients(values)).audit, { out: values.out, key: values.key });
     },
   },
 };
@@ -547,15 +478,6 @@ Commands:
 ${commandList(Object.keys(COMMANDS).filter((n) => n.startsWith(`${group} `)))}
 
 Run "agentid ${group} <command> --help" for a command's options.`;
-}
-
-/** The hint for an error that says nothing useful by itself. */
-function hint(err: ConnectError): string {
-  if (/socket hang up|ECONNRESET|HPE_|Parse Error|other side closed|protocol error|unexpected end|malformed response/i.test(err.rawMessage)) {
-    return ` (the server at ${process.env.AGENTID_URL || "--url"} did not answer HTTP/1.1: is it the gRPC port? The CLI talks to agentid's HTTP port, AGENTID_HTTP_PORT, default 8080)`;
-  }
-  if (err.code === Code.Unavailable) return " (is the server running?)";
-  return "";
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -598,7 +520,7 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConnectError) fail(`${Code[err.code]}${hint(err)}: ${err.rawMessage}`);
-  fail((err as Error).message);
+main(process.argv.slice(2)).catch(async (err: unknown) => {
+  // rpc.ts is loaded already whenever a call could have failed.
+  fail((await import("./rpc.js")).describeError(err) ?? (err as Error).message);
 });

@@ -2,6 +2,9 @@ import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+/** Where client commands go without --url or AGENTID_URL: agentid's HTTP port on this machine. */
+export const DEFAULT_URL = "http://127.0.0.1:8080";
+
 /** The version in agentid's package.json, found upwards from this module (src/ or the dist/ bundle). */
 export function version(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
