@@ -20,6 +20,7 @@ import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
 import { createVerifier, type Verifier } from "../client/verifier.js";
 import { bearer } from "../client/middleware.js";
 import { introspect } from "../domain/tokens.js";
+import { DomainError } from "../domain/errors.js";
 import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
 import { boundAudiences } from "./auth.js";
@@ -27,7 +28,6 @@ import { guard } from "./access.js";
 import { introspectResponse } from "./messages.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import type { ServiceRoutes } from "./services.js";
-import { revocationsIn } from "./metrics.js";
 import { decide, narrow, NO_TOKEN, requiredScope, type Decision } from "./gateway.js";
 
 /** The per-route context extension (ExtAuthzPerRoute check_settings) naming the required scope. */
@@ -47,12 +47,7 @@ function inProcessTransport(ctx: AppContext) {
       introspect: async (req) => introspectResponse(await introspect(ctx.tokenLookup, req.token, "", undefined)),
     });
     service(RevocationService, {
-      watchRevocations: async function* (req, hctx) {
-        for await (const res of watch(req, internalCall(hctx))) {
-          if (ctx.metrics) for (const e of revocationsIn(res)) ctx.metrics.revocationDelivered(e);
-          yield res;
-        }
-      },
+      watchRevocations: (req, hctx) => watch(req, internalCall(hctx)),
     });
   });
 }
@@ -99,7 +94,7 @@ function checkResponse(d: Decision): MessageInitShape<typeof CheckResponseSchema
   };
 }
 
-export function checkRoute(ctx: AppContext, verifier: Verifier) {
+export function checkRoute(ctx: AppContext, verifier: () => Verifier) {
   return async (req: CheckRequest, call: CallContext): Promise<MessageInitShape<typeof CheckResponseSchema>> => {
     const attrs = req.attributes;
     const scope =
@@ -107,7 +102,7 @@ export function checkRoute(ctx: AppContext, verifier: Verifier) {
       requiredScope(`${SCOPE_METADATA} metadata`, call.header(SCOPE_METADATA));
     const token = bearer(requestHeader(attrs?.request?.http, "authorization"));
     if (token === undefined) return checkResponse(NO_TOKEN);
-    const verdict = narrow(await verifier.verify(token), boundAudiences(call.caller), scope);
+    const verdict = narrow(await verifier().verify(token), boundAudiences(call.caller), scope);
     ctx.metrics?.introspection("ext_authz", verdict);
     return checkResponse(decide(verdict, scope));
   };
@@ -115,26 +110,39 @@ export function checkRoute(ctx: AppContext, verifier: Verifier) {
 
 export interface ExtAuthz {
   routes: ServiceRoutes;
-  verifier: Verifier;
+  /** The verifier, once the first Check started it (a server no gateway calls follows no feed). */
+  verifier(): Verifier | undefined;
   close(): Promise<void>;
 }
 
 /** Check behind its access rule (resource servers and admins), with its in-process verifier. */
 export function createExtAuthz(ctx: AppContext): ExtAuthz {
-  const verifier = createVerifier({
-    endpoint: "in-process",
-    transport: inProcessTransport(ctx),
-    // When the feed is quiet past its budget (database away), every check asks live state instead
-    // of trusting the cache, and is refused (503) if that fails too.
-    mode: "strict",
-    whenStale: "introspect",
-    cacheSize: 100_000,
-    backoff: { initialMs: 50, maxMs: 1000 },
-  });
+  let verifier: Verifier | undefined;
+  let closed = false;
+  const started = (): Verifier => {
+    if (closed) throw new DomainError("unavailable", "the server is shutting down");
+    return (verifier ??= createVerifier({
+      endpoint: "in-process",
+      transport: inProcessTransport(ctx),
+      // When the feed is quiet past its budget (database away), every check asks live state
+      // instead of trusting the cache, and is refused (503) if that fails too.
+      mode: "strict",
+      whenStale: "introspect",
+      cacheSize: 100_000,
+      backoff: { initialMs: 50, maxMs: 1000 },
+    }));
+  };
   const method = Authorization.method.check;
   const routes: ServiceRoutes = {
     service: Authorization,
-    handlers: { check: guard(method, checkRoute(ctx, verifier) as never, { roles: ["admin", "resource_server"] }, ctx.auth) },
+    handlers: { check: guard(method, checkRoute(ctx, started) as never, { roles: ["admin", "resource_server"] }, ctx.auth) },
   };
-  return { routes, verifier, close: () => verifier.close() };
+  return {
+    routes,
+    verifier: () => verifier,
+    async close() {
+      closed = true;
+      await verifier?.close();
+    },
+  };
 }

@@ -65,13 +65,11 @@ const LATENCY_BUCKETS = [0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly startedAt = Date.now();
   private readonly loop: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   private readonly rpcs: Counter<"transport" | "service" | "method" | "code">;
   private readonly rpcSeconds: Histogram<"transport" | "service" | "method" | "code">;
   private readonly introspections: Counter<"surface" | "result" | "reason">;
   private readonly issued: Counter<"kind">;
-  private readonly revocations: Counter<"kind" | "actor">;
   private readonly eventDelay: Histogram;
 
   constructor(src: MetricsSources) {
@@ -101,15 +99,37 @@ export class Metrics {
       labelNames: ["kind"],
       registers,
     });
-    this.revocations = new Counter({
+    // Counted from the transparency log, which keeps every revocation for good (the revocation
+    // log is compacted): exact, cluster-wide, and each scrape reads only entries numbered since
+    // the last one.
+    let countedThrough = -1n;
+    new Counter({
       name: "agentid_revocations_total",
-      help: "Revocations the feed delivered on this replica since it started (cluster-wide events: use max, not sum, across replicas), by kind (token, agent) and actor (key, policy, agent)",
+      help: "Revocations in force, cluster-wide (read from the transparency log; aggregate replicas with max, not sum), by kind (token, agent) and actor (key, policy, agent)",
       labelNames: ["kind", "actor"],
       registers,
+      async collect() {
+        try {
+          const { rows } = await sql<{ kind: string; actor: string; n: string; last: string }>`
+            select kind, split_part(actor, ':', 1) as actor, count(*) as n, max(seq) as last
+            from audit_entries
+            where kind in ('token.revoked', 'agent.revoked') and seq > ${countedThrough.toString()}::bigint
+            group by 1, 2`.execute(src.db);
+          let last = countedThrough;
+          for (const r of rows) {
+            const actor = ["key", "policy", "agent"].includes(r.actor) ? r.actor : "other";
+            this.inc({ kind: r.kind === "agent.revoked" ? "agent" : "token", actor }, Number(r.n));
+            if (BigInt(r.last) > last) last = BigInt(r.last);
+          }
+          countedThrough = last;
+        } catch {
+          // The database is away: agentid_database_up says so; the count catches up next time.
+        }
+      },
     });
     this.eventDelay = new Histogram({
       name: "agentid_feed_event_delay_seconds",
-      help: "From a revocation's commit (revoked_at) to its delivery to this replica's in-process watcher",
+      help: "From a revocation's commit (revoked_at) to its write to a WatchRevocations stream, per stream",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
@@ -206,7 +226,7 @@ export class Metrics {
   }
 
   /** The in-process verifier behind ext_authz: its cache and its view of the feed. */
-  followVerifier(verifier: Verifier): void {
+  followVerifier(verifier: () => Verifier | undefined): void {
     const registers = [this.registry];
     new Gauge({
       name: "agentid_ext_authz_cache_lookups",
@@ -214,9 +234,9 @@ export class Metrics {
       labelNames: ["result"],
       registers,
       collect() {
-        const m = verifier.metrics();
-        this.set({ result: "hit" }, m.cacheHits);
-        this.set({ result: "miss" }, m.cacheMisses);
+        const m = verifier()?.metrics();
+        this.set({ result: "hit" }, m?.cacheHits ?? 0);
+        this.set({ result: "miss" }, m?.cacheMisses ?? 0);
       },
     });
     new Gauge({
@@ -224,7 +244,7 @@ export class Metrics {
       help: "Active token answers cached for ext_authz",
       registers,
       collect() {
-        this.set(verifier.metrics().cacheSize);
+        this.set(verifier()?.metrics().cacheSize ?? 0);
       },
     });
     new Gauge({
@@ -232,7 +252,7 @@ export class Metrics {
       help: "1 while ext_authz's feed is silent past its budget (Check then reads live state)",
       registers,
       collect() {
-        this.set(verifier.metrics().stale ? 1 : 0);
+        this.set(verifier()?.metrics().stale ? 1 : 0);
       },
     });
   }
@@ -259,10 +279,19 @@ export class Metrics {
         seconds: this.rpcSeconds.labels({ ...labels, code: CODE_NAMES[code] ?? String(code) }),
       });
     if (m.methodKind === "server_streaming") {
+      const feedDelay = m.parent.typeName === "agentid.v1.RevocationService" && m.name === "WatchRevocations" ? this.eventDelay : undefined;
       return async function* (req: never, call) {
         let code = 0 as Code;
         try {
-          yield* h(req, call) as AsyncIterable<unknown>;
+          if (!feedDelay) {
+            yield* h(req, call) as AsyncIterable<unknown>;
+            return;
+          }
+          for await (const res of h(req, call) as AsyncIterable<WatchRevocationsResponse>) {
+            const now = Date.now();
+            for (const e of revocationsIn(res)) if (e.revokedAt) feedDelay.observe(Math.max(0, now - timestampMs(e.revokedAt)) / 1000);
+            yield res;
+          }
         } catch (err) {
           code = codeOfError(err);
           throw err;
@@ -294,15 +323,6 @@ export class Metrics {
 
   issuance(selfIssued: boolean): void {
     this.issued.inc({ kind: selfIssued ? "self" : "issuer" });
-  }
-
-  /** A revocation the in-process feed delivered; replayed history from before this start is not counted. */
-  revocationDelivered(e: RevocationEvent): void {
-    const at = e.revokedAt ? timestampMs(e.revokedAt) : 0;
-    if (at < this.startedAt) return;
-    const actor = e.revokedBy.startsWith("policy:") ? "policy" : e.revokedBy.startsWith("agent:") ? "agent" : "key";
-    this.revocations.inc({ kind: e.target.case === "agentId" ? "agent" : "token", actor });
-    this.eventDelay.observe(Math.max(0, Date.now() - at) / 1000);
   }
 
   close(): void {
