@@ -13,8 +13,8 @@ import { CheckRequestSchema } from "../gen/envoy/service/auth/v3/external_auth_p
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { runTs, startAgentid, startTs } from "./lib/procs.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { startOwnPostgres } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 
 const full = process.argv.includes("--full");
 const load = { concurrency: 32, channels: 4, warmupMs: full ? 2_000 : 500, durationMs: full ? 10_000 : 2_000 };

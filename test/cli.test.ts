@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { freePort } from "./support/cluster.js";
+import { freePort } from "../bench/lib/cluster.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const BIN = join(ROOT, "bin/agentid.js");

@@ -48,7 +48,7 @@ describe("/metrics", () => {
     const seen: bigint[] = [];
     const watching = (async () => {
       for await (const res of h.grpc.revocations.watchRevocations({}, { signal: ac.signal })) {
-        if (res.kind.case === "revocation") seen.push(res.kind.value.revision);
+        for (const e of res.events) seen.push(e.revision);
       }
     })().catch(() => {});
     const agentId = (await h.grpc.agents.registerAgent({ name: "m", publicKey: publicKey() })).agent!.agentId;

@@ -12,7 +12,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { freePort } from "./support/cluster.js";
+import { freePort } from "../bench/lib/cluster.js";
 
 function findNginx(): string | undefined {
   for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]) if (existsSync(p)) return p;

@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
 import { startHarness, type Harness } from "./support/harness.js";
-import { startOwnPostgres, type OwnPostgres } from "./support/cluster.js";
+import { startOwnPostgres, type OwnPostgres } from "../bench/lib/cluster.js";
 
 const run = promisify(execFile);
 const BUF = resolve(import.meta.dirname, "../node_modules/.bin/buf");

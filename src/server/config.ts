@@ -33,6 +33,23 @@ export interface Config {
   metricsKey: string;
   /** How often grpc.health.v1 pings the database. */
   healthIntervalMs: number;
+  /** The revocation feed's admission limits (see feedLimits). */
+  maxWatchersPerKey: number;
+  feedPoolSize: number;
+  feedMaxWaiting: number;
+  feedCatchUpDeadlineMs: number;
+  feedKeyCheckMs: number;
+}
+
+/** The feed's limits, as RevocationFeed takes them. */
+export function feedLimits(c: Config) {
+  return {
+    maxWatchersPerKey: c.maxWatchersPerKey,
+    poolSize: c.feedPoolSize,
+    maxWaiting: c.feedMaxWaiting,
+    catchUpDeadlineMs: c.feedCatchUpDeadlineMs,
+    keyCheckMs: c.feedKeyCheckMs,
+  };
 }
 
 export class ConfigError extends Error {}
@@ -73,6 +90,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metrics: (env.AGENTID_METRICS || "on") !== "off",
     metricsKey: env.AGENTID_METRICS_KEY ?? "",
     healthIntervalMs: int(env, "AGENTID_HEALTH_INTERVAL_MS", 2000, 50, 60_000),
+    maxWatchersPerKey: int(env, "AGENTID_MAX_WATCHERS_PER_KEY", 1000, 1, 1_000_000),
+    feedPoolSize: int(env, "AGENTID_FEED_POOL_SIZE", 3, 2, 50),
+    feedMaxWaiting: int(env, "AGENTID_FEED_MAX_WAITING", 20_000, 1, 1_000_000),
+    feedCatchUpDeadlineMs: int(env, "AGENTID_FEED_CATCHUP_DEADLINE_SECONDS", 30, 1, 3600) * 1000,
+    // As long as the API key cache (auth.ts): a key revoked on another replica ends streams here
+    // within about the time it stops authenticating new calls here.
+    feedKeyCheckMs: int(env, "AGENTID_FEED_KEY_CHECK_MS", 5000, 50, 3_600_000),
   };
   if (config.metricsKey && !isWellFormedSecret(config.metricsKey, API_KEY_PREFIX)) {
     throw new ConfigError("AGENTID_METRICS_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");

@@ -3,9 +3,10 @@
 // Envoy authenticates as a resource server with its API key in the Check call's own metadata
 // (`authorization`, set by the filter's grpc_service.initial_metadata); the checked request's
 // `authorization` header carries the agent's token. Answers come from memory: the SDK's verifier
-// (cache + feed follower), fed in-process by this server's own feed and introspection, so a
-// revocation evicts here the moment the feed carries it, as in any resource server using the SDK.
-import { createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+// (cache + feed follower), one per calling key, fed in-process by this server's own feed and
+// introspection under that key (its audiences, its stream limits, its life), so a revocation
+// evicts here the moment the feed carries it, as in any resource server using the SDK.
+import { ConnectError, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import {
@@ -16,19 +17,22 @@ import {
 import type { AttributeContext_HttpRequest } from "../../gen/envoy/service/auth/v3/attribute_context_pb.js";
 import { HeaderValueOption_HeaderAppendAction } from "../../gen/envoy/config/core/v3/base_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";
-import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
+import { RevocationService, type WatchRevocationsResponse } from "../../gen/agentid/v1/revocation_pb.js";
 import { createVerifier, type Verifier } from "../client/verifier.js";
 import { bearer } from "../client/middleware.js";
 import { introspect } from "../domain/tokens.js";
 import { DomainError } from "../domain/errors.js";
 import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
-import { boundAudiences } from "./auth.js";
+import { actorOf, boundAudiences, type Caller } from "./auth.js";
+import { isPreEncoded } from "./encoded.js";
 import { guard } from "./access.js";
 import { introspectResponse } from "./messages.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import type { ServiceRoutes } from "./services.js";
 import { decide, narrow, NO_TOKEN, requiredScope, type Decision } from "./gateway.js";
+
+type KeyCaller = Caller & { kind: "key" };
 
 /** The per-route context extension (ExtAuthzPerRoute check_settings) naming the required scope. */
 export const SCOPE_EXTENSION = "agentid_scope";
@@ -36,23 +40,26 @@ export const SCOPE_EXTENSION = "agentid_scope";
 export const SCOPE_METADATA = "x-agentid-scope";
 
 /**
- * A transport that reaches this server's own introspection and feed without a socket. Unbound
- * by audience on purpose: the cache is shared by every resource server calling Check, and each
- * answer is narrowed to the caller's audiences afterwards, exactly as Introspect would.
+ * A transport that reaches this server's own introspection and feed without a socket, as `caller`:
+ * Introspect bound to its audiences, WatchRevocations with its view of the feed, exactly as if the
+ * gateway ran the SDK itself.
  */
-function inProcessTransport(ctx: AppContext) {
+function inProcessTransport(ctx: AppContext, caller: KeyCaller) {
   const watch = watchRevocationsRoute(ctx);
   return createRouterTransport(({ service }) => {
     service(TokenService, {
-      introspect: async (req) => introspectResponse(await introspect(ctx.tokenLookup, req.token, "", undefined)),
+      introspect: async (req) => introspectResponse(await introspect(ctx.tokenLookup, req.token, "", boundAudiences(caller))),
     });
     service(RevocationService, {
-      watchRevocations: (req, hctx) => watch(req, internalCall(hctx)),
+      // Frames are encoded once for socket streams; in process, the message itself goes.
+      watchRevocations: async function* (req, hctx) {
+        for await (const f of watch(req, internalCall(hctx, caller))) yield isPreEncoded(f) ? (f.message as WatchRevocationsResponse) : f;
+      },
     });
   });
 }
 
-function internalCall(hctx: HandlerContext): CallContext {
+function internalCall(hctx: HandlerContext, caller: KeyCaller): CallContext {
   return {
     onCancel(listener) {
       if (hctx.signal.aborted) {
@@ -64,7 +71,8 @@ function internalCall(hctx: HandlerContext): CallContext {
     },
     header: () => undefined,
     peer: "in-process:ext_authz",
-    principal: "agentid:ext_authz",
+    caller,
+    principal: actorOf(caller),
   };
 }
 
@@ -94,7 +102,7 @@ function checkResponse(d: Decision): MessageInitShape<typeof CheckResponseSchema
   };
 }
 
-export function checkRoute(ctx: AppContext, verifier: () => Verifier) {
+export function checkRoute(ctx: AppContext, verifierFor: (caller: KeyCaller) => Verifier) {
   return async (req: CheckRequest, call: CallContext): Promise<MessageInitShape<typeof CheckResponseSchema>> => {
     const attrs = req.attributes;
     const scope =
@@ -102,7 +110,11 @@ export function checkRoute(ctx: AppContext, verifier: () => Verifier) {
       requiredScope(`${SCOPE_METADATA} metadata`, call.header(SCOPE_METADATA));
     const token = bearer(requestHeader(attrs?.request?.http, "authorization"));
     if (token === undefined) return checkResponse(NO_TOKEN);
-    const verdict = narrow(await verifier().verify(token), boundAudiences(call.caller), scope);
+    const caller = call.caller;
+    // The access rule admits API keys only.
+    if (caller?.kind !== "key") throw new DomainError("unauthenticated", "Check needs an API key");
+    // The verifier's answers are already bound to the caller's audiences; narrow adds the scope.
+    const verdict = narrow(await verifierFor(caller).verify(token), undefined, scope);
     ctx.metrics?.introspection("ext_authz", verdict);
     return checkResponse(decide(verdict, scope));
   };
@@ -110,39 +122,54 @@ export function checkRoute(ctx: AppContext, verifier: () => Verifier) {
 
 export interface ExtAuthz {
   routes: ServiceRoutes;
-  /** The verifier, once the first Check started it (a server no gateway calls follows no feed). */
-  verifier(): Verifier | undefined;
+  /** The calling keys' verifiers, started by their first Check (a server no gateway calls follows no feed). */
+  verifiers(): Iterable<Verifier>;
   close(): Promise<void>;
 }
 
-/** Check behind its access rule (resource servers and admins), with its in-process verifier. */
+/** Check behind its access rule (resource servers and admins), with a verifier per calling key. */
 export function createExtAuthz(ctx: AppContext): ExtAuthz {
-  let verifier: Verifier | undefined;
+  const verifiers = new Map<string, Verifier>();
   let closed = false;
-  const started = (): Verifier => {
+  const forget = (keyId: string, v: Verifier) => {
+    if (verifiers.get(keyId) !== v) return;
+    verifiers.delete(keyId);
+    void v.close();
+  };
+  const verifierFor = (caller: KeyCaller): Verifier => {
     if (closed) throw new DomainError("unavailable", "the server is shutting down");
-    return (verifier ??= createVerifier({
+    let v = verifiers.get(caller.keyId);
+    if (v) return v;
+    v = createVerifier({
       endpoint: "in-process",
-      transport: inProcessTransport(ctx),
+      transport: inProcessTransport(ctx, caller),
       // When the feed is quiet past its budget (database away), every check asks live state
       // instead of trusting the cache, and is refused (503) if that fails too.
       mode: "strict",
       whenStale: "introspect",
       cacheSize: 100_000,
       backoff: { initialMs: 50, maxMs: 1000 },
-    }));
+      // The key was revoked (its stream ended for it): its checks fail authentication from now on.
+      onFeedError: (err) => {
+        if (ConnectError.from(err).code === Code.Unauthenticated) forget(caller.keyId, created);
+      },
+    });
+    const created = v;
+    verifiers.set(caller.keyId, v);
+    return v;
   };
   const method = Authorization.method.check;
   const routes: ServiceRoutes = {
     service: Authorization,
-    handlers: { check: guard(method, checkRoute(ctx, started) as never, { roles: ["admin", "resource_server"] }, ctx.auth) },
+    handlers: { check: guard(method, checkRoute(ctx, verifierFor) as never, { roles: ["admin", "resource_server"] }, ctx.auth) },
   };
   return {
     routes,
-    verifier: () => verifier,
+    verifiers: () => verifiers.values(),
     async close() {
       closed = true;
-      await verifier?.close();
+      await Promise.all([...verifiers.values()].map((v) => v.close()));
+      verifiers.clear();
     },
   };
 }

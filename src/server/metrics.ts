@@ -15,12 +15,13 @@ import { Code } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { WatchRevocationsResponse, RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
 import type { Db } from "../store/database.js";
-import type { RevocationHub } from "../feed/hub.js";
+import type { RevocationFeed } from "../feed/feed.js";
 import type { AuditLog } from "../audit/log.js";
 import type { Authenticator } from "./auth.js";
 import type { Verifier } from "../client/verifier.js";
 import { hashSecret } from "../domain/ids.js";
 import { codeOfError } from "./errors.js";
+import { isPreEncoded, type PreEncoded } from "./encoded.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 
 /** Where an introspection was answered. */
@@ -34,11 +35,8 @@ const CODE_NAMES = Object.fromEntries(
 ) as Record<number, string>;
 CODE_NAMES[0] = "OK";
 
-/**
- * The feed's figures. Today's hub offers the watcher count only; the feed rewrite exposes
- * `feed.stats()` with every field here, and this function is the one place to switch to it.
- */
-export function feedFigures(feed: RevocationHub): {
+/** The feed's figures, from its own stats(). */
+export function feedFigures(feed: RevocationFeed): {
   watchers: number;
   waitingSubscribers?: number;
   catchUpReads?: number;
@@ -46,18 +44,18 @@ export function feedFigures(feed: RevocationHub): {
   queueDepthMax?: number;
   lastFanoutMs?: number;
 } {
-  return { watchers: feed.watcherCount };
+  return feed.stats();
 }
 
-/** The revocation events a feed response carries (one today; a batch once responses carry `events`). */
-export function revocationsIn(res: WatchRevocationsResponse): RevocationEvent[] {
-  return res.kind.case === "revocation" ? [res.kind.value] : [];
+/** The revocation events a feed response carries (a frame pre-encoded for many streams, or a message). */
+export function revocationsIn(res: WatchRevocationsResponse | PreEncoded): readonly RevocationEvent[] {
+  return (isPreEncoded(res) ? (res.message as WatchRevocationsResponse) : res).events;
 }
 
 export interface MetricsSources {
   db: Db;
   pool: pg.Pool;
-  feed: RevocationHub;
+  feed: RevocationFeed;
   audit: AuditLog;
 }
 
@@ -226,7 +224,12 @@ export class Metrics {
   }
 
   /** The in-process verifier behind ext_authz: its cache and its view of the feed. */
-  followVerifier(verifier: () => Verifier | undefined): void {
+  followVerifiers(verifiers: () => Iterable<Verifier>): void {
+    const sum = (pick: (m: ReturnType<Verifier["metrics"]>) => number) => {
+      let n = 0;
+      for (const v of verifiers()) n += pick(v.metrics());
+      return n;
+    };
     const registers = [this.registry];
     new Gauge({
       name: "agentid_ext_authz_cache_lookups",
@@ -234,25 +237,24 @@ export class Metrics {
       labelNames: ["result"],
       registers,
       collect() {
-        const m = verifier()?.metrics();
-        this.set({ result: "hit" }, m?.cacheHits ?? 0);
-        this.set({ result: "miss" }, m?.cacheMisses ?? 0);
+        this.set({ result: "hit" }, sum((m) => m.cacheHits));
+        this.set({ result: "miss" }, sum((m) => m.cacheMisses));
       },
     });
     new Gauge({
       name: "agentid_ext_authz_cache_entries",
-      help: "Active token answers cached for ext_authz",
+      help: "Active token answers cached for ext_authz, over every calling key",
       registers,
       collect() {
-        this.set(verifier()?.metrics().cacheSize ?? 0);
+        this.set(sum((m) => m.cacheSize));
       },
     });
     new Gauge({
       name: "agentid_ext_authz_feed_stale",
-      help: "1 while ext_authz's feed is silent past its budget (Check then reads live state)",
+      help: "ext_authz feeds (one per calling key) silent past their budget (Check then reads live state)",
       registers,
       collect() {
-        this.set(verifier()?.metrics().stale ? 1 : 0);
+        this.set(sum((m) => (m.stale ? 1 : 0)));
       },
     });
   }

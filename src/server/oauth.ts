@@ -147,7 +147,7 @@ async function revokeForm(ctx: AppContext, caller: Caller, form: Map<string, str
   // A string that is no agentid token names nothing to revoke: §2.2 answers 200 for invalid tokens.
   if (!isWellFormedToken(token)) return;
   try {
-    const r = await revoke(ctx.db, { token }, form.get("agentid_reason") || "revoked through /oauth2/revoke (RFC 7009)", actorOf(caller));
+    const r = await revoke(ctx.db, ctx.sequencer, { token }, form.get("agentid_reason") || "revoked through /oauth2/revoke (RFC 7009)", actorOf(caller));
     ctx.logger.info({ target: "token", revision: r.revision.toString(), tokensRevoked: r.tokensRevoked.toString(), by: actorOf(caller) }, "revoked");
   } catch (err) {
     if (err instanceof DomainError && err.kind === "not_found") return;

@@ -23,7 +23,7 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
   // Envoy's Check sits beside agentid's own services: one list for both transports, health and reflection.
   const extAuthz = createExtAuthz(ctx);
   const services = [...routes(ctx), extAuthz.routes];
-  ctx.metrics?.followVerifier(extAuthz.verifier);
+  ctx.metrics?.followVerifiers(extAuthz.verifiers);
 
   const grpcServer = new grpc.Server({
     "grpc.keepalive_time_ms": 30_000,
