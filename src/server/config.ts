@@ -31,7 +31,7 @@ export interface Config {
   metrics: boolean;
   /** A dedicated ak_-shaped key that may read /metrics and nothing else; admin keys may too. */
   metricsKey: string;
-  /** How often grpc.health.v1 pings the database. */
+  /** While the database is unreachable, how often grpc.health.v1 tries to reconnect. */
   healthIntervalMs: number;
   /** The revocation feed's admission limits (see feedLimits). */
   maxWatchersPerKey: number;

@@ -32,6 +32,8 @@ export interface AppContext {
   createdAdminKey?: string;
   /** The transparency log's tree and checkpoint signer. */
   audit: AuditLog;
+  /** The PostgreSQL in use (DATABASE_URL, or the embedded server's), for connections of their own. */
+  databaseUrl: string;
   /** Prometheus metrics; undefined when AGENTID_METRICS=off. */
   metrics?: Metrics;
   /** Numbers both logs (revocations, transparency log) for this replica. */
@@ -106,6 +108,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       activity,
       createdAdminKey,
       audit,
+      databaseUrl,
       metrics,
       sequencer,
       async close() {

@@ -34,7 +34,11 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
   const health = new HealthImplementation({ "": "SERVING" });
   for (const s of services) health.setStatus(s.service.typeName, "SERVING");
   health.addToServer(grpcServer);
-  const stopHealth = followDatabaseHealth(ctx, health, services.map((s) => s.service.typeName), config.healthIntervalMs);
+  const stopHealth = followDatabaseHealth(
+    { databaseUrl: ctx.databaseUrl, logger, retryMs: config.healthIntervalMs },
+    health,
+    services.map((s) => s.service.typeName),
+  );
   addReflection(grpcServer, services.map((s) => s.service));
   const grpcPort = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
@@ -61,7 +65,7 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
     shutdown() {
       stopping ??= (async () => {
         logger.info("shutting down");
-        stopHealth();
+        await stopHealth();
         health.setStatus("", "NOT_SERVING");
         const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         const httpDone = http.close();
