@@ -77,12 +77,15 @@ const rpcs = (agentId: string): Rpc[] => [
   ["KeyService.CreateApiKey", (c) => c.keys.createApiKey({ name: "k", role: Role.ISSUER })],
   ["KeyService.ListApiKeys", (c) => c.keys.listApiKeys({})],
   ["KeyService.RevokeApiKey", (c) => c.keys.revokeApiKey({ keyId: "key_0000000000000000000000" })],
+  ["KeyService.GetCurrentPrincipal", (c) => c.keys.getCurrentPrincipal({})],
   ["PolicyService.CreatePolicy", (c) => c.policies.createPolicy({ policy: { name: `p${Math.random().toString(36).slice(2, 8)}`, kind: PolicyKind.TRUST_BELOW, threshold: 1 } })],
   ["PolicyService.ListPolicies", (c) => c.policies.listPolicies({})],
   ["PolicyService.DeletePolicy", (c) => c.policies.deletePolicy({ name: "absent" })],
   ["ActivityService.ReportActivity", (c) => c.activity.reportActivity({ agentId, kind: ActivityKind.ANOMALOUS_REQUEST })],
   ["ActivityService.GetTrustScore", (c) => c.activity.getTrustScore({ agentId })],
   ["ActivityService.ListTrustScores", (c) => c.activity.listTrustScores({ agentId })],
+  ["ActivityService.ReportUsage", (c) => c.activity.reportUsage({})],
+  ["ActivityService.GetActivity", (c) => c.activity.getActivity({ agentId })],
   ["AuditService.GetCheckpoint", (c) => c.audit.getCheckpoint({})],
   ["AuditService.GetInclusionProof", (c) => c.audit.getInclusionProof({ leafIndex: 0n })],
   ["AuditService.GetConsistencyProof", (c) => c.audit.getConsistencyProof({ firstTreeSize: 1n, secondTreeSize: 1n })],
@@ -103,12 +106,15 @@ const allowed: Record<string, ("admin" | "issuer" | "resource_server")[]> = {
   "KeyService.CreateApiKey": ["admin"],
   "KeyService.ListApiKeys": ["admin"],
   "KeyService.RevokeApiKey": ["admin"],
+  "KeyService.GetCurrentPrincipal": ["admin", "issuer", "resource_server"],
   "PolicyService.CreatePolicy": ["admin"],
   "PolicyService.ListPolicies": ["admin"],
   "PolicyService.DeletePolicy": ["admin"],
   "ActivityService.ReportActivity": ["admin", "resource_server"],
   "ActivityService.GetTrustScore": ["admin", "issuer"],
   "ActivityService.ListTrustScores": ["admin", "issuer"],
+  "ActivityService.ReportUsage": ["admin", "resource_server"],
+  "ActivityService.GetActivity": ["admin", "issuer"],
   "AuditService.GetCheckpoint": ["admin", "issuer", "resource_server"],
   "AuditService.GetInclusionProof": ["admin", "issuer"],
   "AuditService.GetConsistencyProof": ["admin", "issuer", "resource_server"],
@@ -289,6 +295,6 @@ describe("the kill switch", () => {
     // Recovery is a new identity with a fresh score.
     const again = await admin().agents.registerAgent({ name: "fleet-17", publicKey: publicKey() });
     const score = await admin().activity.getTrustScore({ agentId: again.agent!.agentId });
-    expect(score.trustScore!.factors.find((f) => f.name === "incidents")?.contribution).toBe(-0);
+    expect(score.trustScore!.factors.find((f) => f.name === "incidents")?.contribution).toBe(0);
   });
 });

@@ -7,6 +7,7 @@ import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from
 import { Role } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyKind } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityKind } from "../../gen/agentid/v1/activity_pb.js";
+import { agentActivity } from "./activity.js";
 import { API_KEY_PREFIX, newSecret } from "../domain/ids.js";
 import { signedIssueRequest } from "../client/self-issue.js";
 import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
@@ -243,6 +244,18 @@ TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age such as 
       }
     },
   },
+  "agent activity": {
+    summary: "what an agent did, minute by minute, with score changes and the kill",
+    help: `Usage: agentid agent activity <agent_id> [--since 2h] [--until TIME] [--json]
+Prints the agent's timeline, oldest first: usage summaries reported by resource servers (counts
+per scope, audience and outcome), trust score changes, policy decisions, reports, issuance and the
+kill. TIME is RFC 3339, a date, or an age such as 90m or 2h (default --since 1h).`,
+    async run(rest, cmd) {
+      const { values, positionals } = args(rest, { since: { type: "string" }, until: { type: "string" }, json: { type: "boolean" } }, cmd);
+      if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
+      return agentActivity((await clients(values)).activity, positionals[0]!, values, fail);
+    },
+  },
   "token issue": {
     summary: "issue a token for an agent (with an API key, or as the agent with --key)",
     help: `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m] [--key FILE]
@@ -394,15 +407,17 @@ Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`
   },
   "activity report": {
     summary: "report an agent's misbehaviour (resource servers)",
-    help: `Usage: agentid activity report --agent ID --kind scope_violation|anomalous_request [--detail TEXT]
+    help: `Usage: agentid activity report (--token-id tok_... | --agent ID) --kind scope_violation|anomalous_request [--detail TEXT]
 
-Records an incident; policies are evaluated at once. Prints the new trust score.`,
+Records an incident; policies are evaluated at once. Resource servers name the token (only one
+issued for their audiences); admins may name the agent, and see the new trust score.`,
     async run(rest, cmd) {
-      const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, detail: { type: "string" } }, cmd);
+      const { values } = args(rest, { agent: { type: "string" }, "token-id": { type: "string" }, kind: { type: "string" }, detail: { type: "string" } }, cmd);
       const kind = { scope_violation: ActivityKind.SCOPE_VIOLATION, anomalous_request: ActivityKind.ANOMALOUS_REQUEST }[values.kind ?? ""];
-      if (!values.agent || kind === undefined) fail(COMMANDS[cmd]!.help);
-      const res = await (await clients(values)).activity.reportActivity({ agentId: values.agent, kind, detail: values.detail ?? "" });
-      process.stdout.write(`trust score ${res.trustScore!.score.toFixed(1)}${res.agentRevoked ? `; agent revoked by ${res.revokedBy}` : ""}\n`);
+      if (!values.agent === !values["token-id"] || kind === undefined) fail(COMMANDS[cmd]!.help);
+      const res = await (await clients(values)).activity.reportActivity({ agentId: values.agent ?? "", tokenId: values["token-id"] ?? "", kind, detail: values.detail ?? "" });
+      const score = res.trustScore ? `trust score ${res.trustScore.score.toFixed(1)}` : "reported";
+      process.stdout.write(`${score}${res.agentRevoked ? `; agent revoked${res.revokedBy ? ` by ${res.revokedBy}` : ""}` : ""}\n`);
     },
   },
   "audit log": {

@@ -12,7 +12,7 @@ import { feedLimits, type Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
 import { TokenIssuer } from "../domain/tokens.js";
-import { ActivityTracker } from "../domain/activity.js";
+import { ActivityTracker, DEFAULT_SIGNALS } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 import { Metrics } from "./metrics.js";
 
@@ -94,7 +94,13 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       ...feedLimits(config),
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger, sequencer);
+    const activity = new ActivityTracker(db, logger, sequencer, {
+      ...DEFAULT_SIGNALS,
+      bucketMs: config.activityBucketMs,
+      windowMs: config.trustWindowMs,
+      baselineWindows: config.trustBaselineWindows,
+      minBaseline: config.trustMinBaseline,
+    });
     activity.start();
     const metrics = config.metrics ? new Metrics({ db, pool, feed, audit }) : undefined;
     return {

@@ -17,6 +17,7 @@ import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 import type { PlainRoutes } from "./plain-routes.js";
+import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
@@ -131,7 +132,7 @@ export interface HttpServer {
  * the first bytes of a connection tell which server gets it.
  */
 export function createHttpServer(services: ServiceRoutes[], logger: Logger, plain?: PlainRoutes): HttpServer {
-  const handler = nodeHandler(services, logger, plain);
+  const handler = withConsole(nodeHandler(services, logger, plain));
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();

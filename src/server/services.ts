@@ -23,12 +23,15 @@ import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import { createApiKeyRoute } from "./routes/create-api-key.js";
 import { listApiKeysRoute } from "./routes/list-api-keys.js";
 import { revokeApiKeyRoute } from "./routes/revoke-api-key.js";
+import { getCurrentPrincipalRoute } from "./routes/get-current-principal.js";
 import { createPolicyRoute } from "./routes/create-policy.js";
 import { listPoliciesRoute } from "./routes/list-policies.js";
 import { deletePolicyRoute } from "./routes/delete-policy.js";
 import { reportActivityRoute } from "./routes/report-activity.js";
 import { getTrustScoreRoute } from "./routes/get-trust-score.js";
 import { listTrustScoresRoute } from "./routes/list-trust-scores.js";
+import { reportUsageRoute } from "./routes/report-usage.js";
+import { getActivityRoute } from "./routes/get-activity.js";
 import { KeyService } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyService } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
@@ -104,8 +107,14 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
     service(
       ctx,
       KeyService,
-      { createApiKey: createApiKeyRoute(ctx), listApiKeys: listApiKeysRoute(ctx), revokeApiKey: revokeApiKeyRoute(ctx) },
-      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN },
+      {
+        createApiKey: createApiKeyRoute(ctx),
+        listApiKeys: listApiKeysRoute(ctx),
+        revokeApiKey: revokeApiKeyRoute(ctx),
+        getCurrentPrincipal: getCurrentPrincipalRoute(ctx),
+      },
+      // Every key may ask who it is (the console shows what its role allows).
+      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN, getCurrentPrincipal: ANY_ROLE },
     ),
     service(
       ctx,
@@ -120,9 +129,13 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
         reportActivity: reportActivityRoute(ctx),
         getTrustScore: getTrustScoreRoute(ctx),
         listTrustScores: listTrustScoresRoute(ctx),
+        reportUsage: reportUsageRoute(ctx),
+        getActivity: getActivityRoute(ctx),
       },
       {
         reportActivity: { roles: ["admin", "resource_server"] },
+        reportUsage: { roles: ["admin", "resource_server"] },
+        getActivity: OPERATORS,
         getTrustScore: OPERATORS,
         listTrustScores: OPERATORS,
       },
