@@ -318,9 +318,18 @@ export class Metrics {
     };
   }
 
+  /** Bound children by surface and reason: the hot path does no label hashing. */
+  private readonly introspectionChildren = new Map<string, Counter.Internal>();
+
   introspection(surface: Surface, v: { active: boolean; reason?: string; inactiveReason?: string }): void {
     const reason = v.active ? "" : (v.reason ?? v.inactiveReason ?? "unknown_token").toLowerCase();
-    this.introspections.inc({ surface, result: v.active ? "active" : "inactive", reason });
+    const key = `${surface}|${reason}`;
+    let child = this.introspectionChildren.get(key);
+    if (!child) {
+      child = this.introspections.labels({ surface, result: v.active ? "active" : "inactive", reason });
+      this.introspectionChildren.set(key, child);
+    }
+    child.inc();
   }
 
   issuance(selfIssued: boolean): void {
