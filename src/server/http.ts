@@ -18,6 +18,7 @@ import { toConnectError } from "./errors.js";
 import type { Admit } from "./access.js";
 import type { AppContext } from "./context.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import type { PlainRoutes } from "./plain-routes.js";
 import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
 
@@ -180,10 +181,10 @@ export interface HttpServer {
  * the handshake timeout, or goes quiet for the idle timeout, is closed (an open watch stream is
  * never quiet: it carries a Progress message every second).
  */
-export function createHttpServer(ctx: AppContext, services: ServiceRoutes[]): HttpServer {
+export function createHttpServer(ctx: AppContext, services: ServiceRoutes[], plain?: PlainRoutes): HttpServer {
   const { logger, config } = ctx;
   // Surfaces of this port, tried in order; the RPCs last. Add one per line.
-  const surfaces: PathHandler[] = [rpcHandler(services, logger, config.maxRequestBytes)];
+  const surfaces: PathHandler[] = [...(plain ? [plain] : []), rpcHandler(services, logger, config.maxRequestBytes)];
   // The console's static files come first (GET /console/...).
   const handler = withConsole((req: NodeRequest, res: NodeResponse) => {
     for (const s of surfaces) if (s(req, res)) return;
