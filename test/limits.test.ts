@@ -26,7 +26,7 @@ describe("a decompression bomb", () => {
   let s: ServeProcess;
   const admin = newSecret(API_KEY_PREFIX);
   beforeAll(async () => {
-    s = await spawnServe({ DATABASE_URL: await createTestDatabase(), AGENTID_ADMIN_KEY: admin, LOG_LEVEL: "warn" });
+    s = await spawnServe({ DATABASE_URL: await createTestDatabase(), AGENTID_ADMIN_KEY: admin, LOG_LEVEL: "warn", AGENTID_MAX_REQUEST_BYTES: String(1024 * 1024) });
   });
   afterAll(() => {
     s?.proc.kill("SIGKILL");
@@ -56,7 +56,7 @@ describe("a decompression bomb", () => {
     }
     const after = memoryOf(s.proc.pid!);
     // One bomb inflated fully would add 128 MiB; 48 of them were sent. The server keeps at most
-    // the configured request limit (256 KiB) per request.
+    // the configured request limit (1 MiB here) per request.
     expect(after.peak - before.rss, `RSS ${before.rss} -> peak ${after.peak}`).toBeLessThan(96 * 1024 * 1024);
     // Still serving.
     const ok = await connectCall(s.httpPort, PATH, Buffer.alloc(0), { authorization: `Bearer ${admin}` });
@@ -87,7 +87,7 @@ describe("connections and streams", () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({
-      config: { handshakeTimeoutMs: 1000, idleTimeoutMs: 2500, http2MaxConcurrentStreams: 7, maxHealthWatchers: 2 },
+      config: { handshakeTimeoutMs: 1000, idleTimeoutMs: 2500, http2MaxConcurrentStreams: 7, maxHealthWatchers: 2, maxRequestBytes: 256 * 1024 },
     });
   });
   afterAll(() => h?.close());

@@ -106,7 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
-    maxRequestBytes: int(env, "AGENTID_MAX_REQUEST_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024),
+    maxRequestBytes: int(env, "AGENTID_MAX_REQUEST_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024),
     // Room for every watch stream a connection may hold, and unary calls beside them.
     http2MaxConcurrentStreams: int(
       env,
