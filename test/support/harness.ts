@@ -71,6 +71,8 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
     anonymousIssuePerMinute: 1_000_000,
     ...opts.config,
   };
+  // As loadConfig derives it from the environment: room for every watcher a connection may hold.
+  config.http2MaxConcurrentStreams = opts.config?.http2MaxConcurrentStreams ?? config.maxWatchersPerConnection + 150;
   const ctx = await createAppContext(config, { logger });
   const server = await startServer(ctx);
   const grpcAddress = `127.0.0.1:${server.grpcPort}`;
