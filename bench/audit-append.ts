@@ -70,9 +70,9 @@ async function main(): Promise<void> {
   const { db } = await openDatabase(url, CONCURRENCY + 4);
   try {
     const agents = await Promise.all(
-      Array.from({ length: CONCURRENCY }, (_, i) => registerAgent(db, { name: `bench-${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: [] }, "bench")),
+      Array.from({ length: CONCURRENCY }, (_, i) => registerAgent(db, { name: `bench-${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: ["read"], allowedAudiences: ["api"] }, "bench")),
     );
-    const req = (i: number) => ({ agentId: agents[i % agents.length]!.id, scopes: ["read"], audiences: ["api"], ttlMs: 3_600_000, selfIssued: false });
+    const req = (i: number) => ({ agentId: agents[i % agents.length]!.id, scopes: ["read"], audiences: ["api"], ttlMs: 3_600_000 });
     // The same token INSERT as Issue, without its audit entry: one statement, like Issue's.
     const without = (i: number) => {
       const r = req(i);

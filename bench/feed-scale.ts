@@ -87,7 +87,7 @@ try {
   const agents = createClient(AgentService, transport);
   const tokens = createClient(TokenService, transport);
   const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
-  const { agent } = await agents.registerAgent({ name: "feed-scale", publicKey: new Uint8Array(pub) });
+  const { agent } = await agents.registerAgent({ name: "feed-scale", publicKey: new Uint8Array(pub), allowedScopes: ["read"], allowedAudiences: ["bench"] });
   const agentId = agent!.agentId;
   async function issue(n: number): Promise<string[]> {
     const out: string[] = [];

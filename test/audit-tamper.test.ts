@@ -48,7 +48,7 @@ async function setup(opts: { databaseUrl?: string; checkpointEach?: boolean } = 
   // 13 entries: the bootstrap admin key (seq 0), 3 registrations, 6 issuances, a token revocation, an agent revocation, 1 more issue.
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
-    ids.push((await h.grpc.agents.registerAgent({ name: `agent-${i}`, publicKey: publicKey() })).agent!.agentId);
+    ids.push((await h.grpc.agents.registerAgent({ name: `agent-${i}`, publicKey: publicKey(), allowedScopes: ["s"] })).agent!.agentId);
     await cp();
   }
   const tokens: string[] = [];

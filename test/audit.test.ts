@@ -188,7 +188,7 @@ async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
 describe("transparency log entries", () => {
   it("records every change with actor, reason and token id, in the same transaction, and never the token", async () => {
     const c = h.grpc;
-    const { agent } = await c.agents.registerAgent({ name: "audited", publicKey: publicKey(), labels: { team: "ops" } });
+    const { agent } = await c.agents.registerAgent({ name: "audited", publicKey: publicKey(), labels: { team: "ops" }, allowedScopes: ["orders:read"], allowedAudiences: ["api"] });
     const id = agent!.agentId;
     const t1 = await c.tokens.issue({ agentId: id, scopes: ["orders:read"], audiences: ["api"] });
     const t2 = await c.tokens.issue({ agentId: id });

@@ -120,7 +120,7 @@ describe("the README's CLI tour", () => {
     }
 
     const keyFile = join(mkdtempSync(join(tmpdir(), "agentid-key-")), "agent.pem");
-    const reg = await runCli(["agent", "register", "--name", "tour-bot", "--key-out", keyFile, "--label", "team=docs"], env);
+    const reg = await runCli(["agent", "register", "--name", "tour-bot", "--key-out", keyFile, "--label", "team=docs", "--scope", "orders:read"], env);
     expect(reg.code, reg.stderr).toBe(0);
     const agentId = reg.stdout.trim();
     expect(agentId).toMatch(/^agt_/);

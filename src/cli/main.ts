@@ -52,13 +52,16 @@ const HELP: Record<string, string> = {
 Runs the server. Settings come from the environment (README, "Configuration"):
 DATABASE_URL (empty: embedded PostgreSQL in AGENTID_DATA_DIR), AGENTID_GRPC_PORT (50051),
 AGENTID_HTTP_PORT (8080), AGENTID_HOST (127.0.0.1), LOG_LEVEL (info).`,
-  "agent register": `Usage: agentid agent register --name NAME (--public-key BASE64 | --key-out FILE) [--scope S ...] [--label k=v ...]
+  "agent register": `Usage: agentid agent register --name NAME (--public-key BASE64 | --key-out FILE) [--scope S ...] [--audience A ...] [--label k=v ...]
 
   --name NAME          display name, 1 to 128 characters
-  --scope S            a scope the agent may hold (its allowed scopes); repeatable
+  --scope S            a scope the agent's tokens may carry (its allowed scopes); repeatable
+  --audience A         an audience the agent's tokens may list (its allowed audiences); repeatable
+                       (with neither, the agent can be issued only tokens with no scope and no audience)
   --public-key BASE64  the agent's raw 32-byte Ed25519 public key, base64
   --key-out FILE       generate a new key pair; write the private key (PKCS#8 PEM) to FILE
-  --label k=v          a label; repeatable`,
+  --label k=v          a label; repeatable
+Prints the agent id on stdout, and the deployment id its self-issued proofs must name on stderr.`,
   "agent get": `Usage: agentid agent get <agent_id>`,
   "agent list": `Usage: agentid agent list [--status active|revoked] [--page-size N] [--page-token T]
 
@@ -66,11 +69,13 @@ Prints one agent per line: id, status, name. The next page token, if any, goes t
   "agent kill": `Usage: agentid agent kill <agent_id> --reason TEXT
 
 Revokes the agent for good: all its tokens stop working at once and no new ones can be issued.`,
-  "token issue": `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m] [--key FILE]
+  "token issue": `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m] [--key FILE --deployment ID]
 
   --ttl  lifetime: a number with s, m, h or d (default: the server's, 1h)
   --key  the agent's private key (PEM, as written by agent register --key-out): the agent issues
-         its own token by signing the request, with no API key, within its allowed scopes
+         its own token by signing the request, with no API key, within its allowed scopes and audiences
+  --deployment  with --key: the deployment id (dep_..., printed by agent register, shown by agent get;
+         default $AGENTID_DEPLOYMENT_ID); the proof is valid for this deployment only
 Prints the token on stdout and its id and expiry on stderr, so "$(agentid token issue ...)" captures the token.`,
   "token introspect": `Usage: agentid token introspect <token|-> [--scope S]
 
@@ -216,7 +221,7 @@ async function main(argv: string[]): Promise<void> {
     case "serve":
       return serve();
     case "agent register": {
-      const { values } = args(rest, { name: { type: "string" }, "public-key": { type: "string" }, "key-out": { type: "string" }, label: { type: "string", multiple: true }, scope: { type: "string", multiple: true } }, cmd);
+      const { values } = args(rest, { name: { type: "string" }, "public-key": { type: "string" }, "key-out": { type: "string" }, label: { type: "string", multiple: true }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true } }, cmd);
       if (!values.name) fail(`--name is required\n\n${HELP[cmd]}`);
       if (!values["public-key"] === !values["key-out"]) fail(`give exactly one of --public-key and --key-out\n\n${HELP[cmd]}`);
       let publicKey: Uint8Array;
@@ -235,8 +240,9 @@ async function main(argv: string[]): Promise<void> {
         labels[l.slice(0, i)] = l.slice(i + 1);
       }
       const { agents } = clients(values);
-      const res = await agents.registerAgent({ name: values.name, publicKey, labels, allowedScopes: values.scope ?? [] });
+      const res = await agents.registerAgent({ name: values.name, publicKey, labels, allowedScopes: values.scope ?? [], allowedAudiences: values.audience ?? [] });
       process.stdout.write(`${res.agent!.agentId}\n`);
+      process.stderr.write(`deployment ${res.agent!.deploymentId}\n`);
       return;
     }
     case "agent get": {
@@ -266,11 +272,13 @@ async function main(argv: string[]): Promise<void> {
       return revoke(clients(values).tokens, { case: "agentId", value: positionals[0]! }, values.reason);
     }
     case "token issue": {
-      const { values } = args(rest, { agent: { type: "string" }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true }, ttl: { type: "string" }, key: { type: "string" } }, cmd);
+      const { values } = args(rest, { agent: { type: "string" }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true }, ttl: { type: "string" }, key: { type: "string" }, deployment: { type: "string" } }, cmd);
       if (!values.agent) fail(`--agent is required\n\n${HELP[cmd]}`);
+      const deploymentId = values.deployment || process.env.AGENTID_DEPLOYMENT_ID || "";
+      if (values.key && !deploymentId) fail(`--key needs --deployment (or $AGENTID_DEPLOYMENT_ID): the id agent register printed\n\n${HELP[cmd]}`);
       const ttlMs = values.ttl ? parseTtl(values.ttl) : undefined;
       const request = values.key
-        ? signedIssueRequest({ agentId: values.agent, privateKey: readPrivateKey(values.key), scopes: values.scope, audiences: values.audience, ttlMs })
+        ? signedIssueRequest({ deploymentId, agentId: values.agent, privateKey: readPrivateKey(values.key), scopes: values.scope, audiences: values.audience, ttlMs })
         : { agentId: values.agent, scopes: values.scope ?? [], audiences: values.audience ?? [], ttl: ttlMs ? durationFromMs(ttlMs) : undefined };
       const res = await clients(values, Boolean(values.key)).tokens.issue(request);
       process.stdout.write(`${res.token}\n`);

@@ -1,7 +1,7 @@
 import type { Db } from "../store/database.js";
 import { listAuditEntries, listCheckpoints, type AuditEntryRecord, type StoredCheckpoint } from "../store/audit.js";
 import { DomainError, invalidArgument } from "./errors.js";
-import { requireAgentId } from "./validate.js";
+import { decodePageToken, encodePageToken, requireAgentId } from "./validate.js";
 import { KIND_SHAPE } from "../audit/append.js";
 import type { AuditLog } from "../audit/log.js";
 
@@ -44,13 +44,6 @@ export interface EntryQuery {
   pageToken: string;
 }
 
-// Page tokens are opaque to clients: base64url of the next seq to read.
-function decodeCursor(token: string): bigint {
-  const text = Buffer.from(token, "base64url").toString();
-  if (!/^[0-9]{1,19}$/.test(text)) throw invalidArgument("page_token", "is not a token from a previous response");
-  return BigInt(text);
-}
-
 export interface EntryWithLeaf extends AuditEntryRecord {
   /** The leaf hash in the server's tree (not the stored column); empty if not in the tree yet. */
   committedLeafHash: Buffer;
@@ -69,7 +62,8 @@ export async function listEntryPage(
   if (q.startSeq < 0n) throw invalidArgument("start_seq", "must not be negative");
   if (q.since && q.until && q.since >= q.until) throw invalidArgument("until", "must be after since");
   const limit = q.pageSize || DEFAULT_PAGE_SIZE;
-  const cursor = q.pageToken ? decodeCursor(q.pageToken) : 0n;
+  // The page token is the next seq to read.
+  const cursor = q.pageToken ? decodePageToken(q.pageToken, "ListEntries") : 0n;
   // Entries committed before this call are numbered before it reads.
   await log.sync();
   const fromSeq = cursor > q.startSeq ? cursor : q.startSeq;
@@ -85,7 +79,7 @@ export async function listEntryPage(
   const entries: EntryWithLeaf[] = [];
   for (const r of page) entries.push({ ...r, committedLeafHash: (await log.leafHash(r.seq)) ?? Buffer.alloc(0) });
   const last = page[page.length - 1];
-  const nextPageToken = rows.length > limit && last ? Buffer.from((last.seq + 1n).toString()).toString("base64url") : "";
+  const nextPageToken = rows.length > limit && last ? encodePageToken(last.seq + 1n) : "";
   return { entries, nextPageToken };
 }
 
@@ -97,10 +91,10 @@ export async function listCheckpointPage(
   if (q.pageSize < 0 || q.pageSize > MAX_PAGE_SIZE) throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE}`);
   const limit = q.pageSize || DEFAULT_PAGE_SIZE;
   // Here the token is the tree size to continue below.
-  const beforeSize = q.pageToken ? decodeCursor(q.pageToken) : undefined;
+  const beforeSize = q.pageToken ? decodePageToken(q.pageToken, "ListCheckpoints") : undefined;
   const rows = await listCheckpoints(db, { maxSize: q.maxTreeSize || undefined, beforeSize, limit: limit + 1 });
   const checkpoints = rows.slice(0, limit);
   const last = checkpoints[checkpoints.length - 1];
-  const nextPageToken = rows.length > limit && last ? Buffer.from(last.treeSize.toString()).toString("base64url") : "";
+  const nextPageToken = rows.length > limit && last ? encodePageToken(last.treeSize) : "";
   return { checkpoints, nextPageToken };
 }

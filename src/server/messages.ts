@@ -36,6 +36,8 @@ export function agentMessage(a: AgentRecord) {
     revokedBy: a.revokedBy ?? "",
     revokedRevision: a.revokedRevision ?? 0n,
     allowedScopes: a.allowedScopes,
+    allowedAudiences: a.allowedAudiences,
+    deploymentId: a.deploymentId,
   });
 }
 

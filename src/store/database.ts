@@ -17,6 +17,13 @@ export interface AgentsTable {
   revoked_by: string | null;
   revoked_revision: ColumnType<string | null, bigint | null, bigint | null>;
   allowed_scopes: ColumnType<string[], string[] | undefined, string[]>;
+  allowed_audiences: ColumnType<string[], string[] | undefined, string[]>;
+}
+
+/** One row: this deployment's id (migration 0020), which agents sign into their proofs. */
+export interface DeploymentTable {
+  only_row: ColumnType<boolean, never, never>;
+  id: string;
 }
 
 export interface TokensTable {
@@ -156,6 +163,7 @@ export interface FeedCompactionTable {
 
 export interface Database {
   agents: AgentsTable;
+  deployment: DeploymentTable;
   tokens: TokensTable;
   revocations: RevocationsTable;
   log_head: LogHeadTable;

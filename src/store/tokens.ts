@@ -21,8 +21,8 @@ export interface TokenState extends TokenRecord {
 
 
 /**
- * Inserts a token, and its audit entry, only while its agent is ACTIVE and the scopes are
- * allowed: one statement, so one round trip, and issuance cannot slip past a committed agent
+ * Inserts a token, and its audit entry, only while its agent is ACTIVE and the scopes and
+ * audiences are within the agent's allowed ones (empty allows none): one statement, so one round trip, and issuance cannot slip past a committed agent
  * revocation. Returns false when nothing was inserted.
  */
 export async function insertTokenForActiveAgent(
@@ -35,8 +35,6 @@ export async function insertTokenForActiveAgent(
     audiences: string[];
     issuedAt: Date;
     expiresAt: Date;
-    /** Scopes must be within the agent's allowed scopes, even when it has none. */
-    selfIssued: boolean;
     audit: AuditRow;
   },
 ): Promise<boolean> {
@@ -46,7 +44,7 @@ export async function insertTokenForActiveAgent(
       insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
       select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[], ${t.issuedAt}, ${t.expiresAt}
       from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
-        and (${t.scopes}::text[] <@ a.allowed_scopes or (not ${t.selfIssued} and cardinality(a.allowed_scopes) = 0))
+        and ${t.scopes}::text[] <@ a.allowed_scopes and ${t.audiences}::text[] <@ a.allowed_audiences
       returning id
     )
     insert into audit_entries (kind, agent_id, token_id, actor, reason, details, leaf_prefix, leaf_suffix)
