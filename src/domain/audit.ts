@@ -1,5 +1,5 @@
 import type { Db } from "../store/database.js";
-import { listAuditEntries, listCheckpoints, type AuditEntryRecord, type StoredCheckpoint } from "../store/audit.js";
+import { listAuditEntries, listCheckpoints, type AuditEntryRecord, type EntryVisibility, type StoredCheckpoint } from "../store/audit.js";
 import { DomainError, invalidArgument } from "./errors.js";
 import { decodePageToken, encodePageToken, requireAgentId } from "./validate.js";
 import { KIND_SHAPE } from "../audit/append.js";
@@ -35,6 +35,8 @@ export async function consistencyProof(log: AuditLog, first: bigint, requestedSe
 }
 
 export interface EntryQuery {
+  /** What the caller may see; the route derives it from the caller's role. */
+  visibility: EntryVisibility;
   agentId: string;
   kind: string;
   since?: Date;
@@ -68,6 +70,7 @@ export async function listEntryPage(
   await log.sync();
   const fromSeq = cursor > q.startSeq ? cursor : q.startSeq;
   const rows = await listAuditEntries(db, {
+    visibility: q.visibility,
     agentId: q.agentId || undefined,
     kind: q.kind || undefined,
     since: q.since,

@@ -69,7 +69,15 @@ export async function readLeafHashes(db: Db, from: bigint, limit: number): Promi
   return out;
 }
 
+/**
+ * Which entries a caller may read (the README's role table): every one; those about agents and
+ * tokens (no key.* or policy.* metadata); or only those about tokens that list one of the given
+ * audiences, and the revocations of agents holding such a token.
+ */
+export type EntryVisibility = { all: true } | { agentsAndTokens: true } | { audiences: readonly string[] };
+
 export interface EntryFilter {
+  visibility: EntryVisibility;
   agentId?: string;
   kind?: string;
   since?: Date;
@@ -85,6 +93,17 @@ export async function listAuditEntries(db: Db, f: EntryFilter): Promise<AuditEnt
     .where("seq", ">=", f.fromSeq.toString() as never);
   if (f.agentId) q = q.where("agent_id", "=", f.agentId);
   if (f.kind) q = q.where("kind", "=", f.kind);
+  const v = f.visibility;
+  if ("agentsAndTokens" in v) {
+    q = q.where(sql<boolean>`(kind like 'agent.%' or kind like 'token.%' or kind like 'activity.%')`);
+  } else if ("audiences" in v) {
+    const audiences = [...v.audiences];
+    q = q.where(sql<boolean>`(
+      (kind in ('token.issued', 'token.revoked')
+        and exists (select 1 from tokens t where t.id = audit_entries.token_id and t.audiences && ${audiences}::text[]))
+      or (kind = 'agent.revoked'
+        and exists (select 1 from tokens t where t.agent_id = audit_entries.agent_id and t.audiences && ${audiences}::text[])))`);
+  }
   if (f.since) q = q.where("at", ">=", f.since);
   if (f.until) q = q.where("at", "<", f.until);
   const rows = await q.orderBy("seq").limit(f.limit).execute();
