@@ -110,9 +110,9 @@ const allowed: Record<string, ("admin" | "issuer" | "resource_server")[]> = {
   "ActivityService.GetTrustScore": ["admin", "issuer"],
   "ActivityService.ListTrustScores": ["admin", "issuer"],
   "AuditService.GetCheckpoint": ["admin", "issuer", "resource_server"],
-  "AuditService.GetInclusionProof": ["admin", "issuer"],
+  "AuditService.GetInclusionProof": ["admin", "issuer", "resource_server"],
   "AuditService.GetConsistencyProof": ["admin", "issuer", "resource_server"],
-  "AuditService.ListEntries": ["admin", "issuer"],
+  "AuditService.ListEntries": ["admin", "issuer", "resource_server"],
   "AuditService.GetPublicKey": ["admin", "issuer", "resource_server"],
   "AuditService.ListCheckpoints": ["admin", "issuer", "resource_server"],
 };
