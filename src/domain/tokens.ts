@@ -81,7 +81,7 @@ export async function verifyAgentProof(
   await db.transaction().execute(async (tx) => {
     const ctx = await proofContext(tx, intent.agentId);
     if (!(Math.abs(ctx.nowMs - intent.signedAtMs) <= maxSkewMs)) {
-      throw new DomainError("unauthenticated", `proof.signed_at is more than ${maxSkewMs / 1000}s from the server's clock`);
+      throw new DomainError("unauthenticated", `proof.signed_at is more than ${maxSkewMs / 1000}s from the server's clock (the database's)`);
     }
     if (!ctx.publicKey || !verifyIssueProof(ctx.publicKey, { ...intent, deploymentId: ctx.deploymentId }, signature)) {
       throw new DomainError(
