@@ -4,7 +4,8 @@
 // every INTERNAL or UNKNOWN answer, grouped. Exits non-zero on any finding or if the server died.
 import { parseArgs } from "node:util";
 import { startOwnPostgres } from "../test/support/cluster.js";
-import { isGrpcJsBuiltIn, METHODS, rssOf, runFuzz } from "../test/support/fuzz.js";
+import { isGrpcJsBuiltIn, METHODS, runFuzz } from "../test/support/fuzz.js";
+import { rss } from "./lib/ctl.js";
 import { startFuzzTarget } from "../test/support/fuzz-setup.js";
 
 const { values } = parseArgs({
@@ -19,14 +20,14 @@ let failed = false;
 try {
   const t = await startFuzzTarget(pg.url);
   const pid = t.replica.process.pid!;
-  const startRss = rssOf(pid);
+  const startRss = rss(pid);
   const started = Date.now();
   const { peakRss } = await runFuzz(t.fuzzer, {
     seed,
     count,
     concurrency,
     serverPid: pid,
-    onProgress: (n) => process.stderr.write(`  ${n} requests, server RSS ${(rssOf(pid) / 2 ** 20).toFixed(0)} MiB\n`),
+    onProgress: (n) => process.stderr.write(`  ${n} requests, server RSS ${(rss(pid) / 2 ** 20).toFixed(0)} MiB\n`),
   });
   const f = t.fuzzer;
   let up = true;

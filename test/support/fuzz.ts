@@ -8,7 +8,6 @@
 import http from "node:http";
 import http2 from "node:http2";
 import { gzipSync } from "node:zlib";
-import { readFileSync } from "node:fs";
 import {
   create,
   ScalarType,
@@ -28,6 +27,7 @@ import { KeyService } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyService } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
 import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
+import { rss } from "../../bench/lib/ctl.js";
 
 export const SERVICES: readonly DescService[] = [AgentService, TokenService, RevocationService, KeyService, PolicyService, ActivityService, AuditService];
 export const METHODS: readonly DescMethod[] = SERVICES.flatMap((s) => s.methods);
@@ -631,29 +631,23 @@ function readHttpAnswer(protocol: Protocol, streaming: boolean, res: http.Incomi
   return { code: `http ${status}`, message: body.toString().slice(0, 200) };
 }
 
-/** Resident set size of a process, in bytes. */
-export function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) * 1024 : Number.NaN;
-}
-
 /** Runs `count` requests from `seed`, `concurrency` at a time; samples the server's RSS as it goes. */
 export async function runFuzz(
   f: Fuzzer,
   opts: { seed: number; count: number; concurrency: number; serverPid?: number; onProgress?: (done: number) => void },
 ): Promise<{ peakRss: number }> {
-  let peakRss = opts.serverPid ? rssOf(opts.serverPid) : 0;
+  let peakRss = opts.serverPid ? rss(opts.serverPid) : 0;
   let next = 0;
   const worker = async (w: number) => {
     const rng = new Rng(opts.seed * 1000 + w);
     while (next < opts.count) {
       const i = next++;
       await f.one(rng);
-      if (opts.serverPid && i % 200 === 0) peakRss = Math.max(peakRss, rssOf(opts.serverPid));
+      if (opts.serverPid && i % 200 === 0) peakRss = Math.max(peakRss, rss(opts.serverPid));
       if (opts.onProgress && i % 5000 === 0) opts.onProgress(i);
     }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, (_, w) => worker(w)));
-  if (opts.serverPid) peakRss = Math.max(peakRss, rssOf(opts.serverPid));
+  if (opts.serverPid) peakRss = Math.max(peakRss, rss(opts.serverPid));
   return { peakRss };
 }
