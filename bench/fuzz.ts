@@ -50,6 +50,11 @@ try {
   const builtIn = f.findings.filter(isGrpcJsBuiltIn).length;
   console.log(`INTERNAL/UNKNOWN answers: ${f.findings.length} (${builtIn} of them grpc-js's own, before agentid's code: see isGrpcJsBuiltIn)`);
   for (const [k, n] of [...groups].sort((a, b) => b[1] - a[1])) console.log(`  ${n}x ${k}`);
+  // Exchanges with no answer (a reset connection or session, e.g. after a framing fault on a shared
+  // HTTP/2 session) are not findings, but say what they were.
+  const silent = new Map<string, number>();
+  for (const [k, n] of f.silent) silent.set(k, n);
+  console.log(`no answer, by cause: ${[...silent].sort((x, y) => y[1] - x[1]).slice(0, 6).map(([k, n]) => `${k} ${n}`).join("; ")}`);
   const unhandled = t.replica.output.join("").split("\n").filter((l) => l.includes("unhandled error"));
   console.log(`"unhandled error" log lines: ${unhandled.length}`);
   for (const l of unhandled.slice(0, 5)) console.log(`  ${l.slice(0, 400)}`);

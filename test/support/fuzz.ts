@@ -341,6 +341,8 @@ export class Fuzzer {
   readonly outcomes = new Map<string, number>();
   readonly findings: Outcome[] = [];
   readonly rpcs = new Set<string>();
+  /** Exchanges that got no answer, by protocol and error. */
+  readonly silent = new Map<string, number>();
   /** Protocols that got at least one answer from the server. */
   readonly protocols = new Set<string>();
   requests = 0;
@@ -385,6 +387,10 @@ export class Fuzzer {
     this.requests++;
     this.rpcs.add(rpc);
     if (outcome.code !== "no answer") this.protocols.add(protocol);
+    else {
+      const k = `${protocol} ${outcome.generator.split("/")[1]}: ${outcome.message.slice(0, 60)}`;
+      this.silent.set(k, (this.silent.get(k) ?? 0) + 1);
+    }
     this.outcomes.set(outcome.code, (this.outcomes.get(outcome.code) ?? 0) + 1);
     if (BAD_CODES.has(outcome.code) || outcome.code === "http 500") this.findings.push(outcome);
     return outcome;
