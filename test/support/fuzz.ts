@@ -360,8 +360,15 @@ export class Fuzzer {
   private session(port: number): http2.ClientHttp2Session {
     let s = this.h2.get(port);
     if (!s || s.closed || s.destroyed) {
-      s = http2.connect(`http://127.0.0.1:${port}`);
-      s.on("error", () => {});
+      const session = http2.connect(`http://127.0.0.1:${port}`);
+      s = session;
+      session.on("error", () => {});
+      // A session the server is closing (GOAWAY after a framing fault) takes no new streams.
+      const forget = () => {
+        if (this.h2.get(port) === session) this.h2.delete(port);
+      };
+      session.on("goaway", forget);
+      session.on("close", forget);
       s.unref();
       this.h2.set(port, s);
     }
