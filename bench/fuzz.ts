@@ -3,7 +3,7 @@
 // (test/support/fuzz.ts says how), then prints requests, distinct RPCs, codes seen, peak RSS and
 // every INTERNAL or UNKNOWN answer, grouped. Exits non-zero on any finding or if the server died.
 import { parseArgs } from "node:util";
-import { startOwnPostgres } from "../test/support/cluster.js";
+import { startOwnPostgres } from "./lib/cluster.js";
 import { isGrpcJsBuiltIn, METHODS, runFuzz } from "../test/support/fuzz.js";
 import { rss } from "./lib/ctl.js";
 import { startFuzzTarget } from "../test/support/fuzz-setup.js";

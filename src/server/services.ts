@@ -12,6 +12,7 @@ import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
 import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
+import type { PreEncoded } from "./encoded.js";
 import { registerAgentRoute } from "./routes/register-agent.js";
 import { getAgentRoute } from "./routes/get-agent.js";
 import { listAgentsRoute } from "./routes/list-agents.js";
@@ -22,6 +23,7 @@ import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import { createApiKeyRoute } from "./routes/create-api-key.js";
 import { listApiKeysRoute } from "./routes/list-api-keys.js";
 import { revokeApiKeyRoute } from "./routes/revoke-api-key.js";
+import { getCurrentPrincipalRoute } from "./routes/get-current-principal.js";
 import { createPolicyRoute } from "./routes/create-policy.js";
 import { listPoliciesRoute } from "./routes/list-policies.js";
 import { deletePolicyRoute } from "./routes/delete-policy.js";
@@ -44,7 +46,7 @@ type MethodHandler<M extends DescMethod> =
   M extends DescMethodUnary<infer I, infer O>
     ? (req: MessageShape<I>, call: CallContext) => Promise<MessageInitShape<O>>
     : M extends DescMethodServerStreaming<infer I, infer O>
-      ? (req: MessageShape<I>, call: CallContext) => AsyncIterable<MessageInitShape<O>>
+      ? (req: MessageShape<I>, call: CallContext) => AsyncIterable<MessageInitShape<O> | PreEncoded>
       : never;
 export type ServiceHandlers<S extends DescService> = { [P in keyof S["method"]]: MethodHandler<S["method"][P]> };
 
@@ -103,8 +105,14 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
     service(
       ctx,
       KeyService,
-      { createApiKey: createApiKeyRoute(ctx), listApiKeys: listApiKeysRoute(ctx), revokeApiKey: revokeApiKeyRoute(ctx) },
-      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN },
+      {
+        createApiKey: createApiKeyRoute(ctx),
+        listApiKeys: listApiKeysRoute(ctx),
+        revokeApiKey: revokeApiKeyRoute(ctx),
+        getCurrentPrincipal: getCurrentPrincipalRoute(ctx),
+      },
+      // Every key may ask who it is (the console shows what its role allows).
+      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN, getCurrentPrincipal: ANY_ROLE },
     ),
     service(
       ctx,

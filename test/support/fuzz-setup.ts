@@ -4,8 +4,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyService, Role } from "../../gen/agentid/v1/key_pb.js";
-import { CLUSTER_ADMIN_KEY, replicaClients, startReplica, type Replica } from "./cluster.js";
-import { bearer } from "./clients.js";
+import { CLUSTER_ADMIN_KEY, replicaClients, startReplica, type Replica } from "../../bench/lib/cluster.js";
+import { bearer } from "../../bench/lib/clients.js";
 import { Fuzzer, type Pool } from "./fuzz.js";
 
 export interface FuzzTarget {

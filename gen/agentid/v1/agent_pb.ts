@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/agent.proto.
  */
 export const file_agentid_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIrIDCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRIZChFhbGxvd2VkX2F1ZGllbmNlcxgMIAMoCRIVCg1kZXBsb3ltZW50X2lkGA0gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi2AEKFFJlZ2lzdGVyQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKcHVibGljX2tleRgCIAEoDBI8CgZsYWJlbHMYAyADKAsyLC5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXF1ZXN0LkxhYmVsc0VudHJ5EhYKDmFsbG93ZWRfc2NvcGVzGAQgAygJEhkKEWFsbG93ZWRfYXVkaWVuY2VzGAUgAygJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoVUmVnaXN0ZXJBZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEuYWdlbnRpZC52MS5BZ2VudCIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNAoQR2V0QWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLmFnZW50aWQudjEuQWdlbnQiYwoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJwoGc3RhdHVzGAMgASgOMhcuYWdlbnRpZC52MS5BZ2VudFN0YXR1cyJQChJMaXN0QWdlbnRzUmVzcG9uc2USIQoGYWdlbnRzGAEgAygLMhEuYWdlbnRpZC52MS5BZ2VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqXgoLQWdlbnRTdGF0dXMSHAoYQUdFTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTQUdFTlRfU1RBVFVTX0FDVElWRRABEhgKFEFHRU5UX1NUQVRVU19SRVZPS0VEEAIy+AEKDEFnZW50U2VydmljZRJUCg1SZWdpc3RlckFnZW50EiAuYWdlbnRpZC52MS5SZWdpc3RlckFnZW50UmVxdWVzdBohLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlc3BvbnNlEkUKCEdldEFnZW50EhsuYWdlbnRpZC52MS5HZXRBZ2VudFJlcXVlc3QaHC5hZ2VudGlkLnYxLkdldEFnZW50UmVzcG9uc2USSwoKTGlzdEFnZW50cxIdLmFnZW50aWQudjEuTGlzdEFnZW50c1JlcXVlc3QaHi5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIqwECgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRIZChFhbGxvd2VkX2F1ZGllbmNlcxgMIAMoCRIVCg1kZXBsb3ltZW50X2lkGA0gASgJEhgKEGxpdmVfdG9rZW5fY291bnQYFCABKAMSNAoQbGFzdF9hY3Rpdml0eV9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLdHJ1c3Rfc2NvcmUYFiABKAFIAIgBARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF90cnVzdF9zY29yZSLYAQoUUmVnaXN0ZXJBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEjwKBmxhYmVscxgDIAMoCzIsLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QuTGFiZWxzRW50cnkSFgoOYWxsb3dlZF9zY29wZXMYBCADKAkSGQoRYWxsb3dlZF9hdWRpZW5jZXMYBSADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5ChVSZWdpc3RlckFnZW50UmVzcG9uc2USIAoFYWdlbnQYASABKAsyES5hZ2VudGlkLnYxLkFnZW50IiMKD0dldEFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSI0ChBHZXRBZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEuYWdlbnRpZC52MS5BZ2VudCLcAQoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJwoGc3RhdHVzGAMgASgOMhcuYWdlbnRpZC52MS5BZ2VudFN0YXR1cxINCgVxdWVyeRgUIAEoCRI5CgZsYWJlbHMYFSADKAsyKS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUAoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLmFnZW50aWQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKl4KC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19BQ1RJVkUQARIYChRBR0VOVF9TVEFUVVNfUkVWT0tFRBACMvgBCgxBZ2VudFNlcnZpY2USVAoNUmVnaXN0ZXJBZ2VudBIgLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QaIS5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJFCghHZXRBZ2VudBIbLmFnZW50aWQudjEuR2V0QWdlbnRSZXF1ZXN0GhwuYWdlbnRpZC52MS5HZXRBZ2VudFJlc3BvbnNlEksKCkxpc3RBZ2VudHMSHS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Agent is a registered identity.
@@ -101,6 +101,29 @@ export type Agent = Message<"agentid.v1.Agent"> & {
    * @generated from field: string deployment_id = 13;
    */
   deploymentId: string;
+
+  /**
+   * Tokens of the agent neither revoked nor expired, counted when the agent was read.
+   *
+   * @generated from field: int64 live_token_count = 20;
+   */
+  liveTokenCount: bigint;
+
+  /**
+   * The agent's latest logged event (registration, issuance, report, revocation) or counted
+   * introspection; unset when there is none.
+   *
+   * @generated from field: google.protobuf.Timestamp last_activity_at = 21;
+   */
+  lastActivityAt?: Timestamp | undefined;
+
+  /**
+   * The latest recorded trust score (recorded as activity arrives and whenever GetTrustScore
+   * computes it); unset while none was recorded. GetTrustScore gives a fresh one with its factors.
+   *
+   * @generated from field: optional double trust_score = 22;
+   */
+  trustScore?: number | undefined;
 };
 
 /**
@@ -235,6 +258,20 @@ export type ListAgentsRequest = Message<"agentid.v1.ListAgentsRequest"> & {
    * @generated from field: agentid.v1.AgentStatus status = 3;
    */
   status: AgentStatus;
+
+  /**
+   * Only agents whose name or id contains this text, ignoring case; at most 128 characters.
+   *
+   * @generated from field: string query = 20;
+   */
+  query: string;
+
+  /**
+   * Only agents carrying every one of these labels with exactly these values.
+   *
+   * @generated from field: map<string, string> labels = 21;
+   */
+  labels: { [key: string]: string };
 };
 
 /**
