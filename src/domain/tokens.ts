@@ -69,19 +69,6 @@ function toIssued(token: string, row: NewToken): { token: string; record: TokenR
   return { token, record: { id, agentId, scopes, audiences, issuedAt, expiresAt } };
 }
 
-/**
- * Issues a token for an active agent and logs token.issued in the same statement. One rule on
- * every path, issuer key or the agent's own proof: the token's scopes and audiences must be within
- * the agent's allowed ones, and an agent registered with none can be issued none (deny by default:
- * a forgotten list grants nothing rather than everything). See TokenIssuer for the batched form
- * the server uses.
- */
-export async function issueToken(db: Db, req: IssueRequest, actor: string): Promise<{ token: string; record: TokenRecord }> {
-  const { token, row } = prepare(req, actor);
-  if ((await insertTokensForActiveAgents(db, [row])).has(row.id)) return toIssued(token, row);
-  throw await refusal(db, req);
-}
-
 interface Queued {
   req: IssueRequest;
   token: string;
@@ -91,9 +78,13 @@ interface Queued {
 }
 
 /**
- * Issuance, batched like Introspect's reads: requests that arrive while the database is busy
- * are written together by one statement (one round trip, one commit), each still its own token
- * and its own log entry, accepted or refused on its own. Under light load each runs alone at once.
+ * Issues tokens for active agents, each logged as token.issued in the same statement. One rule
+ * on every path, issuer key or the agent's own proof: a token's scopes and audiences must be
+ * within its agent's allowed ones, and an agent registered with none can be issued none (deny by
+ * default: a forgotten list grants nothing rather than everything). Batched like Introspect's reads: requests that arrive while
+ * the database is busy are written together by one statement (one round trip, one commit), each
+ * still its own token and its own log entry, accepted or refused on its own. Under light load
+ * each runs alone at once.
  */
 export class TokenIssuer {
   private queue: Queued[] = [];
