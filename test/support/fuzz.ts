@@ -505,6 +505,12 @@ export class Fuzzer {
       });
       stream.on("error", (err) => {
         clearTimeout(timer);
+        // node:http2 refuses every new stream of a session it has calmed (too many reset or
+        // invalid streams, as a fuzzer makes): a fresh session keeps the run meaningful.
+        if (/ENHANCE_YOUR_CALM|REFUSED_STREAM/.test(err.message) && this.h2.get(port)) {
+          this.h2.get(port)!.destroy();
+          this.h2.delete(port);
+        }
         reject(err);
       });
       stream.on("close", () => {
