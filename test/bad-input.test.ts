@@ -93,7 +93,7 @@ function requestWith(method: DescMethod, path: DescField[], bad: string, mapSide
     const holder = f.fieldKind === "list" && !last ? [value] : value;
     if (f.oneof) at[f.oneof.localName] = { case: f.localName, value: holder };
     else at[f.localName] = holder;
-    names.push(f.name);
+    names.push(f.fieldKind === "list" && !last ? `${f.name}[0]` : f.name);
     if (!last) at = value as Record<string, unknown>;
   });
   const lastField = path[path.length - 1]!;
