@@ -1,4 +1,4 @@
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { entryBytes, leafHash, type JsonValue } from "./encoding.js";
@@ -68,7 +68,15 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
     vkey = opts.verifierKey.trim();
   }
 
-  const res = await client.getCheckpoint({});
+  let res;
+  try {
+    res = await client.getCheckpoint({});
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code !== Code.FailedPrecondition) throw err;
+    problems.push({ message: e.rawMessage });
+    return report(false);
+  }
   try {
     checkpoint = openCheckpoint(res.checkpoint?.note ?? "", name, key);
   } catch (err) {
@@ -79,6 +87,9 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
 
   // Rebuild the tree from contents; note each entry whose bytes differ from what was committed.
   const tree = new MerkleTree();
+  // The leaves the server's tree holds, while every one is there: a checkpoint saved earlier
+  // proves them (or not), and then names the first entry whose contents changed.
+  let committed: MerkleTree | undefined = new MerkleTree();
   let expected = 0n;
   let gaps = false;
   let pageToken = "";
@@ -126,6 +137,8 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
       }
       if (!gaps) {
         tree.append(leaf);
+        if (e.leafHash.length === 32) committed?.append(e.leafHash);
+        else committed = undefined;
       }
     }
     pageToken = page.nextPageToken;
@@ -156,6 +169,26 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
     }
   }
 
+  const prefixCheck = async (label: string, cp: ParsedCheckpoint): Promise<boolean> => {
+    const m = cp.treeSize;
+    const before = problems.length;
+    if (m > n) {
+      problems.push({ seq: n, message: `and later entries are gone: ${label} covers ${m} entries, the log now signs only ${n}` });
+      return false;
+    }
+    if (m === 0n) return true;
+    if (!gaps && !tree.root(Number(m)).equals(cp.rootHash)) {
+      problems.push({ message: `the first ${m} entries no longer hash to the root of ${label}: history before entry ${m} was rewritten` });
+      const proven = committed && committed.size >= Number(m) && committed.root(Number(m)).equals(cp.rootHash);
+      problems.push(...(proven ? firstChanged(tree, committed!, Number(m), label) : await narrow(client, tree, name, key, m, Buffer.from(cp.rootHash))));
+    }
+    const proof = await client.getConsistencyProof({ firstTreeSize: m, secondTreeSize: n });
+    if (!verifyConsistency(Number(m), Number(n), cp.rootHash, checkpoint.rootHash, proof.hashes)) {
+      problems.push({ message: `the current checkpoint (size ${n}) is not consistent with ${label} (size ${m}): the log was rewritten, not appended to` });
+    }
+    return problems.length === before;
+  };
+
   if (opts.savedCheckpoint !== undefined) {
     let saved: ParsedCheckpoint | undefined;
     try {
@@ -166,25 +199,23 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
     }
     if (saved) {
       savedSize = saved.treeSize;
-      const m = saved.treeSize;
-      if (m > n) {
-        problems.push({ seq: n, message: `and later entries are gone: the saved checkpoint covers ${m} entries, the log now signs only ${n}` });
-      } else if (m > 0n) {
-        if (!gaps && !tree.root(Number(m)).equals(saved.rootHash)) {
-          problems.push({
-            message: `the first ${m} entries no longer hash to the saved checkpoint's root: history before entry ${m} was rewritten`,
-          });
-          const range = await narrow(client, tree, name, key, m);
-          if (range) problems.push(range);
-        }
-        const proof = await client.getConsistencyProof({ firstTreeSize: m, secondTreeSize: n });
-        if (!verifyConsistency(Number(m), Number(n), saved.rootHash, checkpoint.rootHash, proof.hashes)) {
-          problems.push({ message: `the current checkpoint (size ${n}) is not consistent with the saved one (size ${m}): the log was rewritten, not appended to` });
-        }
-      }
+      await prefixCheck("the saved checkpoint", saved);
     }
   }
   return report();
+}
+
+/**
+ * The first entry whose contents no longer hash to the leaf the log committed to, when the
+ * committed leaves are proven by a checkpoint's root: that entry is exactly the first change.
+ */
+function firstChanged(tree: MerkleTree, committed: MerkleTree, m: number, label: string): Problem[] {
+  for (let i = 0; i < m; i++) {
+    if (!tree.leaf(i).equals(committed.leaf(i))) {
+      return [{ seq: BigInt(i), message: `is the first entry whose contents changed since ${label}: the leaves the log committed to still hash to its root, and this one no longer matches its contents` }];
+    }
+  }
+  return [];
 }
 
 /**
@@ -192,36 +223,55 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
  * first one the rebuilt tree still matches: the rewritten entry lies between the two. Only
  * checkpoints whose signatures verify count, so this is as strong as the signing key is secret.
  */
-async function narrow(client: Client<typeof AuditService>, tree: MerkleTree, name: string, key: Buffer, bad: bigint): Promise<Problem | undefined> {
+async function narrow(
+  client: Client<typeof AuditService>,
+  tree: MerkleTree,
+  name: string,
+  key: Buffer,
+  bad: bigint,
+  badRoot: Buffer,
+): Promise<Problem[]> {
   let lowestBad = bad;
+  let fork: Problem | undefined;
   let pageToken = "";
-  do {
-    const page = await client.listCheckpoints({ maxTreeSize: bad, pageSize: 1000, pageToken });
-    for (const c of page.checkpoints) {
-      let cp: ParsedCheckpoint;
-      try {
-        cp = openCheckpoint(c.note, name, key);
-      } catch {
-        continue;
+  const found = async (): Promise<Problem> => {
+    do {
+      const page = await client.listCheckpoints({ maxTreeSize: bad, pageSize: 1000, pageToken });
+      for (const c of page.checkpoints) {
+        let cp: ParsedCheckpoint;
+        try {
+          cp = openCheckpoint(c.note, name, key);
+        } catch {
+          continue;
+        }
+        if (cp.treeSize === 0n || cp.treeSize > BigInt(tree.size)) continue;
+        const matches = tree.root(Number(cp.treeSize)).equals(cp.rootHash);
+        if (cp.treeSize >= lowestBad) {
+          // Two different roots for one size, both signed by the log's key: a fork.
+          if (cp.treeSize === bad && matches && !Buffer.from(cp.rootHash).equals(badRoot)) {
+            fork = { message: `the log's key signed two different trees of ${bad} entries: the one checked here and the one it signs now (a fork: history was rewritten and signed again)` };
+          }
+          continue;
+        }
+        if (!matches) {
+          lowestBad = cp.treeSize;
+          continue;
+        }
+        const good = cp.treeSize;
+        return lowestBad - good === 1n
+          ? { seq: good, message: `was rewritten: the checkpoints signed at sizes ${good} and ${lowestBad} differ only by it, and the log now fails the second` }
+          : {
+              seq: good,
+              message: `or a later entry up to ${lowestBad - 1n} was rewritten: the log still matches the checkpoint signed at size ${good}, not the one at ${lowestBad}`,
+            };
       }
-      if (cp.treeSize === 0n || cp.treeSize > BigInt(tree.size)) continue;
-      if (!tree.root(Number(cp.treeSize)).equals(cp.rootHash)) {
-        lowestBad = cp.treeSize;
-        continue;
-      }
-      const good = cp.treeSize;
-      return lowestBad - good === 1n
-        ? { seq: good, message: `was rewritten: the checkpoints signed at sizes ${good} and ${lowestBad} differ only by it, and the log now fails the second` }
-        : {
-            seq: good,
-            message: `or a later entry up to ${lowestBad - 1n} was rewritten: the log still matches the checkpoint signed at size ${good}, not the one at ${lowestBad}`,
-          };
-    }
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return lowestBad < bad ? { seq: 0n, message: `or a later entry up to ${lowestBad - 1n} was rewritten (no older checkpoint matches)` } : undefined;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return { seq: 0n, message: `or a later entry up to ${lowestBad - 1n} was rewritten (no older checkpoint matches, and the log's stored hashes were rewritten too)` };
+  };
+  const range = await found();
+  return fork ? [range, fork] : [range];
 }
-
 function sampleIndices(n: number, k: number): number[] {
   if (n === 0) return [];
   const out = new Set<number>([0, n - 1]);

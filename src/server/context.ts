@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import pino, { type Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
@@ -53,6 +54,8 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       logger,
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
+      keyFile: config.auditKeyFile,
+      recordFile: join(config.dataDir, "audit-checkpoint"),
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
     }).catch(async (err: unknown) => {
       await db.destroy();

@@ -148,6 +148,13 @@ export interface AuditKeysTable {
   created_at: GeneratedTimestamp;
 }
 
+/** The log's Merkle tree: row (level, idx) hashes leaves idx * 256^level to (idx + 1) * 256^level - 1. */
+export interface AuditTreeTable {
+  level: number;
+  idx: ColumnType<string, string, never>;
+  hash: Buffer;
+}
+
 /** One row: the highest revision compaction has removed from the log. */
 export interface FeedCompactionTable {
   id: ColumnType<boolean, boolean, never>;
@@ -169,6 +176,7 @@ export interface Database {
   audit_entries: AuditEntriesTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_keys: AuditKeysTable;
+  audit_tree: AuditTreeTable;
   feed_compaction: FeedCompactionTable;
 }
 
