@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { latestCheckpoint, listAuditEntries, saveCheckpoint, sequencePending } from "../store/audit.js";
 import { readTreeRanges } from "../store/audit-tree.js";
-import { entryBytes, leafHash, type JsonValue } from "./encoding.js";
+import { entryBytes, leafHash, storedContent } from "./encoding.js";
 import { verifyConsistency } from "./merkle.js";
 import { NoteError, NoteSigner, checkpointBody, openCheckpoint, type ParsedCheckpoint } from "./note.js";
 import { CheckpointRecord, loadSigningKey } from "./signing-key.js";
@@ -116,18 +116,7 @@ export class AuditLog {
     const leaves: Buffer[] = [];
     for (const e of rows) {
       if (e.seq !== from + BigInt(leaves.length)) break;
-      const leaf = leafHash(
-        entryBytes({
-          seq: e.seq,
-          time: e.at,
-          kind: e.kind,
-          agentId: e.agentId,
-          tokenId: e.tokenId,
-          actor: e.actor,
-          reason: e.reason,
-          details: e.details as { [key: string]: JsonValue },
-        }),
-      );
+      const leaf = leafHash(entryBytes(storedContent(e)));
       // The hash computed when the entry was numbered, in the transaction after its commit, is
       // the earliest commitment to its contents; a row changed since then keeps it, so that
       // verifiers name that entry.

@@ -1,6 +1,7 @@
 import type { Db } from "../store/database.js";
 import { insertTreeRows, readTreeLevel, readTreeRanges, storedTreeSize, type TreeRow } from "../store/audit-tree.js";
 import { nodeHash } from "./encoding.js";
+import { TILE_WIDTH } from "./tiles.js";
 import {
   consistencyRanges,
   frontierNodes,
@@ -18,8 +19,7 @@ import {
 // of its size. Roots and appends use the frontier; proofs read O(log n) rows.
 
 /** Heights per tile: level L rows hold subtrees of 256^L leaves. */
-export const TILE_HEIGHT = 8;
-export const TILE_WIDTH = 2 ** TILE_HEIGHT;
+const TILE_HEIGHT = 8;
 
 /** A row is missing or does not match: the stored tree was changed behind the server's back. */
 export class TreeStoreError extends Error {}

@@ -97,13 +97,14 @@ async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
 }
 
 /** connect-node's adapter, with parse errors mapped (see above). */
-function nodeHandler(services: ServiceRoutes[], logger: Logger) {
+function nodeHandler(services: ServiceRoutes[], logger: Logger, other?: OtherRoutes) {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli] });
   for (const r of services) router.service(r.service, connectImpl(r, logger));
   const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
   return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
     const h = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!h) {
+      if (other?.(req, res)) return;
       res.writeHead(404);
       res.end();
       return;
@@ -117,6 +118,12 @@ function nodeHandler(services: ServiceRoutes[], logger: Logger) {
   };
 }
 
+/** Plain HTTP routes beside the RPCs (the log's tiles): true when they answer the request. */
+export type OtherRoutes = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => boolean;
+
 export interface HttpServer {
   server: net.Server;
   close(): Promise<void>;
@@ -126,8 +133,8 @@ export interface HttpServer {
  * Connect, gRPC-Web and gRPC on one port, over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
  * the first bytes of a connection tell which server gets it.
  */
-export function createHttpServer(services: ServiceRoutes[], logger: Logger): HttpServer {
-  const handler = nodeHandler(services, logger);
+export function createHttpServer(services: ServiceRoutes[], logger: Logger, other?: OtherRoutes): HttpServer {
+  const handler = nodeHandler(services, logger, other);
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();

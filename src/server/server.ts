@@ -4,6 +4,7 @@ import type { AppContext } from "./context.js";
 import { addGrpcServices } from "./grpc.js";
 import { createHttpServer } from "./http.js";
 import { addReflection } from "./reflection.js";
+import { tilesRoute } from "./tiles-http.js";
 import { routes } from "./services.js";
 
 export interface RunningServer {
@@ -35,7 +36,7 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
     ),
   );
 
-  const http = createHttpServer(services, logger);
+  const http = createHttpServer(services, logger, tilesRoute(ctx, logger));
   const httpPort = await new Promise<number>((resolve, reject) => {
     http.server.once("error", (err) =>
       reject(new Error(`cannot listen for HTTP on ${config.host}:${config.httpPort}: ${err.message}`)),
