@@ -3,7 +3,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { entryBytes, leafHash, type JsonValue } from "./encoding.js";
 import { MerkleTree, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
-import { NoteError, openCheckpoint, verifierKey, type ParsedCheckpoint } from "./note.js";
+import { NoteError, findCosignature, openCheckpoint, parseCosignerKey, verifierKey, type ParsedCheckpoint } from "./note.js";
 
 // Offline verification for `agentid audit verify`. Trusts nothing the server stores: leaf hashes
 // are recomputed from the entries' contents, the tree is rebuilt here, and every checkpoint's
@@ -24,6 +24,12 @@ export interface VerifyOptions {
   pageSize?: number;
   /** How many inclusion proofs to spot-check against the current checkpoint. */
   inclusionSamples?: number;
+  /** Checkpoints cosigned by witnesses (where each came from, and the note with cosignatures). */
+  witnessed?: { source: string; note: string }[];
+  /** Witness (cosigner) verifier keys to trust; cosignatures by other keys are ignored. */
+  witnessKeys?: string[];
+  /** How many distinct trusted witnesses must have cosigned a checkpoint the log extends. */
+  minWitnesses?: number;
 }
 
 export interface VerifyReport {
@@ -34,6 +40,8 @@ export interface VerifyReport {
   entries: number;
   verifierKey: string;
   savedSize?: bigint;
+  /** The trusted witnesses whose cosigned checkpoint the log extends. */
+  witnesses: string[];
 }
 
 export function parseVerifierKey(vkey: string): { name: string; key: Buffer } {
@@ -49,7 +57,16 @@ export function parseVerifierKey(vkey: string): { name: string; key: Buffer } {
 
 export async function verifyLog(client: Client<typeof AuditService>, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const problems: Problem[] = [];
-  const report = (ok = problems.length === 0) => ({ ok, problems: sortProblems(problems), entries, verifierKey: vkey, checkpoint, savedSize });
+  const witnesses = new Set<string>();
+  const report = (ok = problems.length === 0) => ({
+    ok,
+    problems: sortProblems(problems),
+    entries,
+    verifierKey: vkey,
+    checkpoint,
+    savedSize,
+    witnesses: [...witnesses],
+  });
   let entries = 0;
   let checkpoint: ParsedCheckpoint | undefined;
   let savedSize: bigint | undefined;
@@ -201,6 +218,27 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
       savedSize = saved.treeSize;
       await prefixCheck("the saved checkpoint", saved);
     }
+  }
+
+  const trusted = (opts.witnessKeys ?? []).map((k) => ({ vkey: k.trim(), ...parseCosignerKey(k) }));
+  for (const w of opts.witnessed ?? []) {
+    let cp: ParsedCheckpoint;
+    try {
+      cp = openCheckpoint(w.note, name, key);
+    } catch (err) {
+      problems.push({ message: `witness ${w.source}: its checkpoint is not the log's (${(err as Error).message})` });
+      continue;
+    }
+    const signers = trusted.filter((t) => findCosignature(w.note, t.name, t.key) !== undefined);
+    if (signers.length === 0) {
+      problems.push({ message: `witness ${w.source}: no valid cosignature by a trusted witness key` });
+      continue;
+    }
+    if (await prefixCheck(`the checkpoint witness ${w.source} cosigned`, cp)) for (const t of signers) witnesses.add(t.vkey);
+  }
+  const min = opts.minWitnesses ?? 0;
+  if (witnesses.size < min) {
+    problems.push({ message: `${witnesses.size} of the ${min} witnesses required cosigned a checkpoint this log extends` });
   }
   return report();
 }

@@ -15,7 +15,7 @@ import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
 import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { serve } from "./serve.js";
-import { auditCheckpoint, auditLog, auditVerify } from "./audit.js";
+import { auditCheckpoint, auditLog, auditVerify, auditWitness } from "./audit.js";
 
 const DEFAULT_URL = "http://127.0.0.1:8080";
 
@@ -41,6 +41,7 @@ Commands:
   audit log --agent ID       an agent's history from the transparency log, as a timeline
   audit verify               check the whole transparency log offline, naming any bad entry
   audit checkpoint           print (and save) the log's current signed checkpoint
+  audit witness              witness the log: cosign each consistent checkpoint, alarm on forks
 
 Every client command talks to a running server at --url (default $AGENTID_URL or ${DEFAULT_URL})
 and authenticates with --api-key (default $AGENTID_API_KEY).
@@ -109,7 +110,7 @@ Prints matching transparency log entries oldest first, one line each: time, seq,
 actor, reason, details. TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age
 such as 90m, 2h or 7d (that long ago). --since is inclusive, --until exclusive.
   --json  one JSON object per line instead`,
-  "audit verify": `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY]
+  "audit verify": `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY] [--witness URL|VKEY ...] [--min-witnesses N]
 
 Fetches every entry and the current signed checkpoint, recomputes each leaf hash from the entry's
 contents and the Merkle tree from the leaves, and checks the signature, sample inclusion proofs,
@@ -118,7 +119,24 @@ by consistency proof. Names every entry that was changed, deleted, moved or inse
 Exit status 0: the log verifies; 1: it does not (each problem on stdout).
   --checkpoint FILE       a checkpoint saved earlier (by --save-checkpoint or audit checkpoint --out)
   --save-checkpoint FILE  after a successful check, save the current checkpoint to FILE
-  --key VKEY              trust this verifier key instead of the one the server reports`,
+  --key VKEY              trust this verifier key instead of the one the server reports
+  --witness URL|VKEY      a witness (agentid audit witness) to fetch a cosigned checkpoint from,
+                          or a witness key to trust (without keys, the witnesses' own are trusted);
+                          the log must extend each witness's checkpoint; repeatable
+  --min-witnesses N       require cosignatures by N trusted witnesses (default 1 with --witness)`,
+  "audit witness": `Usage: agentid audit witness --state DIR [--name NAME] [--log-key VKEY] [--listen HOST:PORT] [--interval 1s] [--once]
+
+Follows the log at --url: fetches its checkpoint, checks it extends the last one accepted (by a
+consistency proof), and cosigns it (C2SP tlog-cosignature) with the witness's own key, kept in
+DIR. A fork or a rollback is refused, logged as ALARM, counted in /status and /metrics, and the
+conflicting signed checkpoint is kept in DIR as evidence.
+  --state DIR         the witness key, the log key it follows, the latest cosigned checkpoint
+  --name NAME         the witness's key name (default agentid-witness)
+  --log-key VKEY      the log's verifier key (default: the server's, trusted on first use)
+  --listen HOST:PORT  serve POST /add-checkpoint (C2SP tlog-witness), GET /checkpoint (the latest
+                      cosigned checkpoint), /key, /status and /metrics
+  --interval DUR      how often to fetch the log's checkpoint: 500ms, 1s, 5m (default 1s)
+  --once              check once and exit: 0 if consistent, 1 on a fork or rollback`,
   "audit checkpoint": `Usage: agentid audit checkpoint [--out FILE] [--key VKEY]
 
 Prints the current signed checkpoint (a signed note) after checking its signature, and the
@@ -396,9 +414,18 @@ async function main(argv: string[]): Promise<void> {
       return auditLog(clients(values).audit, values, fail);
     }
     case "audit verify": {
-      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" } }, cmd);
+      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" }, witness: { type: "string", multiple: true }, "min-witnesses": { type: "string" } }, cmd);
       const saved = values.checkpoint === undefined ? undefined : readFileSync(values.checkpoint, "utf8");
-      const ok = await auditVerify(clients(values).audit, { saved, saveTo: values["save-checkpoint"], key: values.key });
+      const min = values["min-witnesses"];
+      if (min !== undefined && !/^[0-9]{1,3}$/.test(min)) fail(`--min-witnesses: expected a number, got ${JSON.stringify(min)}`);
+      const ok = await auditVerify(clients(values).audit, { saved, saveTo: values["save-checkpoint"], key: values.key, witnesses: values.witness, minWitnesses: min === undefined ? undefined : Number(min) }, fail);
+      if (!ok) process.exit(1);
+      return;
+    }
+    case "audit witness": {
+      const { values } = args(rest, { state: { type: "string" }, name: { type: "string" }, "log-key": { type: "string" }, listen: { type: "string" }, interval: { type: "string" }, once: { type: "boolean" } }, cmd);
+      if (!values.state) fail(`--state is required\n\n${HELP[cmd]}`);
+      const ok = await auditWitness(clients(values).audit, { state: values.state, name: values.name || "agentid-witness", logKey: values["log-key"], listen: values.listen, intervalMs: values.interval ? (/^\d+ms$/.test(values.interval) ? Number(values.interval.slice(0, -2)) : parseTtl(values.interval)) : 1000, once: values.once ?? false }, fail);
       if (!ok) process.exit(1);
       return;
     }

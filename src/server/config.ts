@@ -1,4 +1,4 @@
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { API_KEY_PREFIX, isWellFormedSecret } from "../domain/ids.js";
 
 export interface Config {
@@ -22,7 +22,7 @@ export interface Config {
   auditOrigin: string;
   /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key in auditKeyFile. */
   auditSigningKey: string;
-  /** The signing key's file (mode 0600), created on first start; never in the database. */
+  /** The signing key's file (mode 0600), created on first start; never in the database. Empty: in dataDir. */
   auditKeyFile: string;
   /** Serve the log's tiles to anyone, without an API key. */
   auditTilesPublic: boolean;
@@ -54,10 +54,9 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
 
 /** Every setting, from the environment; the README's table lists the same names and defaults. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const dataDir = resolve(env.AGENTID_DATA_DIR || ".agentid");
   const config: Config = {
     databaseUrl: env.DATABASE_URL ?? "",
-    dataDir,
+    dataDir: resolve(env.AGENTID_DATA_DIR || ".agentid"),
     embeddedPgPort: int(env, "AGENTID_PG_PORT", 54329, 1, 65535),
     host: env.AGENTID_HOST || "127.0.0.1",
     grpcPort: int(env, "AGENTID_GRPC_PORT", 50051, 0, 65535),
@@ -71,7 +70,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     proofMaxSkewMs: int(env, "AGENTID_PROOF_MAX_SKEW_SECONDS", 60, 1, 3600) * 1000,
     auditOrigin: env.AGENTID_AUDIT_ORIGIN || "agentid/audit",
     auditSigningKey: env.AGENTID_AUDIT_SIGNING_KEY ?? "",
-    auditKeyFile: resolve(env.AGENTID_AUDIT_KEY_FILE || join(dataDir, "audit-signing-key.pem")),
+    auditKeyFile: env.AGENTID_AUDIT_KEY_FILE ? resolve(env.AGENTID_AUDIT_KEY_FILE) : "",
     auditTilesPublic: bool(env, "AGENTID_AUDIT_TILES_PUBLIC"),
     auditCheckpointIntervalMs: int(env, "AGENTID_AUDIT_CHECKPOINT_MS", 1000, 10, 3_600_000),
     maxWatchers: int(env, "AGENTID_MAX_WATCHERS", 10_000, 1, 1_000_000),

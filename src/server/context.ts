@@ -54,7 +54,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       logger,
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
-      keyFile: config.auditKeyFile,
+      keyFile: config.auditKeyFile || join(config.dataDir, "audit-signing-key.pem"),
       recordFile: join(config.dataDir, "audit-checkpoint"),
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
     }).catch(async (err: unknown) => {
