@@ -293,6 +293,9 @@ describe("audit verify", () => {
       expect(bad.code).toBe(1);
       expect(bad.stdout).toContain("FAILED");
       expect(bad.stdout).toMatch(/^entry 10: /m);
+      const viaTiles = await cli(s, "audit", "verify", "--tiles", "--checkpoint", file);
+      expect(viaTiles.code).toBe(1);
+      expect(viaTiles.stdout).toMatch(/^entry 10: /m);
 
       // A saved checkpoint altered by hand is refused.
       await writeFile(file, (await readFile(file, "utf8")).replace("\n13\n", "\n12\n"));
@@ -302,7 +305,7 @@ describe("audit verify", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 90_000);
 
   it("prints an agent's history as a timeline, without the token", async () => {
     const s = await setup();

@@ -5,6 +5,8 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { appendAuditEntry } from "../src/audit/append.js";
+import { verifyLog } from "../src/audit/verify.js";
+import { tileFetcher } from "../src/cli/audit.js";
 import { startHarness, type Harness } from "./support/harness.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -185,6 +187,18 @@ describe("static tiles (C2SP tlog-tiles)", () => {
     expect((await issuer.get("checkpoint")).status).toBe(200);
     expect((await issuer.get("tile/0/000")).status).toBe(200);
     expect((await issuer.get("tile/entries/000")).status).toBe(403);
+  });
+
+  it("audit verify reads the tiles, and names a changed entry from them", async () => {
+    const tiles = tileFetcher(base, h.adminKey);
+    const ok = await verifyLog(audit, { tiles });
+    expect(ok.problems).toEqual([]);
+    expect(ok.entries).toBeGreaterThan(600);
+    await sql.query("update audit_entries set reason = 'nothing happened' where seq = 299");
+    const bad = await verifyLog(audit, { tiles });
+    expect(bad.ok).toBe(false);
+    expect(bad.problems.map((p) => p.seq)).toContain(299n);
+    await sql.query("update audit_entries set reason = '' where seq = 299");
   });
 
   it("a changed entry no longer hashes to its leaf in the tiles", async () => {

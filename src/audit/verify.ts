@@ -3,6 +3,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { entryBytes, leafHash, type JsonValue } from "./encoding.js";
 import { MerkleTree, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
+import { TILE_WIDTH, decodeEntryBundle, tilePath } from "./tiles.js";
 import { NoteError, findCosignature, openCheckpoint, parseCosignerKey, verifierKey, type ParsedCheckpoint } from "./note.js";
 
 // Offline verification for `agentid audit verify`. Trusts nothing the server stores: leaf hashes
@@ -17,6 +18,12 @@ export interface Problem {
 }
 
 export interface VerifyOptions {
+  /**
+   * Read the checkpoint, entries and leaves as C2SP tlog-tiles: GET of a path below the log's
+   * prefix ("checkpoint", "tile/0/000", ...), throwing ConnectError(FailedPrecondition) with the
+   * server's words when it refuses to sign.
+   */
+  tiles?: (path: string) => Promise<Buffer>;
   /** A checkpoint note saved earlier; the log must still contain it. */
   savedCheckpoint?: string;
   /** A verifier key (name+id+key) to trust instead of the one the server reports. */
@@ -85,9 +92,9 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
     vkey = opts.verifierKey.trim();
   }
 
-  let res;
+  let note: string;
   try {
-    res = await client.getCheckpoint({});
+    note = opts.tiles ? (await opts.tiles("checkpoint")).toString("utf8") : ((await client.getCheckpoint({})).checkpoint?.note ?? "");
   } catch (err) {
     const e = ConnectError.from(err);
     if (e.code !== Code.FailedPrecondition) throw err;
@@ -95,7 +102,7 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
     return report(false);
   }
   try {
-    checkpoint = openCheckpoint(res.checkpoint?.note ?? "", name, key);
+    checkpoint = openCheckpoint(note, name, key);
   } catch (err) {
     problems.push({ message: `current checkpoint: ${(err as Error).message}` });
     return report(false);
@@ -109,57 +116,40 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
   let committed: MerkleTree | undefined = new MerkleTree();
   let expected = 0n;
   let gaps = false;
-  let pageToken = "";
-  outer: do {
-    const page = await client.listEntries({ pageSize: opts.pageSize ?? 1000, pageToken });
-    for (const e of page.entries) {
-      if (e.seq >= n) break outer; // later entries belong to a later checkpoint
-      if (e.seq < expected) {
-        problems.push({ seq: e.seq, message: "appears again or out of order" });
-        continue;
-      }
-      if (e.seq > expected) {
-        gaps = true;
-        const last = e.seq - 1n;
-        problems.push({
-          seq: expected,
-          message: last === expected ? "is missing (deleted from the log)" : `is missing, and so are the entries up to ${last} (deleted from the log)`,
-        });
-      }
-      expected = e.seq + 1n;
-      entries++;
-      let leaf: Buffer;
-      try {
-        leaf = leafHash(
-          entryBytes({
-            seq: e.seq,
-            time: e.time ? timestampDate(e.time) : new Date(0),
-            kind: e.kind,
-            agentId: e.agentId,
-            tokenId: e.tokenId,
-            actor: e.actor,
-            reason: e.reason,
-            details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
-          }),
-        );
-      } catch (err) {
-        problems.push({ seq: e.seq, message: `cannot be encoded: ${(err as Error).message}` });
-        // Keeps later leaves in place; the root check then fails as it should.
-        leaf = Buffer.alloc(32);
-      }
-      if (e.leafHash.length === 0) {
-        problems.push({ seq: e.seq, message: "is not in the server's tree (inserted behind the server's back)" });
-      } else if (!leaf.equals(Buffer.from(e.leafHash))) {
-        problems.push({ seq: e.seq, message: "does not match the leaf hash the log committed to when it was appended (changed, moved or inserted after the fact)" });
-      }
-      if (!gaps) {
-        tree.append(leaf);
-        if (e.leafHash.length === 32) committed?.append(e.leafHash);
-        else committed = undefined;
-      }
+  const source = opts.tiles ? tileEntries(opts.tiles, n) : rpcEntries(client, opts.pageSize ?? 1000);
+  for await (const e of source) {
+    if (e.seq >= n) break; // later entries belong to a later checkpoint
+    if (e.seq < expected) {
+      problems.push({ seq: e.seq, message: "appears again or out of order" });
+      continue;
     }
-    pageToken = page.nextPageToken;
-  } while (pageToken);
+    if (e.seq > expected) {
+      gaps = true;
+      const last = e.seq - 1n;
+      problems.push({
+        seq: expected,
+        message: last === expected ? "is missing (deleted from the log)" : `is missing, and so are the entries up to ${last} (deleted from the log)`,
+      });
+    }
+    expected = e.seq + 1n;
+    entries++;
+    let leaf: Buffer;
+    if (typeof e.leaf === "string") {
+      problems.push({ seq: e.seq, message: `cannot be encoded: ${e.leaf}` });
+      // Keeps later leaves in place; the root check then fails as it should.
+      leaf = Buffer.alloc(32);
+    } else leaf = e.leaf;
+    if (e.committed.length === 0) {
+      problems.push({ seq: e.seq, message: "is not in the server's tree (inserted behind the server's back)" });
+    } else if (!leaf.equals(Buffer.from(e.committed))) {
+      problems.push({ seq: e.seq, message: "does not match the leaf hash the log committed to when it was appended (changed, moved or inserted after the fact)" });
+    }
+    if (!gaps) {
+      tree.append(leaf);
+      if (e.committed.length === 32) committed?.append(e.committed);
+      else committed = undefined;
+    }
+  }
   if (expected < n) {
     gaps = true;
     problems.push({ seq: expected, message: `is missing, and so are the entries up to ${n - 1n} (the signed checkpoint has ${n})` });
@@ -175,10 +165,13 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
           : "the entries' contents do not hash to the signed checkpoint's root",
       });
     }
-    // Spot-check inclusion proofs from the server against the rebuilt leaves.
-    // Entries already named would only be named again.
+    if (opts.tiles && committed && !committed.root(Number(n)).equals(checkpoint.rootHash)) {
+      problems.push({ message: "the log's level-0 tiles do not hash to the signed checkpoint's root" });
+    }
+    // Spot-check inclusion proofs from the server against the rebuilt leaves (with tiles, the
+    // tiles are the proofs). Entries already named would only be named again.
     const flagged = new Set(problems.map((p) => p.seq));
-    const samples = sampleIndices(Number(n), opts.inclusionSamples ?? 8).filter((i) => !flagged.has(BigInt(i)));
+    const samples = opts.tiles ? [] : sampleIndices(Number(n), opts.inclusionSamples ?? 8).filter((i) => !flagged.has(BigInt(i)));
     for (const i of samples) {
       const p = await client.getInclusionProof({ leafIndex: BigInt(i), treeSize: n });
       const r = rootFromInclusionProof(i, Number(n), tree.leaf(i), p.hashes);
@@ -199,8 +192,9 @@ export async function verifyLog(client: Client<typeof AuditService>, opts: Verif
       const proven = committed && committed.size >= Number(m) && committed.root(Number(m)).equals(cp.rootHash);
       problems.push(...(proven ? firstChanged(tree, committed!, Number(m), label) : await narrow(client, tree, name, key, m, Buffer.from(cp.rootHash))));
     }
-    const proof = await client.getConsistencyProof({ firstTreeSize: m, secondTreeSize: n });
-    if (!verifyConsistency(Number(m), Number(n), cp.rootHash, checkpoint.rootHash, proof.hashes)) {
+    // (With tiles the rebuilt tree above is the whole check: no proof is asked of the server.)
+    const proof = opts.tiles ? undefined : await client.getConsistencyProof({ firstTreeSize: m, secondTreeSize: n });
+    if (proof && !verifyConsistency(Number(m), Number(n), cp.rootHash, checkpoint.rootHash, proof.hashes)) {
       problems.push({ message: `the current checkpoint (size ${n}) is not consistent with ${label} (size ${m}): the log was rewritten, not appended to` });
     }
     return problems.length === before;
@@ -310,6 +304,55 @@ async function narrow(
   const range = await found();
   return fork ? [range, fork] : [range];
 }
+/** An entry as read: its seq, the leaf recomputed from its contents (or why not), and the leaf committed to. */
+interface ReadEntry {
+  seq: bigint;
+  leaf: Buffer | string;
+  committed: Uint8Array;
+}
+
+async function* rpcEntries(client: Client<typeof AuditService>, pageSize: number): AsyncGenerator<ReadEntry> {
+  let pageToken = "";
+  do {
+    const page = await client.listEntries({ pageSize, pageToken });
+    for (const e of page.entries) {
+      let leaf: Buffer | string;
+      try {
+        leaf = leafHash(
+          entryBytes({
+            seq: e.seq,
+            time: e.time ? timestampDate(e.time) : new Date(0),
+            kind: e.kind,
+            agentId: e.agentId,
+            tokenId: e.tokenId,
+            actor: e.actor,
+            reason: e.reason,
+            details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
+          }),
+        );
+      } catch (err) {
+        leaf = (err as Error).message;
+      }
+      yield { seq: e.seq, leaf, committed: e.leafHash };
+    }
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+}
+
+/** Entry bundles and level-0 tiles of a tree of n leaves. */
+async function* tileEntries(get: (path: string) => Promise<Buffer>, n: bigint): AsyncGenerator<ReadEntry> {
+  const size = Number(n);
+  for (let k = 0; k * TILE_WIDTH < size; k++) {
+    const width = Math.min(TILE_WIDTH, size - k * TILE_WIDTH);
+    const [bundle, hashes] = await Promise.all([get(tilePath({ index: k, width })), get(tilePath({ level: 0, index: k, width }))]);
+    const items = decodeEntryBundle(bundle);
+    for (let i = 0; i < items.length; i++) {
+      const seq = BigInt(k * TILE_WIDTH + i);
+      yield { seq, leaf: leafHash(items[i]!), committed: hashes.subarray(i * 32, i * 32 + 32) };
+    }
+  }
+}
+
 function sampleIndices(n: number, k: number): number[] {
   if (n === 0) return [];
   const out = new Set<number>([0, n - 1]);

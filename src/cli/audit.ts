@@ -1,5 +1,5 @@
 import { writeFileSync } from "node:fs";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { openCheckpoint, parseCosignerKey } from "../audit/note.js";
@@ -86,16 +86,28 @@ async function witnessInputs(specs: string[], fail: Fail): Promise<{ witnessed: 
   return { witnessed, keys: pinned.length > 0 ? pinned : fetched, pinned: pinned.length > 0 };
 }
 
+/** GETs below a tlog-tiles prefix, with the API key; a refusal to sign reads as FAILED_PRECONDITION. */
+export function tileFetcher(url: string, apiKey?: string): (path: string) => Promise<Buffer> {
+  const base = url.replace(/\/+$/, "");
+  return async (path) => {
+    const res = await fetch(`${base}/${path}`, { headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {} });
+    if (res.status === 503 && path === "checkpoint") throw new ConnectError((await res.text()).trim(), Code.FailedPrecondition);
+    if (res.status !== 200) throw new Error(`GET /${path}: ${res.status} ${(await res.text()).trim()}`);
+    return Buffer.from(await res.arrayBuffer());
+  };
+}
+
 export async function auditVerify(
   client: Client<typeof AuditService>,
-  o: { saved?: string; saveTo?: string; key?: string; witnesses?: string[]; minWitnesses?: number },
+  o: { saved?: string; saveTo?: string; key?: string; witnesses?: string[]; minWitnesses?: number; tiles?: { url: string; apiKey?: string } },
   fail: Fail,
 ): Promise<boolean> {
   const out = (line: string) => process.stdout.write(line + "\n");
   const w = await witnessInputs(o.witnesses ?? [], fail);
   if (w.witnessed.length > 0 && !w.pinned) out(`trusting the keys the witnesses report (pin them with --witness VKEY): ${w.keys.join(", ")}`);
   const minWitnesses = o.minWitnesses ?? (w.witnessed.length > 0 ? 1 : 0);
-  const r = await verifyLog(client, { savedCheckpoint: o.saved, verifierKey: o.key, witnessed: w.witnessed, witnessKeys: w.keys, minWitnesses });
+  const tiles = o.tiles && tileFetcher(o.tiles.url, o.tiles.apiKey);
+  const r = await verifyLog(client, { savedCheckpoint: o.saved, verifierKey: o.key, witnessed: w.witnessed, witnessKeys: w.keys, minWitnesses, tiles });
   if (r.ok && r.checkpoint) {
     const root = Buffer.from(r.checkpoint.rootHash).toString("base64");
     out(`OK: ${r.entries} entries verify against the checkpoint signed by ${r.verifierKey}`);

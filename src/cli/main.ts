@@ -110,7 +110,7 @@ Prints matching transparency log entries oldest first, one line each: time, seq,
 actor, reason, details. TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age
 such as 90m, 2h or 7d (that long ago). --since is inclusive, --until exclusive.
   --json  one JSON object per line instead`,
-  "audit verify": `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY] [--witness URL|VKEY ...] [--min-witnesses N]
+  "audit verify": `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY] [--witness URL|VKEY ...] [--min-witnesses N] [--tiles]
 
 Fetches every entry and the current signed checkpoint, recomputes each leaf hash from the entry's
 contents and the Merkle tree from the leaves, and checks the signature, sample inclusion proofs,
@@ -123,7 +123,9 @@ Exit status 0: the log verifies; 1: it does not (each problem on stdout).
   --witness URL|VKEY      a witness (agentid audit witness) to fetch a cosigned checkpoint from,
                           or a witness key to trust (without keys, the witnesses' own are trusted);
                           the log must extend each witness's checkpoint; repeatable
-  --min-witnesses N       require cosignatures by N trusted witnesses (default 1 with --witness)`,
+  --min-witnesses N       require cosignatures by N trusted witnesses (default 1 with --witness)
+  --tiles                 read the checkpoint, entries and leaves as C2SP tlog-tiles (plain GETs
+                          of /checkpoint and /tile/..., cacheable) instead of ListEntries`,
   "audit witness": `Usage: agentid audit witness --state DIR [--name NAME] [--log-key VKEY] [--listen HOST:PORT] [--interval 1s] [--once]
 
 Follows the log at --url: fetches its checkpoint, checks it extends the last one accepted (by a
@@ -414,11 +416,11 @@ async function main(argv: string[]): Promise<void> {
       return auditLog(clients(values).audit, values, fail);
     }
     case "audit verify": {
-      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" }, witness: { type: "string", multiple: true }, "min-witnesses": { type: "string" } }, cmd);
+      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" }, witness: { type: "string", multiple: true }, "min-witnesses": { type: "string" }, tiles: { type: "boolean" } }, cmd);
       const saved = values.checkpoint === undefined ? undefined : readFileSync(values.checkpoint, "utf8");
       const min = values["min-witnesses"];
       if (min !== undefined && !/^[0-9]{1,3}$/.test(min)) fail(`--min-witnesses: expected a number, got ${JSON.stringify(min)}`);
-      const ok = await auditVerify(clients(values).audit, { saved, saveTo: values["save-checkpoint"], key: values.key, witnesses: values.witness, minWitnesses: min === undefined ? undefined : Number(min) }, fail);
+      const ok = await auditVerify(clients(values).audit, { saved, saveTo: values["save-checkpoint"], key: values.key, witnesses: values.witness, minWitnesses: min === undefined ? undefined : Number(min), tiles: values.tiles ? { url: values.url || process.env.AGENTID_URL || DEFAULT_URL, apiKey: values["api-key"] || process.env.AGENTID_API_KEY } : undefined }, fail);
       if (!ok) process.exit(1);
       return;
     }
