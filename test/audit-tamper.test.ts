@@ -236,7 +236,7 @@ describe("audit verify", () => {
     const s = await setup({ checkpointEach: true });
     await s.sql.query(`update audit_entries set reason = 'routine decommission' where seq = 10`);
     await rehash(s.sql, 10);
-    await s.sql.query("update audit_tree set hash = (select leaf_hash from audit_entries where seq = 10) where level = 0 and idx = 10");
+    await s.sql.query("update audit_tree set hash = (select leaf_hash from audit_entries where seq = 10) where height = 0 and idx = 10");
     await s.sql.query("delete from audit_checkpoints");
     const s2 = await restart(s);
     expect(s2.h.logs.join("")).toContain("REFUSING TO SIGN the audit log");
@@ -258,7 +258,7 @@ describe("audit verify", () => {
     const s = await setup({ checkpointEach: true });
     await s.sql.query(`update audit_entries set reason = 'routine decommission' where seq = 11`);
     await rehash(s.sql, 11);
-    await s.sql.query("update audit_tree set hash = (select leaf_hash from audit_entries where seq = 11) where level = 0 and idx = 11");
+    await s.sql.query("update audit_tree set hash = (select leaf_hash from audit_entries where seq = 11) where height = 0 and idx = 11");
     // With the key, its record and every checkpoint from 11 on gone, the server signs the rewrite.
     await s.sql.query("delete from audit_checkpoints where tree_size > 11");
     const s2 = await restart(s, { forgetRecord: true });

@@ -131,7 +131,7 @@ export class AuditLog {
     const conflicts = await this.tree.append(leaves);
     if (conflicts.length > 0) {
       this.logger.error(
-        { rows: conflicts.slice(0, 10).map((r) => `${r.level}/${r.idx}`) },
+        { rows: conflicts.slice(0, 10).map((r) => `${r.height}/${r.idx}`) },
         "the stored audit tree holds other hashes than this server computed from the entries: it was changed behind its back",
       );
     }
@@ -163,7 +163,7 @@ export class AuditLog {
     const inTree = seqs.filter((s) => s < this.size);
     const rows = await readTreeRanges(
       this.db,
-      inTree.map((s) => ({ level: 0, from: Number(s), to: Number(s) + 1 })),
+      inTree.map((s) => ({ height: 0, from: Number(s), to: Number(s) + 1 })),
     );
     const out = new Map<bigint, Buffer>();
     for (const s of inTree) {

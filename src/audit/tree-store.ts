@@ -1,5 +1,5 @@
 import type { Db } from "../store/database.js";
-import { insertTreeRows, readTreeLevel, readTreeRanges, storedTreeSize, type TreeRow } from "../store/audit-tree.js";
+import { insertTreeRows, readTreeRanges, readTreeRow, storedTreeSize, type TreeRow } from "../store/audit-tree.js";
 import { nodeHash } from "./encoding.js";
 import { TILE_WIDTH } from "./tiles.js";
 import {
@@ -13,12 +13,14 @@ import {
 } from "./merkle.js";
 
 // The server's Merkle tree, stored in PostgreSQL (table audit_tree) rather than in memory. Rows
-// are kept at every 8th height, the heights of C2SP tlog-tiles, so a tile is a range of rows and
-// any other subtree hash is recomputed from at most 128 of them. In memory the server keeps only
-// the frontier: the roots of the complete subtrees the tree decomposes into, at most one per bit
-// of its size. Roots and appends use the frontier; proofs read O(log n) rows.
+// are kept at every 4th height, so a C2SP tlog-tile (height 8L) is a range of rows, and any other
+// subtree hash is recomputed from at most 8 of them. In memory the server keeps only the
+// frontier: the roots of the complete subtrees the tree decomposes into, at most one per bit of
+// its size. Roots and appends use the frontier; proofs read O(log n) rows.
 
-/** Heights per tile: level L rows hold subtrees of 256^L leaves. */
+/** Rows are stored at heights that are multiples of this. */
+const STORED_EVERY = 4;
+/** Heights per tile level. */
 const TILE_HEIGHT = 8;
 
 /** A row is missing or does not match: the stored tree was changed behind the server's back. */
@@ -27,9 +29,9 @@ export class TreeStoreError extends Error {}
 /** Hashes of complete subtrees, from the stored rows, in one query. */
 async function nodeHashes(db: Db, nodes: readonly TreeNode[]): Promise<Map<string, Buffer>> {
   const ranges = nodes.map(({ height, index }) => {
-    const level = Math.floor(height / TILE_HEIGHT);
-    const width = 2 ** (height % TILE_HEIGHT);
-    return { level, from: index * width, to: (index + 1) * width };
+    const stored = height - (height % STORED_EVERY);
+    const width = 2 ** (height - stored);
+    return { height: stored, from: index * width, to: (index + 1) * width };
   });
   const rows = await readTreeRanges(db, ranges);
   const out = new Map<string, Buffer>();
@@ -37,8 +39,8 @@ async function nodeHashes(db: Db, nodes: readonly TreeNode[]): Promise<Map<strin
     const r = ranges[i]!;
     let layer: Buffer[] = [];
     for (let idx = r.from; idx < r.to; idx++) {
-      const h = rows.get(r.level, idx);
-      if (!h) throw new TreeStoreError(`the stored tree has no hash at level ${r.level}, index ${idx}`);
+      const h = rows.get(r.height, idx);
+      if (!h) throw new TreeStoreError(`the stored tree has no hash at height ${r.height}, index ${idx}`);
       layer.push(h);
     }
     while (layer.length > 1) {
@@ -94,15 +96,13 @@ export class StoredTree {
     const rows: TreeRow[] = [];
     let end = this.treeSize;
     for (const leaf of leaves) {
-      rows.push({ level: 0, idx: end, hash: leaf });
+      rows.push({ height: 0, idx: end, hash: leaf });
       end++;
       let item = { height: 0, hash: leaf };
       while (stack.length > 0 && stack[stack.length - 1]!.height === item.height) {
         const left = stack.pop()!;
         item = { height: item.height + 1, hash: nodeHash(left.hash, item.hash) };
-        if (item.height % TILE_HEIGHT === 0) {
-          rows.push({ level: item.height / TILE_HEIGHT, idx: end / 2 ** item.height - 1, hash: item.hash });
-        }
+        if (item.height % STORED_EVERY === 0) rows.push({ height: item.height, idx: end / 2 ** item.height - 1, hash: item.hash });
       }
       stack.push(item);
     }
@@ -138,7 +138,7 @@ export class StoredTree {
 
   /** Stored leaf hashes from `from` up to `to` (exclusive, at most the tree's size). */
   async leaves(from: number, to: number): Promise<Buffer[]> {
-    return readTreeLevel(this.db, 0, from, Math.min(to, this.treeSize));
+    return readTreeRow(this.db, 0, from, Math.min(to, this.treeSize));
   }
 
   /**
@@ -150,7 +150,7 @@ export class StoredTree {
     const from = index * TILE_WIDTH;
     const available = Math.floor(size / TILE_WIDTH ** level);
     if (from + width > available) return undefined;
-    const hashes = await readTreeLevel(this.db, level, from, from + width);
+    const hashes = await readTreeRow(this.db, level * TILE_HEIGHT, from, from + width);
     if (hashes.length !== width) throw new TreeStoreError(`the stored tree is missing hashes of tile ${level}/${index}`);
     return Buffer.concat(hashes);
   }

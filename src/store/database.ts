@@ -148,9 +148,9 @@ export interface AuditKeysTable {
   created_at: GeneratedTimestamp;
 }
 
-/** The log's Merkle tree: row (level, idx) hashes leaves idx * 256^level to (idx + 1) * 256^level - 1. */
+/** The log's Merkle tree: row (height, idx) hashes leaves idx * 2^height to (idx + 1) * 2^height - 1. */
 export interface AuditTreeTable {
-  level: number;
+  height: number;
   idx: ColumnType<string, string, never>;
   hash: Buffer;
 }

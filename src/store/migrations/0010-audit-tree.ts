@@ -4,17 +4,17 @@ import { sql, type Kysely } from "kysely";
 
 export async function up(db: Kysely<unknown>): Promise<void> {
   // The transparency log's Merkle tree, so that a replica keeps only O(log n) hashes in memory.
-  // Row (level, idx) is the hash of the complete subtree of 256^level leaves from idx * 256^level
-  // on: level 0 holds the leaf hashes, and the rows of a level are exactly the hashes of the C2SP
-  // tlog-tiles at that level (tile N of level L is rows 256N to 256N+255). Hashes between these
-  // heights are recomputed from at most 128 rows. Written once, when the leaves are added; never
-  // updated.
+  // Row (height, idx) is the hash of the complete subtree of 2^height leaves from idx * 2^height
+  // on, for every height that is a multiple of 4: height 0 holds the leaf hashes, and the rows of
+  // height 8L are exactly the hashes of the C2SP tlog-tiles of level L (tile N is rows 256N to
+  // 256N+255). Hashes at other heights are recomputed from at most 8 rows. About 1.07 rows per
+  // entry, written once when the entry joins the tree, never updated.
   await sql`
     create table audit_tree (
-      level smallint not null,
+      height smallint not null,
       idx bigint not null,
       hash bytea not null,
-      primary key (level, idx)
+      primary key (height, idx)
     )`.execute(db);
 }
 
