@@ -386,7 +386,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
         }
       }
     }
-  });
+  }, 120_000);
 
   it("signs new checkpoints on its own, at least every second while entries arrive", async () => {
     const { agent } = await h.grpc.agents.registerAgent({ name: "ticker", publicKey: publicKey() });
