@@ -109,7 +109,7 @@ export class AuditLog {
     return run;
   }
 
-  /** Adds the next numbered entries to the tree, each leaf recomputed from its contents. */
+  /** Adds the next numbered entries to the tree, each checked against its contents; returns how many. */
   private async addEntries(): Promise<number> {
     const from = BigInt(this.tree.size);
     const rows = await listAuditEntries(this.db, { fromSeq: from, limit: SYNC_BATCH });
@@ -135,7 +135,8 @@ export class AuditLog {
         "the stored audit tree holds other hashes than this server computed from the entries: it was changed behind its back",
       );
     }
-    return rows.length;
+    // A gap (an entry deleted behind the server's back) ends the tree until it is filled.
+    return leaves.length;
   }
 
   /** A checkpoint covering every entry committed before the call; signs a new one if the log grew. */
