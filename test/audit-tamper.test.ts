@@ -320,5 +320,5 @@ describe("audit verify", () => {
     const all = await cli(s, "audit", "log", "--json");
     expect(all.stdout.trim().split("\n")).toHaveLength(13);
     expect(all.stdout).not.toContain(s.token);
-  });
+  }, 90_000);
 });
