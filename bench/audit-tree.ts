@@ -21,8 +21,10 @@ import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { startEmbeddedPostgres } from "../src/store/embedded.js";
 import { openDatabase } from "../src/store/open.js";
 import { AuditLog } from "../src/audit/log.js";
-import { CLUSTER_ADMIN_KEY, freePort, startReplica } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { Sequencer } from "../src/store/sequencer.js";
+import { auditLogSequence } from "../src/store/audit.js";
+import { CLUSTER_ADMIN_KEY, freePort, startReplica } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 
 const BIG = Number(process.env.BENCH_ENTRIES ?? 1_000_000);
 const SMALL = Number(process.env.BENCH_SMALL ?? 1_000);
@@ -63,10 +65,14 @@ async function fill(url: string, n: number): Promise<void> {
 /** The first start after an upgrade: the stored tree is built from the entries, once. */
 async function build(url: string, pem: string, dir: string): Promise<number> {
   const { db } = await openDatabase(url, 4);
+  const logger = pino({ level: "silent" });
+  const sequencer = new Sequencer({ db, databaseUrl: "", logger, logs: [auditLogSequence] });
+  await sequencer.start();
   const t0 = performance.now();
   const log = await AuditLog.open({
     db,
-    logger: pino({ level: "silent" }),
+    sequencer,
+    logger,
     origin: "agentid/audit",
     signingKey: pem,
     keyFile: join(dir, "unused-key.pem"),
@@ -75,6 +81,7 @@ async function build(url: string, pem: string, dir: string): Promise<number> {
   });
   const ms = performance.now() - t0;
   await log.close();
+  await sequencer.close();
   await db.destroy();
   return ms;
 }

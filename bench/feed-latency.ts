@@ -9,8 +9,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentService } from "../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../gen/agentid/v1/revocation_pb.js";
-import { CLUSTER_ADMIN_KEY, startOwnPostgres, startReplica, type Replica } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { CLUSTER_ADMIN_KEY, startOwnPostgres, startReplica, type Replica } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 
 const samples = Number(process.argv[2] ?? 300);
 
@@ -68,12 +68,15 @@ async function feedLatency(a: Replica, b: Replica) {
       const feed = createClient(RevocationService, createGrpcTransport({ baseUrl: r.grpcUrl, interceptors: [bearer(CLUSTER_ADMIN_KEY)] }));
       try {
         for await (const m of feed.watchRevocations({ afterRevision: 0n }, { signal: abort.signal })) {
-          if (m.kind.case !== "revocation" || m.kind.value.target.case !== "tokenId") continue;
-          const id = m.kind.value.target.value;
-          const entry = arrivals.get(id) ?? {};
-          entry[key] = now();
-          arrivals.set(id, entry);
-          if (entry.a !== undefined && entry.b !== undefined) waiters.get(id)?.();
+          const t = now();
+          for (const e of m.events) {
+            if (e.target.case !== "tokenId") continue;
+            const id = e.target.value;
+            const entry = arrivals.get(id) ?? {};
+            entry[key] = t;
+            arrivals.set(id, entry);
+            if (entry.a !== undefined && entry.b !== undefined) waiters.get(id)?.();
+          }
         }
       } catch {
         // aborted at the end

@@ -5,10 +5,10 @@
 //
 // Figures:
 //  4a. Revocation latency, N = 1 / 1,000 / 10,000 watch streams on one server: from the Revoke call
-//      returning (wall clock in the revoking process) to the event's arrival at each watcher (wall
+//      being sent (wall clock in the revoking process; from its return is printed beside it) to the event's arrival at each watcher (wall
 //      clock in the watcher process; same host, performance.timeOrigin + now()). p50/p99 are pooled
 //      over every (event, stream) arrival. Events are revoked one at a time, each after the last
-//      one reached every stream. Negative values mean the event overtook the Revoke response.
+//      one reached every stream. (From its return, negative values mean the event overtook the Revoke response.)
 //      Baseline: a raw PostgreSQL LISTEN/NOTIFY round trip (pg_notify in its own committed
 //      statement, until the listener's notification). Target: 1 watcher p99 <= 3x that; 1,000
 //      and 10,000 streams p99 < 100 ms.
@@ -41,7 +41,7 @@ import pg from "pg";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { root, runTs, startAgentid } from "./lib/procs.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
+import { startOwnPostgres } from "./lib/cluster.js";
 import { Ctl, rss, wall } from "./lib/ctl.js";
 
 const full = process.argv.includes("--full");
@@ -104,7 +104,10 @@ try {
   const introTokens = (await issue(1000)).map((s) => s.split("\n")[1]!);
   const revokeTokens = (await issue(tputTokens)).map((s) => s.split("\n")[0]!);
   let nextToken = 0;
+  /** Wall clock when the last Revoke call was sent (the latency figures' reference point). */
+  let lastSent = 0;
   const revokeOne = async () => {
+    lastSent = wall();
     const r = await tokens.revoke({ target: { case: "tokenId", value: latencyTokens[nextToken++]! }, reason: "bench" });
     return Number(r.revision);
   };
@@ -183,15 +186,22 @@ try {
       big10k = ws;
     }
     const sent: Record<number, number> = {};
+    const returned: Record<number, number> = {};
     for (let i = 0; i < events + warm; i++) {
       const rev = await revokeOne();
       const t1 = wall();
       head = rev;
-      if (i >= warm) sent[rev] = t1;
+      if (i >= warm) {
+        sent[rev] = lastSent;
+        returned[rev] = t1;
+      }
       await ws.waitDone(rev);
       await sleep(10);
     }
+    // From the Revoke call being sent (the figure); from its return (for comparison: Revoke now
+    // waits for its revision, so the event often arrives before the answer and this goes negative).
     latency[n] = await ws.w.send({ cmd: "report", sent });
+    latency[n].fromReturn = await ws.w.send({ cmd: "report", sent: returned });
     if (latency[n].gaps) throw new Error(`gaps at ${n} streams: ${JSON.stringify(latency[n])}`);
     if (n !== big) await ws.w.kill();
   }
@@ -274,9 +284,10 @@ try {
   for (const n of [1, 1000, big]) {
     const l = latency[n];
     const label = `${n.toLocaleString("en-US")} stream${n > 1 ? "s" : ""}`;
-    row(`Revoke returned -> event at watcher, p50, ${label}`, ms(l.p50), notifyB("p50"), l.p50 / b50, "info", undefined);
-    if (n === 1) row(`Revoke returned -> event at watcher, p99, ${label}`, ms(l.p99), notifyB("p99"), l.p99 / b99, "<= 3x", l.p99 / b99 <= 3);
-    else row(`Revoke returned -> event at watcher, p99, ${label}`, ms(l.p99), notifyB("p99"), l.p99 / b99, "< 100 ms", l.p99 < 100);
+    row(`Revoke sent -> event at watcher, p50, ${label}`, ms(l.p50), notifyB("p50"), l.p50 / b50, "info", undefined);
+    if (n === 1) row(`Revoke sent -> event at watcher, p99, ${label}`, ms(l.p99), notifyB("p99"), l.p99 / b99, "<= 3x", l.p99 / b99 <= 3);
+    else row(`Revoke sent -> event at watcher, p99, ${label}`, ms(l.p99), notifyB("p99"), l.p99 / b99, "< 100 ms", l.p99 < 100);
+    row(`(Revoke returned -> event at watcher, p50 / p99, ${label})`, `${ms(l.fromReturn.p50)} / ${ms(l.fromReturn.p99)}`, "", undefined, "info", undefined);
   }
   const fan = latency[big];
   row("Fan-out time, one event to 10,000 streams (last - first arrival, p50)", ms(fan.spreadP50), `${ms(h2Fan.spreadP50)} (bare node:http2, pre-encoded frame)`, fan.spreadP50 / h2Fan.spreadP50, "<= 2x", fan.spreadP50 / h2Fan.spreadP50 <= 2);
@@ -305,7 +316,7 @@ try {
     "| --- | --- | --- | --- | --- | --- |",
     ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.baseline} | ${r.ratio} | ${r.target} | ${r.met} |`),
     "",
-    `Fan-out at 10,000: Revoke returned -> last stream p50 ${ms(fan.lastP50)}, p99 ${ms(fan.lastP99)}; bare http2 write start -> last stream p50 ${ms(h2Fan.lastP50)}.`,
+    `Fan-out at 10,000: Revoke sent -> last stream p50 ${ms(fan.lastP50)}, p99 ${ms(fan.lastP99)}; bare http2 write start -> last stream p50 ${ms(h2Fan.lastP50)}.`,
   ];
   console.log(lines.join("\n"));
   mkdirSync(join(root, "bench", "results"), { recursive: true });

@@ -10,7 +10,7 @@ import { openDatabase } from "../src/store/open.js";
 import { rawPublicKey } from "../src/audit/note.js";
 import { parseSigningKey } from "../src/audit/note.js";
 import { createTestDatabase, startHarness, type Harness } from "./support/harness.js";
-import { dataDirFor } from "./support/cluster.js";
+import { dataDirFor } from "../bench/lib/cluster.js";
 
 // The checkpoint signing key lives outside the database it signs.
 

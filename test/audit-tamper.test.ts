@@ -10,7 +10,7 @@ import { Code, ConnectError, createClient, type Client } from "@connectrpc/conne
 import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { verifyLog, type VerifyReport } from "../src/audit/verify.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
-import { dataDirFor } from "./support/cluster.js";
+import { dataDirFor } from "../bench/lib/cluster.js";
 
 // Tampering happens directly in PostgreSQL, as an insider with database access would do it.
 

@@ -10,7 +10,7 @@ import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { verifyLog } from "../src/audit/verify.js";
 import { Witness } from "../src/audit/witness.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
-import { dataDirFor, freePort } from "./support/cluster.js";
+import { dataDirFor, freePort } from "../bench/lib/cluster.js";
 import { bin, runCli } from "./support/process.js";
 
 // Witnesses (C2SP tlog-witness, tlog-cosignature) against insiders who hold the database and the

@@ -4,7 +4,7 @@ import pg from "pg";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FeedFollower } from "../src/client/feed.js";
-import { compactRevocations } from "../src/store/revocations.js";
+import { compactRevocations } from "../src/store/revocation-reads.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
 
 let h: Harness;
@@ -46,8 +46,8 @@ async function watchOnce(after: bigint): Promise<{ events: bigint[]; error?: Con
   const events: bigint[] = [];
   try {
     for await (const m of h.grpc.revocations.watchRevocations({ afterRevision: after }, { signal: abort.signal })) {
-      if (m.kind.case === "revocation") events.push(m.kind.value.revision);
-      if (m.kind.case === "progress") break;
+      events.push(...m.events.map((e) => e.revision));
+      if (m.progress) break;
     }
     return { events };
   } catch (err) {
@@ -61,15 +61,16 @@ describe("retention and compaction", () => {
   it("drops expired token revocations, keeps agent revocations, and sends old cursors OUT_OF_RANGE", async () => {
     const a = await agent();
     const killed = await agent();
-    const short = await revokeTokens(a, 4, 1000);
+    // Long enough that a loaded machine still checks "not expired yet" before they expire.
+    const short = await revokeTokens(a, 4, 4000);
     const long = await revokeTokens(a, 2, 600_000);
     const agentRev = (await h.grpc.tokens.revoke({ target: { case: "agentId", value: killed }, reason: "kill" })).revision;
-    const moreShort = await revokeTokens(a, 2, 1000);
+    const moreShort = await revokeTokens(a, 2, 4000);
     const cursor = short[1]!;
 
     // Not expired yet: nothing to drop.
     expect(await h.ctx.feed.compact()).toBe(0);
-    await sleep(1200);
+    await sleep(4200);
     // A minimum age keeps just-expired events for briefly disconnected watchers.
     expect(await compactRevocations(h.ctx.db, 3_600_000)).toBe(0);
     expect(await h.ctx.feed.compact()).toBe(short.length + moreShort.length);

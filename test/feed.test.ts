@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { publicKey, startHarness, type Harness } from "./support/harness.js";
-import { StreamRecorder } from "./support/feed.js";
+import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { appendLogRows, StreamRecorder } from "./support/feed.js";
 
 let h: Harness;
 beforeAll(async () => {
@@ -103,21 +103,43 @@ describe("the revocation log under concurrent revokes", () => {
   });
 });
 
+describe("a replica that just started", () => {
+  it("replays from the log, not from its empty memory, for a cursor older than its start", async () => {
+    const databaseUrl = await createTestDatabase();
+    const fresh = await startHarness({ databaseUrl });
+    await fresh.close();
+    const head = await appendLogRows(databaseUrl, 50);
+    const h2 = await startHarness({ databaseUrl });
+    try {
+      const rec = new StreamRecorder(h2.grpc, 10n);
+      await rec.until((r) => r.progress.length > 0);
+      expect(rec.revisions).toEqual(Array.from({ length: Number(head) - 10 }, (_, i) => BigInt(11 + i)));
+      await rec.stop();
+    } finally {
+      await h2.close();
+    }
+  });
+});
+
 describe("fan-out encoding", () => {
-  it("encodes a revocation event once for every gRPC stream, and each bookmark afresh", async () => {
-    const { feedMessage } = await import("../src/server/messages.js");
+  it("writes one shared, frozen frame's bytes to every gRPC stream", async () => {
+    const { feedFrames } = await import("../src/server/messages.js");
     const { grpcServiceDefinition } = await import("../src/server/grpc.js");
-    const { RevocationService } = await import("../gen/agentid/v1/revocation_pb.js");
+    const { Frame } = await import("../src/feed/frame.js");
+    const { RevocationService, WatchRevocationsResponseSchema } = await import("../gen/agentid/v1/revocation_pb.js");
+    const { fromBinary } = await import("@bufbuild/protobuf");
     const serialize = grpcServiceDefinition(RevocationService).watchRevocations!.responseSerialize;
-    const event = {
-      kind: "revocation" as const,
-      event: { revision: 7n, tokenId: "tok_x", agentId: "agt_x", reason: "r", revokedBy: "key:k", revokedAt: new Date(), expiresAt: null },
-    };
-    // Two watchers, one shared event: the same response object, the same bytes.
-    const a = serialize(feedMessage(event));
-    const b = serialize(feedMessage(event));
-    expect(b).toBe(a);
-    const progress = { kind: "progress" as const, revision: 7n };
-    expect(feedMessage(progress)).not.toBe(feedMessage(progress));
+    const event = { revision: 7n, tokenId: "tok_x", agentId: "agt_x", reason: "r", revokedBy: "key:k", revokedAt: new Date(), expiresAt: null, audiences: ["a"] };
+    const { message, bytes } = feedFrames.events([event], false);
+    const frame = new Frame("events", 6n, 7n, message, bytes);
+    // What goes on the wire is the frame's own bytes, whichever stream writes it.
+    expect(Buffer.compare(serialize(frame), Buffer.from(bytes))).toBe(0);
+    expect(fromBinary(WatchRevocationsResponseSchema, serialize(frame)).events.map((e) => e.revision)).toEqual([7n]);
+    // Nothing can change a shared frame after it was encoded.
+    expect(Object.isFrozen(frame.message) && Object.isFrozen(frame.message.events[0])).toBe(true);
+    expect(() => ((frame.message.events[0] as { reason: string }).reason = "changed")).toThrow();
+    // Redacted for resource servers: ids only.
+    const redacted = feedFrames.events([event], true).message.events[0]!;
+    expect([redacted.reason, redacted.revokedBy, redacted.target.value]).toEqual(["", "", "tok_x"]);
   });
 });

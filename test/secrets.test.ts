@@ -36,8 +36,8 @@ describe("tokens are secrets", () => {
     await h.connect.tokens.revoke({ target: { case: "token", value: issued[1]!.token }, reason: "by token" });
     const events: string[] = [];
     for await (const m of h.grpc.revocations.watchRevocations({ afterRevision: 0n })) {
-      if (m.kind.case === "progress") break;
-      events.push(JSON.stringify(m.kind.value, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
+      for (const e of m.events) events.push(JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? v.toString() : v)));
+      if (m.progress) break;
     }
     expect(events.length).toBeGreaterThanOrEqual(2);
 

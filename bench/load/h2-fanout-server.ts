@@ -1,6 +1,6 @@
 // Baseline (its own process): a bare node:http2 server that answers every stream with gRPC-style
 // headers and one bookmark frame, then keeps it open; `broadcast` writes one pre-encoded frame (a
-// revocation event of the same shape agentid sends) to every open stream.
+// batch of one revocation event, the same shape agentid sends) to every open stream.
 import http2 from "node:http2";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -16,7 +16,7 @@ const frame = (body: Uint8Array) => {
 };
 const open = new Set<http2.ServerHttp2Stream>();
 const server = http2.createServer({ settings: { maxConcurrentStreams: 1_000_000 } });
-const hello = frame(toBinary(WatchRevocationsResponseSchema, create(WatchRevocationsResponseSchema, { kind: { case: "progress", value: { revision: 0n } } })));
+const hello = frame(toBinary(WatchRevocationsResponseSchema, create(WatchRevocationsResponseSchema, { progress: { revision: 0n } })));
 server.on("stream", (stream) => {
   stream.respond({ ":status": 200, "content-type": "application/grpc" });
   stream.write(hello);
@@ -34,9 +34,8 @@ serve((cmd) => {
       toBinary(
         WatchRevocationsResponseSchema,
         create(WatchRevocationsResponseSchema, {
-          kind: {
-            case: "revocation",
-            value: {
+          events: [
+            {
               revision: rev,
               target: { case: "tokenId", value: "tok_" + "x".repeat(26) },
               tokenAgentId: "agt_" + "y".repeat(26),
@@ -45,7 +44,7 @@ serve((cmd) => {
               revokedAt: timestampFromDate(new Date()),
               expiresAt: timestampFromDate(new Date(Date.now() + 3_600_000)),
             },
-          },
+          ],
         }),
       ),
     );

@@ -1,56 +1,81 @@
 // Watchers (their own process): N gRPC server streams over raw node:http2 sessions, to agentid's
-// WatchRevocations or to the bare baseline server. Timestamps every message's arrival (wall clock,
-// ms) and checks each stream's revisions are gap-free. Commands: open, report (see ctl.ts).
+// WatchRevocations or to the bare baseline server. Timestamps every event's arrival (wall clock,
+// ms), checks each stream's revisions are gap-free (admin streams see every revision) and, when
+// asked, reconnects streams that end, from their last revision, like a client would: with a fixed
+// random delay (an aggressive client) or exponential full-jitter backoff honouring the server's
+// retry-after-ms (the SDK's policy). Commands: open, report, pid (see ctl.ts).
 import http2 from "node:http2";
-import { fromBinary } from "@bufbuild/protobuf";
-import { WatchRevocationsResponseSchema } from "../../gen/agentid/v1/revocation_pb.js";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WatchRevocationsRequestSchema, WatchRevocationsResponseSchema } from "../../gen/agentid/v1/revocation_pb.js";
 import { emit, serve, wall } from "../lib/ctl.js";
 
+type Retry = { mode: "fixed"; minMs: number; maxMs: number } | { mode: "backoff"; initialMs: number; maxMs: number };
+
 interface S {
+  slot: number;
   buf?: Buffer;
   ready: boolean;
   last: number;
   events: number;
   gaps: number;
   closed: boolean;
+  attempt: number;
+  status?: string;
+  retryAfterMs: number;
+}
+interface Slot {
+  session: http2.ClientHttp2Session;
+  urlIndex: number;
 }
 const streams: S[] = [];
-const sessions: http2.ClientHttp2Session[] = [];
+const slots: Slot[] = [];
 let ready = 0;
 let closedEarly = 0;
+let reconnects = 0;
+/** Streams that ended with an error carrying no retry-after-ms (a refusal the client could not act on). */
+let refusedWithoutAdvice = 0;
+const codes: Record<string, number> = {};
 let firstError = "";
 let record = true;
+let urls: string[] = [];
+let path = "";
+let headers: Record<string, string> = {};
+let retry: Retry | undefined;
 // Arrival times per revision; how many streams got it.
 const arrivals = new Map<number, number[]>();
 const counts = new Map<number, number>();
-// Every stream gets the same bytes for an event: decode each distinct message once.
-const decoded = new Map<string, number>();
+// Every stream of one view gets the same bytes for a batch: decode each distinct message once.
+const decoded = new Map<string, number[]>();
 
 function handle(s: S, payload: Buffer, t: number) {
-  const key = payload.toString("latin1");
-  let rev = decoded.get(key);
-  if (rev === undefined) {
+  // Identical frames share their length and their first and last bytes (the first and last events);
+  // keying on those avoids hashing whole catch-up frames, tens of KiB each, once per stream.
+  const key = `${payload.length}:${payload.toString("latin1", 0, 48)}:${payload.toString("latin1", Math.max(0, payload.length - 48))}`;
+  let revs = decoded.get(key);
+  if (revs === undefined) {
     if (decoded.size > 10_000) decoded.clear();
     const m = fromBinary(WatchRevocationsResponseSchema, payload);
-    rev = m.kind.case === "revocation" ? Number(m.kind.value.revision) : -1;
-    decoded.set(key, rev);
+    revs = m.events.map((e) => Number(e.revision));
+    decoded.set(key, revs);
   }
   if (!s.ready) {
     s.ready = true;
     ready++;
   }
-  if (rev < 0) return;
-  if (rev !== s.last + 1) s.gaps++;
-  s.last = rev;
-  s.events++;
-  if (record) {
-    let a = arrivals.get(rev);
-    if (!a) arrivals.set(rev, (a = []));
-    a.push(t);
+  s.attempt = 0;
+  for (const rev of revs) {
+    if (rev !== s.last + 1) s.gaps++;
+    s.last = rev;
+    s.events++;
+    if (record) {
+      let a = arrivals.get(rev);
+      if (!a) arrivals.set(rev, (a = []));
+      a.push(t);
+    }
+    const c = (counts.get(rev) ?? 0) + 1;
+    counts.set(rev, c);
+    if (c === streams.length) emit({ done: rev, at: t });
   }
-  const c = (counts.get(rev) ?? 0) + 1;
-  counts.set(rev, c);
-  if (c === streams.length) emit({ done: rev, at: t });
 }
 
 function onData(s: S, chunk: Buffer) {
@@ -66,47 +91,97 @@ function onData(s: S, chunk: Buffer) {
   s.buf = off < buf.length ? buf.subarray(off) : undefined;
 }
 
+function session(slotIndex: number): http2.ClientHttp2Session {
+  let slot = slots[slotIndex];
+  if (!slot || slot.session.closed || slot.session.destroyed) {
+    // A dead connection (its replica went away) moves the whole slot to the next URL.
+    const urlIndex = slot ? (slot.urlIndex + 1) % urls.length : 0;
+    const s = http2.connect(urls[urlIndex]!, { settings: { initialWindowSize: 1 << 20 } });
+    s.on("error", (e) => (firstError ||= String(e)));
+    slots[slotIndex] = slot = { session: s, urlIndex };
+  }
+  return slot.session;
+}
+
+function frame(after: number): Buffer {
+  const body = toBinary(WatchRevocationsRequestSchema, create(WatchRevocationsRequestSchema, { afterRevision: BigInt(after) }));
+  const f = Buffer.alloc(5 + body.length);
+  f.writeUInt32BE(body.length, 1);
+  Buffer.from(body).copy(f, 5);
+  return f;
+}
+
+function openStream(s: S) {
+  s.buf = undefined;
+  s.status = undefined;
+  s.retryAfterMs = 0;
+  let st: http2.ClientHttp2Stream;
+  try {
+    st = session(s.slot).request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
+  } catch (e) {
+    firstError ||= String(e);
+    return ended(s);
+  }
+  const status = (h: http2.IncomingHttpHeaders) => {
+    if (h["grpc-status"] !== undefined) s.status = String(h["grpc-status"]);
+    if (h["retry-after-ms"] !== undefined) s.retryAfterMs = Number(h["retry-after-ms"]);
+    if (s.status && s.status !== "0" && !firstError) firstError = `grpc-status ${s.status}: ${decodeURIComponent(String(h["grpc-message"] ?? ""))}`;
+  };
+  st.on("response", status);
+  st.on("trailers", status);
+  st.on("data", (c: Buffer) => onData(s, c));
+  st.on("error", () => {});
+  st.on("close", () => ended(s));
+  st.end(frame(s.last));
+}
+
+function ended(s: S) {
+  const code = s.status ?? "no status (connection lost)";
+  codes[code] = (codes[code] ?? 0) + 1;
+  if (s.status && s.status !== "0" && !(s.retryAfterMs > 0) && !["14", "1"].includes(s.status)) refusedWithoutAdvice++;
+  if (!retry) {
+    s.closed = true;
+    closedEarly++;
+    return;
+  }
+  reconnects++;
+  const delay =
+    retry.mode === "fixed"
+      ? retry.minMs + Math.random() * (retry.maxMs - retry.minMs)
+      : (s.retryAfterMs > 0 ? s.retryAfterMs : 0) +
+        Math.random() * Math.max(s.retryAfterMs, Math.min(retry.maxMs, retry.initialMs * 2 ** Math.min(s.attempt, 20)));
+  s.attempt++;
+  setTimeout(() => openStream(s), delay);
+}
+
 function q(sorted: Float64Array, p: number) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : NaN;
 }
 
 serve(async (cmd) => {
   if (cmd.cmd === "open") {
-    const { url, n, perSession, path, headers, after } = cmd as {
-      url: string; n: number; perSession: number; path: string; headers: Record<string, string>; after: number;
-    };
+    const { n, perSession, after } = cmd as { n: number; perSession: number; after: number };
+    urls = (cmd.urls as string[] | undefined) ?? [cmd.url as string];
+    path = cmd.path as string;
+    headers = cmd.headers as Record<string, string>;
+    retry = cmd.retry as Retry | undefined;
     record = cmd.record !== false;
-    const body = Buffer.from(cmd.body as string, "base64");
-    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
-    frame.writeUInt32BE(body.length, 1);
+    const base = streams.length;
     for (let i = 0; i < n; i++) {
-      if (i % perSession === 0) {
-        const session = http2.connect(url, { settings: { initialWindowSize: 1 << 20 } });
-        session.on("error", (e) => (firstError ||= String(e)));
-        sessions.push(session);
-      }
-      const session = sessions[sessions.length - 1]!;
-      const s: S = { ready: false, last: after, events: 0, gaps: 0, closed: false };
+      const s: S = { slot: Math.floor((base + i) / perSession), ready: false, last: after, events: 0, gaps: 0, closed: false, attempt: 0, retryAfterMs: 0 };
       streams.push(s);
-      const st = session.request({ ":method": "POST", ":path": path, "content-type": "application/grpc", te: "trailers", ...headers });
-      st.on("data", (c: Buffer) => onData(s, c));
-      st.on("trailers", (t) => (firstError ||= `trailers: ${JSON.stringify(t)}`));
-      st.on("error", (e) => (firstError ||= String(e)));
-      st.on("close", () => {
-        s.closed = true;
-        closedEarly++;
-      });
-      st.end(frame);
+      openStream(s);
       // Don't flood the server's accept path all at once.
       if (i % 500 === 499) await new Promise((r) => setImmediate(r));
     }
+    if (cmd.wait === false) return { opened: n };
     const deadline = Date.now() + (cmd.timeoutMs ?? 60_000);
-    while (ready + closedEarly < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (ready + closedEarly < streams.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     return { ready, closedEarly, firstError };
   }
   if (cmd.cmd === "report") {
-    // sent: revision -> wall-clock ms of the reference point (Revoke returned, or write start).
-    const sent = cmd.sent as Record<string, number>;
+    // sent: revision -> wall-clock ms of the reference point (Revoke sent or returned, or write start).
+    const sent = (cmd.sent ?? {}) as Record<string, number>;
     const lat: number[] = [];
     const last: number[] = [];
     const spread: number[] = [];
@@ -142,6 +217,9 @@ serve(async (cmd) => {
       streams: streams.length,
       ready,
       closedEarly,
+      reconnects,
+      refusedWithoutAdvice,
+      codes,
       firstError,
       gaps,
       minEvents,

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
-import { latestCheckpoint, listAuditEntries, saveCheckpoint, sequencePending } from "../store/audit.js";
+import { latestCheckpoint, listAuditEntries, saveCheckpoint } from "../store/audit.js";
+import type { Sequencer } from "../store/sequencer.js";
 import { readTreeRanges } from "../store/audit-tree.js";
 import { entryBytes, leafHash, storedContent } from "./encoding.js";
 import { verifyConsistency } from "./merkle.js";
@@ -28,8 +29,8 @@ export interface AuditLogOptions {
   recordFile: string;
   /** How often to sign a new checkpoint while entries arrive. */
   checkpointIntervalMs: number;
-  /** How often committed entries are numbered (each read numbers them first, too). */
-  sequenceIntervalMs?: number;
+  /** Numbers committed entries (each read numbers them first) and knows the log's head. */
+  sequencer: Sequencer;
 }
 
 /** The server will not sign: the stored tree does not extend a checkpoint it signed before. */
@@ -49,10 +50,10 @@ export class AuditLog {
   private latest: SignedCheckpoint | undefined;
   private refusal: string | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private sequenceTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly db: Db,
+    private readonly sequencer: Sequencer,
     private readonly logger: Logger,
     readonly signer: NoteSigner,
     private readonly record: CheckpointRecord,
@@ -60,7 +61,7 @@ export class AuditLog {
 
   static async open(o: AuditLogOptions): Promise<AuditLog> {
     const key = await loadSigningKey(o.db, { configured: o.signingKey, file: o.keyFile }, o.logger);
-    const log = new AuditLog(o.db, o.logger, new NoteSigner(o.origin, key), new CheckpointRecord(o.recordFile));
+    const log = new AuditLog(o.db, o.sequencer, o.logger, new NoteSigner(o.origin, key), new CheckpointRecord(o.recordFile));
     await log.checkKeySignsTheLog();
     log.tree = await StoredTree.load(o.db);
     await log.sync();
@@ -69,15 +70,13 @@ export class AuditLog {
       if (!(err instanceof SigningRefusedError)) throw err;
     });
     log.timer = setInterval(() => {
+      // Nothing numbered since the last signature (the sequencer hears every replica's): no statement.
+      if (log.latest && !log.refusal && o.sequencer.head("audit") <= log.latest.treeSize) return;
       log.checkpoint().catch((err: unknown) => {
         if (!(err instanceof SigningRefusedError)) o.logger.error({ err }, "audit checkpoint failed");
       });
     }, o.checkpointIntervalMs);
     log.timer.unref();
-    log.sequenceTimer = setInterval(() => {
-      log.sync().catch((err: unknown) => o.logger.warn({ err }, "audit sequencing failed; retrying"));
-    }, o.sequenceIntervalMs ?? 20);
-    log.sequenceTimer.unref();
     return log;
   }
 
@@ -102,7 +101,7 @@ export class AuditLog {
    */
   sync(): Promise<void> {
     const run = this.syncTail.then(async () => {
-      while ((await sequencePending(this.db, SYNC_BATCH)) === SYNC_BATCH);
+      await this.sequencer.flush("audit");
       while ((await this.addEntries()) === SYNC_BATCH);
     });
     this.syncTail = run.catch(() => {});
@@ -264,7 +263,6 @@ export class AuditLog {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    clearInterval(this.sequenceTimer);
     await this.syncTail;
     await this.signQueue;
   }

@@ -400,10 +400,10 @@ async function main(argv: string[]): Promise<void> {
       process.once("SIGTERM", () => controller.abort());
       try {
         for await (const res of clients(values).revocations.watchRevocations({ afterRevision: BigInt(after) }, { signal: controller.signal })) {
-          if (res.kind.case !== "revocation") continue;
-          const e = res.kind.value;
-          const target = e.target.case === "tokenId" ? `token ${e.target.value} (agent ${e.tokenAgentId})` : `agent ${e.target.value}`;
-          process.stdout.write(`${e.revision}\t${iso(e.revokedAt)}\trevoked ${target}\tby ${e.revokedBy}\treason ${JSON.stringify(e.reason)}\n`);
+          for (const e of res.events) {
+            const target = e.target.case === "tokenId" ? `token ${e.target.value} (agent ${e.tokenAgentId})` : `agent ${e.target.value}`;
+            process.stdout.write(`${e.revision}\t${iso(e.revokedAt)}\trevoked ${target}\tby ${e.revokedBy}\treason ${JSON.stringify(e.reason)}\n`);
+          }
         }
       } catch (err) {
         if (controller.signal.aborted) return;

@@ -14,7 +14,10 @@ export interface FeedFollowerOptions extends TransportOptions {
   /** A stream silent this long is presumed dead and reopened (the server bookmarks every second). */
   idleTimeoutMs?: number;
   onEvent(event: RevocationEvent): void;
-  /** Every event up to `revision` has been delivered. */
+  /**
+   * Every event up to `revision` this follower may see has been delivered (a resource_server key
+   * sees only its audiences' events, so the revisions it receives have gaps; bookmarks do not).
+   */
   onProgress?(revision: bigint): void;
   /** The cursor was compacted away (OUT_OF_RANGE): the follower replays from 0. */
   onReset?(): void;
@@ -23,7 +26,8 @@ export interface FeedFollowerOptions extends TransportOptions {
 
 /**
  * Follows WatchRevocations across a list of replicas: on any error or end of stream it moves to
- * the next replica after a jittered backoff and resumes after the last revision it saw.
+ * the next replica after a jittered backoff (at least the server's retry-after-ms when it refused
+ * the stream) and resumes after the last revision it saw.
  */
 export class FeedFollower {
   /** Everything up to here has been delivered: the resume point. */
@@ -63,28 +67,22 @@ export class FeedFollower {
       const abort = (this.abort = new AbortController());
       let idle = setTimeout(() => abort.abort(), idleMs);
       let reset = false;
+      let retryAfterMs = 0;
       try {
         for await (const res of client.watchRevocations({ afterRevision: this.revision }, { signal: abort.signal })) {
           clearTimeout(idle);
           idle = setTimeout(() => abort.abort(), idleMs);
           attempt = 0;
-          const k = res.kind;
-          switch (k.case) {
-            case "revocation":
-              if (k.value.revision > this.revision) this.revision = k.value.revision;
-              this.o.onEvent(k.value);
-              break;
-            case "progress":
-              if (k.value.revision > this.revision) this.revision = k.value.revision;
-              this.lastProgressAt = Date.now();
-              this.o.onProgress?.(k.value.revision);
-              break;
-            case undefined:
-              break;
-            default: {
-              const never: never = k;
-              void never;
-            }
+          // A batch: its events in revision order, then (when set) a bookmark covering them.
+          for (const e of res.events) {
+            if (e.revision > this.revision) this.revision = e.revision;
+            this.o.onEvent(e);
+          }
+          if (res.progress) {
+            const p = res.progress.revision;
+            if (p > this.revision) this.revision = p;
+            this.lastProgressAt = Date.now();
+            this.o.onProgress?.(p);
           }
         }
       } catch (err) {
@@ -97,6 +95,7 @@ export class FeedFollower {
           reset = true;
         } else {
           this.o.onError?.(ce, endpoint);
+          retryAfterMs = retryAfter(ce);
         }
       } finally {
         clearTimeout(idle);
@@ -104,9 +103,7 @@ export class FeedFollower {
       if (this.closed) break;
       if (reset) continue;
       i++;
-      const ceiling = Math.min(max, initial * 2 ** Math.min(attempt, 20));
-      attempt++;
-      await this.sleep(Math.random() * ceiling);
+      await this.sleep(reconnectDelay(attempt++, retryAfterMs, initial, max));
     }
   }
 
@@ -129,4 +126,22 @@ export class FeedFollower {
     }
     await this.running;
   }
+}
+
+/** The server's back-off advice on a refused stream (the `retry-after-ms` trailer), or 0. */
+export function retryAfter(err: ConnectError): number {
+  const v = Number(err.metadata.get("retry-after-ms"));
+  return Number.isFinite(v) && v > 0 ? Math.min(v, 300_000) : 0;
+}
+
+/**
+ * How long to wait before reconnect number `attempt` (0-based): exponential backoff with full
+ * jitter, between 0 and min(maxMs, initialMs * 2^attempt). A server that refused the stream with
+ * retry-after-ms gets at least that, plus jitter over up to as long again (or the backoff ceiling,
+ * if larger), so that followers refused together do not come back together.
+ */
+export function reconnectDelay(attempt: number, retryAfterMs: number, initialMs: number, maxMs: number, random = Math.random): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 20));
+  if (retryAfterMs > 0) return retryAfterMs + random() * Math.max(retryAfterMs, ceiling);
+  return random() * ceiling;
 }

@@ -23,6 +23,7 @@ const unauthenticated = (why: string) => new DomainError("unauthenticated", why)
 export class Authenticator {
   /** By SHA-256 of the key: secrets are not kept, not even in memory. */
   private cache = new Map<string, { caller: Caller; until: number }>();
+  private inFlight = new Map<string, ReturnType<typeof findActiveKeyByHash>>();
 
   constructor(
     private readonly db: Db,
@@ -42,7 +43,14 @@ export class Authenticator {
     const cacheKey = hash.toString("base64");
     const hit = this.cache.get(cacheKey);
     if (hit && hit.until > now) return hit.caller;
-    const key = await findActiveKeyByHash(this.db, hash);
+    // Concurrent misses for one key share one read: a fleet of streams reconnecting at once with
+    // the same key must not queue thousands of identical lookups on the pool Revoke needs.
+    let lookup = this.inFlight.get(cacheKey);
+    if (!lookup) {
+      this.inFlight.set(cacheKey, (lookup = findActiveKeyByHash(this.db, hash)));
+      void lookup.finally(() => this.inFlight.delete(cacheKey)).catch(() => {});
+    }
+    const key = await lookup;
     if (!key) {
       this.cache.delete(cacheKey);
       throw unauthenticated("unknown or revoked API key");

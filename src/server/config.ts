@@ -31,6 +31,23 @@ export interface Config {
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** The revocation feed's admission limits (see feedLimits). */
+  maxWatchersPerKey: number;
+  feedPoolSize: number;
+  feedMaxWaiting: number;
+  feedCatchUpDeadlineMs: number;
+  feedKeyCheckMs: number;
+}
+
+/** The feed's limits, as RevocationFeed takes them. */
+export function feedLimits(c: Config) {
+  return {
+    maxWatchersPerKey: c.maxWatchersPerKey,
+    poolSize: c.feedPoolSize,
+    maxWaiting: c.feedMaxWaiting,
+    catchUpDeadlineMs: c.feedCatchUpDeadlineMs,
+    keyCheckMs: c.feedKeyCheckMs,
+  };
 }
 
 export class ConfigError extends Error {}
@@ -77,6 +94,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
+    maxWatchersPerKey: int(env, "AGENTID_MAX_WATCHERS_PER_KEY", 1000, 1, 1_000_000),
+    feedPoolSize: int(env, "AGENTID_FEED_POOL_SIZE", 3, 2, 50),
+    feedMaxWaiting: int(env, "AGENTID_FEED_MAX_WAITING", 20_000, 1, 1_000_000),
+    feedCatchUpDeadlineMs: int(env, "AGENTID_FEED_CATCHUP_DEADLINE_SECONDS", 30, 1, 3600) * 1000,
+    // As long as the API key cache (auth.ts): a key revoked on another replica ends streams here
+    // within about the time it stops authenticating new calls here.
+    feedKeyCheckMs: int(env, "AGENTID_FEED_KEY_CHECK_MS", 5000, 50, 3_600_000),
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.

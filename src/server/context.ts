@@ -3,11 +3,16 @@ import pino, { type Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
 import { startEmbeddedPostgres } from "../store/embedded.js";
-import { RevocationHub } from "../feed/hub.js";
+import { RevocationFeed } from "../feed/feed.js";
+import { feedFrames } from "./messages.js";
 import { AuditLog } from "../audit/log.js";
-import type { Config } from "./config.js";
+import { CommitSignals, Sequencer } from "../store/sequencer.js";
+import { revocationLog } from "../store/revocations.js";
+import { auditLogSequence } from "../store/audit.js";
+import { feedLimits, type Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
+import { TokenIssuer } from "../domain/tokens.js";
 import { ActivityTracker } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 
@@ -16,15 +21,19 @@ export interface AppContext {
   config: Config;
   db: Db;
   logger: Logger;
-  feed: RevocationHub;
+  feed: RevocationFeed;
   auth: Authenticator;
   /** Introspect's batched token reads. */
   tokenLookup: TokenLookup;
+  /** Issue's batched writes. */
+  issuer: TokenIssuer;
   activity: ActivityTracker;
   /** The admin key this start created, to be shown once; undefined when one existed or was given. */
   createdAdminKey?: string;
   /** The transparency log's tree and checkpoint signer. */
   audit: AuditLog;
+  /** Numbers both logs (revocations, transparency log) for this replica. */
+  sequencer: Sequencer;
   close(): Promise<void>;
 }
 
@@ -47,7 +56,15 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     stopEmbedded = pg.stop;
   }
   try {
-    const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
+    const signals = new CommitSignals(["audit_inbox", "revocation_inbox"]);
+    const { db } = await openDatabase(databaseUrl, config.dbPoolSize, signals);
+    const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence] });
+    signals.onCommit = (table) => sequencer.wake(table === "audit_inbox" ? "audit" : "revocations");
+    await sequencer.start().catch(async (err: unknown) => {
+      await sequencer.close();
+      await db.destroy();
+      throw err;
+    });
     const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
     const audit = await AuditLog.open({
       db,
@@ -57,22 +74,25 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       keyFile: config.auditKeyFile || join(config.dataDir, "audit-signing-key.pem"),
       recordFile: join(config.dataDir, "audit-checkpoint"),
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
+      sequencer,
     }).catch(async (err: unknown) => {
+      await sequencer.close();
       await db.destroy();
       throw err;
     });
-    const feed = new RevocationHub({
-      db,
+    const feed = new RevocationFeed({
       databaseUrl,
       logger,
+      encoder: feedFrames,
       queueLimit: config.watchQueueLimit,
       maxWatchers: config.maxWatchers,
       maxWatchersPerConnection: config.maxWatchersPerConnection,
       compactIntervalMs: config.feedCompactIntervalMs,
       minRetentionMs: config.feedMinRetentionMs,
+      ...feedLimits(config),
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger);
+    const activity = new ActivityTracker(db, logger, sequencer);
     activity.start();
     return {
       config,
@@ -81,13 +101,16 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       feed,
       auth: new Authenticator(db),
       tokenLookup: new TokenLookup(db),
+      issuer: new TokenIssuer(db),
       activity,
       createdAdminKey,
       audit,
+      sequencer,
       async close() {
         await feed.close();
         await activity.close();
         await audit.close();
+        await sequencer.close();
         await db.destroy();
         await stopEmbedded?.();
       },

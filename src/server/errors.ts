@@ -2,6 +2,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DomainError, type ErrorKind } from "../domain/errors.js";
 import { isDatabaseUnavailable } from "../store/open.js";
+import { FeedRefusal } from "../feed/refusal.js";
 
 function codeOf(kind: ErrorKind): Code {
   switch (kind) {
@@ -36,6 +37,9 @@ function codeOf(kind: ErrorKind): Code {
  */
 export function toConnectError(err: unknown, logger: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
+  if (err instanceof FeedRefusal) {
+    return new ConnectError(err.message, codeOf(err.kind), { "retry-after-ms": String(err.retryAfterMs) });
+  }
   if (err instanceof DomainError) return new ConnectError(err.message, codeOf(err.kind));
   // The database restarting or unreachable is the client's cue to retry, not a bug.
   if (isDatabaseUnavailable(err)) return new ConnectError("database unavailable; retry", Code.Unavailable);

@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import { isPreEncoded } from "./encoded.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
 const kPeer = createContextKey("");
@@ -45,7 +46,8 @@ function connectImpl(r: ServiceRoutes, logger: Logger): Partial<ServiceImpl<type
       m.methodKind === "server_streaming"
         ? async function* (req: never, hctx: HandlerContext) {
             try {
-              yield* h(req, connectCall(hctx)) as AsyncIterable<unknown>;
+              // Pre-encoded frames are shared by many streams; Connect encodes the message itself.
+              for await (const r of h(req, connectCall(hctx)) as AsyncIterable<unknown>) yield isPreEncoded(r) ? r.message : r;
             } catch (err) {
               throw toConnectError(err, logger);
             }

@@ -1,5 +1,5 @@
 // Records to API messages, in one place.
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { ApiKeySchema, Role } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyKind, PolicySchema } from "../../gen/agentid/v1/policy_pb.js";
@@ -10,13 +10,11 @@ import type { TrustScoreRecord } from "../store/activity.js";
 import type { Role as StoreRole } from "../store/database.js";
 import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { InactiveReason, type IntrospectResponseSchema } from "../../gen/agentid/v1/token_pb.js";
-import {
-  WatchRevocationsResponseSchema,
-  type WatchRevocationsResponse,
-} from "../../gen/agentid/v1/revocation_pb.js";
+import { WatchRevocationsResponseSchema, type RevocationEventSchema } from "../../gen/agentid/v1/revocation_pb.js";
 import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
 import type { Introspection } from "../domain/tokens.js";
-import type { FeedMessage } from "../feed/watcher.js";
+import type { FrameEncoder } from "../feed/frame.js";
+import type { LogEvent } from "../store/revocation-reads.js";
 import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/audit_pb.js";
 import type { EntryWithLeaf } from "../domain/audit.js";
 import type { SignedCheckpoint } from "../audit/log.js";
@@ -121,36 +119,38 @@ export function introspectResponse(r: Introspection): MessageInitShape<typeof In
   };
 }
 
-// The hub hands one FeedMessage object to every watcher of an event; building its response once
-// (and returning the same object) lets the gRPC adapter encode it once for all streams too.
-const feedResponses = new WeakMap<FeedMessage, WatchRevocationsResponse>();
-
-export function feedMessage(m: FeedMessage): WatchRevocationsResponse {
-  if (m.kind === "progress") {
-    // Per watcher, and mutable while queued: never memoized.
-    return create(WatchRevocationsResponseSchema, { kind: { case: "progress", value: { revision: m.revision } } });
-  }
-  let r = feedResponses.get(m);
-  if (!r) feedResponses.set(m, (r = revocationResponse(m)));
-  return r;
+function revocationEvent(e: LogEvent, redact: boolean): MessageInitShape<typeof RevocationEventSchema> {
+  return {
+    revision: e.revision,
+    target: e.tokenId ? { case: "tokenId", value: e.tokenId } : { case: "agentId", value: e.agentId },
+    tokenAgentId: e.tokenId ? e.agentId : "",
+    // A resource server needs ids to evict, not why or by whom (docs/feed-and-sdk.md).
+    reason: redact ? "" : e.reason,
+    revokedBy: redact ? "" : e.revokedBy,
+    revokedAt: timestampFromDate(e.revokedAt),
+    expiresAt: e.expiresAt ? timestampFromDate(e.expiresAt) : undefined,
+  };
 }
 
-function revocationResponse(m: FeedMessage & { kind: "revocation" }): WatchRevocationsResponse {
-  const e = m.event;
-  return create(WatchRevocationsResponseSchema, {
-    kind: {
-      case: "revocation",
-      value: {
-        revision: e.revision,
-        target: e.tokenId ? { case: "tokenId", value: e.tokenId } : { case: "agentId", value: e.agentId },
-        tokenAgentId: e.tokenId ? e.agentId : "",
-        reason: e.reason,
-        revokedBy: e.revokedBy,
-        revokedAt: timestampFromDate(e.revokedAt),
-        expiresAt: e.expiresAt ? timestampFromDate(e.expiresAt) : undefined,
-      },
-    },
-  });
+/** Feed batches and bookmarks, built and encoded once for every stream that shares them. */
+export const feedFrames: FrameEncoder = {
+  events(events, redact) {
+    const message = create(WatchRevocationsResponseSchema, { events: events.map((e) => revocationEvent(e, redact)) });
+    return { message: deepFreeze(message), bytes: toBinary(WatchRevocationsResponseSchema, message) };
+  },
+  progress(revision) {
+    const message = create(WatchRevocationsResponseSchema, { progress: { revision } });
+    return { message: deepFreeze(message), bytes: toBinary(WatchRevocationsResponseSchema, message) };
+  },
+};
+
+/** Shared between streams: nothing may change it after encoding. */
+function deepFreeze<T>(o: T): T {
+  if (typeof o === "object" && o !== null && !ArrayBuffer.isView(o) && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
 }
 
 export function auditEntryMessage(e: EntryWithLeaf): MessageInitShape<typeof AuditEntrySchema> {

@@ -12,6 +12,7 @@ import { RevocationService } from "../../gen/agentid/v1/revocation_pb.js";
 import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
+import type { PreEncoded } from "./encoded.js";
 import { registerAgentRoute } from "./routes/register-agent.js";
 import { getAgentRoute } from "./routes/get-agent.js";
 import { listAgentsRoute } from "./routes/list-agents.js";
@@ -44,7 +45,7 @@ type MethodHandler<M extends DescMethod> =
   M extends DescMethodUnary<infer I, infer O>
     ? (req: MessageShape<I>, call: CallContext) => Promise<MessageInitShape<O>>
     : M extends DescMethodServerStreaming<infer I, infer O>
-      ? (req: MessageShape<I>, call: CallContext) => AsyncIterable<MessageInitShape<O>>
+      ? (req: MessageShape<I>, call: CallContext) => AsyncIterable<MessageInitShape<O> | PreEncoded>
       : never;
 export type ServiceHandlers<S extends DescService> = { [P in keyof S["method"]]: MethodHandler<S["method"][P]> };
 

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { FeedFollower } from "../../src/client/feed.js";
 import { publicKey, type Clients } from "./harness.js";
-import { CLUSTER_ADMIN_KEY } from "./cluster.js";
+import { CLUSTER_ADMIN_KEY } from "../../bench/lib/cluster.js";
 import type { WatchRevocationsResponse } from "../../gen/agentid/v1/revocation_pb.js";
 
 /** Collects a WatchRevocations stream in the background; wait for conditions on what arrived. */
@@ -37,15 +37,15 @@ export class StreamRecorder {
   }
 
   get revisions(): bigint[] {
-    return this.messages.flatMap((m) => (m.kind.case === "revocation" ? [m.kind.value.revision] : []));
+    return this.events.map((e) => e.revision);
   }
 
   get events() {
-    return this.messages.flatMap((m) => (m.kind.case === "revocation" ? [m.kind.value] : []));
+    return this.messages.flatMap((m) => m.events);
   }
 
   get progress(): bigint[] {
-    return this.messages.flatMap((m) => (m.kind.case === "progress" ? [m.kind.value.revision] : []));
+    return this.messages.flatMap((m) => (m.progress ? [m.progress.revision] : []));
   }
 
   /** Resolves once predicate holds; rejects after timeoutMs (a hang guard, not a timing claim). */
@@ -185,4 +185,71 @@ export function shuffle<T>(xs: T[]): T[] {
     [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a;
+}
+
+/**
+ * Appends `n` token revocations straight to the log (as committed, numbered rows) to give a
+ * catch-up something to read; returns the head. Faster than n Revoke calls, and the feed reads
+ * only the table, so it cannot tell the difference.
+ */
+export async function appendLogRows(databaseUrl: string, n: number): Promise<bigint> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    await c.query(
+      `insert into revocations (token_id, agent_id, reason, revoked_by, expires_at)
+       select 'tok_seed' || g, 'agt_seed', 'seeded', 'test', now() + interval '1 hour' from generate_series(1, $1::int) g`,
+      [n],
+    );
+    // The sequencer numbers them (a run may skip while another holds the head: try again).
+    for (;;) {
+      await c.query("select revocations_sequence()");
+      const { rows } = await c.query("select count(*)::int as n from revocations where revision is null");
+      if (rows[0].n === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const { rows } = await c.query("select max(revision) as head from revocations");
+    return BigInt(rows[0].head);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Revokes the given tokens at a steady rate, in the background, until stopped or out of tokens. */
+export function steadyRevoker(c: Clients, tokenIds: string[], perSecond: number) {
+  let stopped = false;
+  let asked = 0;
+  let done = 0;
+  let lastRevision = 0n;
+  const failures: string[] = [];
+  const running = (async () => {
+    const started = Date.now();
+    const inFlight: Promise<void>[] = [];
+    while (!stopped && asked < tokenIds.length) {
+      const id = tokenIds[asked++]!;
+      inFlight.push(
+        c.tokens.revoke({ target: { case: "tokenId", value: id }, reason: "storm" }, { timeoutMs: 60_000 }).then(
+          (r) => {
+            done++;
+            if (r.revision > lastRevision) lastRevision = r.revision;
+          },
+          (err: unknown) => void failures.push(ConnectError.from(err).message),
+        ),
+      );
+      // Paced by the clock, not by the calls: a slow Revoke must not slow the asking.
+      const next = started + (asked * 1000) / perSecond;
+      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+    }
+    await Promise.all(inFlight);
+  })();
+  return {
+    get asked() {
+      return asked;
+    },
+    async stop() {
+      stopped = true;
+      await running;
+      return { asked, done, failures, lastRevision };
+    },
+  };
 }

@@ -5,13 +5,13 @@ import pino from "pino";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import type { Transport } from "@connectrpc/connect";
-import { bearer, clientsFor, type Clients } from "./clients.js";
+import { bearer, clientsFor, type Clients } from "../../bench/lib/clients.js";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { loadConfig, type Config } from "../../src/server/config.js";
 import { createAppContext, type AppContext } from "../../src/server/context.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
-import { dataDirFor } from "./cluster.js";
+import { dataDirFor } from "../../bench/lib/cluster.js";
 
 /** Creates a fresh database on the run's PostgreSQL and returns its URL. */
 export async function createTestDatabase(): Promise<string> {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/revocation.proto.
  */
 export const file_agentid_v1_revocation: GenFile = /*@__PURE__*/
-  fileDesc("ChthZ2VudGlkL3YxL3Jldm9jYXRpb24ucHJvdG8SCmFnZW50aWQudjEiMQoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAMifwoYV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlEjEKCnJldm9jYXRpb24YASABKAsyGy5hZ2VudGlkLnYxLlJldm9jYXRpb25FdmVudEgAEigKCHByb2dyZXNzGAIgASgLMhQuYWdlbnRpZC52MS5Qcm9ncmVzc0gAQgYKBGtpbmQi8QEKD1Jldm9jYXRpb25FdmVudBIQCghyZXZpc2lvbhgBIAEoAxISCgh0b2tlbl9pZBgCIAEoCUgAEhIKCGFnZW50X2lkGAMgASgJSAASDgoGcmVhc29uGAQgASgJEhIKCnJldm9rZWRfYnkYBSABKAkSLgoKcmV2b2tlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdG9rZW5fYWdlbnRfaWQYCCABKAlCCAoGdGFyZ2V0IhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDMnQKEVJldm9jYXRpb25TZXJ2aWNlEl8KEFdhdGNoUmV2b2NhdGlvbnMSIy5hZ2VudGlkLnYxLldhdGNoUmV2b2NhdGlvbnNSZXF1ZXN0GiQuYWdlbnRpZC52MS5XYXRjaFJldm9jYXRpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChthZ2VudGlkL3YxL3Jldm9jYXRpb24ucHJvdG8SCmFnZW50aWQudjEiMQoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSFgoOYWZ0ZXJfcmV2aXNpb24YASABKAMigQEKGFdhdGNoUmV2b2NhdGlvbnNSZXNwb25zZRIrCgZldmVudHMYAyADKAsyGy5hZ2VudGlkLnYxLlJldm9jYXRpb25FdmVudBImCghwcm9ncmVzcxgCIAEoCzIULmFnZW50aWQudjEuUHJvZ3Jlc3NKBAgBEAJSCnJldm9jYXRpb24i8QEKD1Jldm9jYXRpb25FdmVudBIQCghyZXZpc2lvbhgBIAEoAxISCgh0b2tlbl9pZBgCIAEoCUgAEhIKCGFnZW50X2lkGAMgASgJSAASDgoGcmVhc29uGAQgASgJEhIKCnJldm9rZWRfYnkYBSABKAkSLgoKcmV2b2tlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdG9rZW5fYWdlbnRfaWQYCCABKAlCCAoGdGFyZ2V0IhwKCFByb2dyZXNzEhAKCHJldmlzaW9uGAEgASgDMnQKEVJldm9jYXRpb25TZXJ2aWNlEl8KEFdhdGNoUmV2b2NhdGlvbnMSIy5hZ2VudGlkLnYxLldhdGNoUmV2b2NhdGlvbnNSZXF1ZXN0GiQuYWdlbnRpZC52MS5XYXRjaFJldm9jYXRpb25zUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message agentid.v1.WatchRevocationsRequest
@@ -34,25 +34,24 @@ export const WatchRevocationsRequestSchema: GenMessage<WatchRevocationsRequest> 
   messageDesc(file_agentid_v1_revocation, 0);
 
 /**
+ * WatchRevocationsResponse is one batch of the log: one message per stream per batch.
+ *
  * @generated from message agentid.v1.WatchRevocationsResponse
  */
 export type WatchRevocationsResponse = Message<"agentid.v1.WatchRevocationsResponse"> & {
   /**
-   * @generated from oneof agentid.v1.WatchRevocationsResponse.kind
+   * Events in revision order; empty in a pure bookmark.
+   *
+   * @generated from field: repeated agentid.v1.RevocationEvent events = 3;
    */
-  kind: {
-    /**
-     * @generated from field: agentid.v1.RevocationEvent revocation = 1;
-     */
-    value: RevocationEvent;
-    case: "revocation";
-  } | {
-    /**
-     * @generated from field: agentid.v1.Progress progress = 2;
-     */
-    value: Progress;
-    case: "progress";
-  } | { case: undefined; value?: undefined };
+  events: RevocationEvent[];
+
+  /**
+   * Set when every event up to progress.revision has been delivered on this stream.
+   *
+   * @generated from field: agentid.v1.Progress progress = 2;
+   */
+  progress?: Progress | undefined;
 };
 
 /**
@@ -91,12 +90,14 @@ export type RevocationEvent = Message<"agentid.v1.RevocationEvent"> & {
   } | { case: undefined; value?: undefined };
 
   /**
+   * Empty for resource_server callers (they need only what to evict).
+   *
    * @generated from field: string reason = 4;
    */
   reason: string;
 
   /**
-   * The principal that revoked.
+   * The principal that revoked. Empty for resource_server callers.
    *
    * @generated from field: string revoked_by = 5;
    */
@@ -130,7 +131,8 @@ export const RevocationEventSchema: GenMessage<RevocationEvent> = /*@__PURE__*/
   messageDesc(file_agentid_v1_revocation, 2);
 
 /**
- * Progress says every event up to revision has been delivered on this stream.
+ * Progress says every event up to revision that this stream may see has been delivered on it;
+ * the revision advances for filtered streams too, so any stream can resume from it.
  *
  * @generated from message agentid.v1.Progress
  */
@@ -155,8 +157,9 @@ export const ProgressSchema: GenMessage<Progress> = /*@__PURE__*/
  */
 export const RevocationService: GenService<{
   /**
-   * WatchRevocations replays every event after after_revision, then streams live events.
-   * Events are ordered by revision, unique, and gap-free; Progress messages are bookmarks.
+   * WatchRevocations replays every event after after_revision, then streams live events, in
+   * batches. Events are ordered by revision, unique, and gap-free for what the caller may see
+   * (a resource_server key sees only its audiences' events); Progress is a bookmark.
    *
    * @generated from rpc agentid.v1.RevocationService.WatchRevocations
    */

@@ -12,6 +12,8 @@ export function revokeApiKeyRoute(ctx: AppContext) {
     if (!KEY_ID_SHAPE.test(req.keyId)) throw invalidArgument("key_id", "is not a key id (key_ followed by 22 base62 characters)");
     const key = await revokeKey(ctx.db, req.keyId, call.principal);
     ctx.auth.forget(key.id);
+    // Streams opened with the key end now here; other replicas end theirs at their next key check.
+    ctx.feed.endStreamsOf(key.id);
     ctx.logger.info({ keyId: key.id, by: call.principal }, "API key revoked");
     return { key: apiKeyMessage(key) };
   };

@@ -1,19 +1,22 @@
-import type { WatchRevocationsRequest, WatchRevocationsResponse } from "../../../gen/agentid/v1/revocation_pb.js";
-import { invalidArgument } from "../../domain/errors.js";
+import type { WatchRevocationsRequest } from "../../../gen/agentid/v1/revocation_pb.js";
+import { DomainError, invalidArgument } from "../../domain/errors.js";
+import type { Frame } from "../../feed/frame.js";
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
-import { feedMessage } from "../messages.js";
 
 export function watchRevocationsRoute(ctx: AppContext) {
-  return async function* (req: WatchRevocationsRequest, call: CallContext): AsyncGenerator<WatchRevocationsResponse> {
+  return async function* (req: WatchRevocationsRequest, call: CallContext): AsyncGenerator<Frame> {
     if (req.afterRevision < 0n) throw invalidArgument("after_revision", "must not be negative");
-    const watcher = ctx.feed.subscribe(req.afterRevision, call.peer);
+    const caller = call.caller;
+    // The access rule admits API keys only; the stream is bound to the key (its audiences, its life).
+    if (caller?.kind !== "key") throw new DomainError("unauthenticated", "WatchRevocations needs an API key");
+    const watcher = ctx.feed.subscribe(req.afterRevision, { keyId: caller.keyId, role: caller.role, audiences: caller.audiences }, call.peer);
     const unsubscribe = call.onCancel(() => watcher.end());
     try {
       for (;;) {
-        const m = await watcher.next();
-        if (!m) return;
-        yield feedMessage(m);
+        const frame = await watcher.next();
+        if (!frame) return;
+        yield frame;
       }
     } finally {
       unsubscribe();

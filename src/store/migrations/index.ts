@@ -3,6 +3,7 @@ import * as m0001 from "./0001-init.js";
 import * as m0002 from "./0002-feed.js";
 import * as m0003 from "./0003-audit.js";
 import * as m0004 from "./0004-auth.js";
+import * as m0005 from "./0005-sequenced-logs.js";
 import * as m0010 from "./0010-audit-tree.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
@@ -11,6 +12,7 @@ const migrations: Record<string, Migration> = {
   "0002-feed": m0002,
   "0003-audit": m0003,
   "0004-auth": m0004,
+  "0005-sequenced-logs": m0005,
   "0010-audit-tree": m0010,
 };
 

@@ -1,0 +1,157 @@
+import pg from "pg";
+import type { Logger } from "pino";
+import type { Db } from "../store/database.js";
+import { readRevocationsAfter, type LogEvent } from "../store/revocation-reads.js";
+
+export interface TailerOptions {
+  /** The feed's own pool: the tailer never waits behind the write path, nor it behind us. */
+  db: Db;
+  /** For the dedicated LISTEN connection. */
+  databaseUrl: string;
+  /** NOTIFY channel the sequencer wakes replicas on. */
+  channel: string;
+  logger: Logger;
+  /** Safety tick: re-read the log this often even without a notification. */
+  tickMs: number;
+  pageSize: number;
+  /** Called with each page of new events, in order; `through` is the last revision covered. */
+  onEvents(events: LogEvent[], through: bigint): void;
+  /** The log lost events after `head` that were never read (compaction); jump to `through`. */
+  onGap(through: bigint): void;
+  /** After every tick whose read succeeded: a bookmark is due. */
+  onTick(): void;
+}
+
+/**
+ * Tails the revocation log: LISTEN (with backoff on a lost connection), a safety tick, and pull
+ * coalescing. The table is the truth; NOTIFY only says "something new", so a lost notification or
+ * a dropped LISTEN connection delays events but never loses them.
+ */
+export class LogTailer {
+  /** Every event up to head has been read and handed on. */
+  head: bigint;
+  /** Database reads made (each a page). */
+  reads = 0;
+  private listener: pg.Client | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private pulling: Promise<boolean> | undefined;
+  private pullAgain = false;
+  private closed = false;
+  private listenBackoffMs = 100;
+
+  constructor(
+    head: bigint,
+    private readonly o: TailerOptions,
+  ) {
+    this.head = head;
+  }
+
+  async start(): Promise<void> {
+    await this.listen();
+    this.timer = setInterval(() => void this.tick(), this.o.tickMs);
+    this.timer.unref();
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.o.databaseUrl });
+    client.on("notification", () => void this.pull());
+    client.on("error", (err) => {
+      this.o.logger.warn({ err: err.message }, "feed: LISTEN connection lost; reconnecting");
+      this.relisten(client);
+    });
+    client.on("end", () => this.relisten(client));
+    try {
+      await client.connect();
+      await client.query(`listen ${this.o.channel}`);
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+    if (this.closed) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.listener = client;
+    this.listenBackoffMs = 100;
+    // Anything committed while we were not listening.
+    void this.pull();
+  }
+
+  private relisten(client: pg.Client): void {
+    if (this.closed || this.listener !== client) return;
+    this.listener = undefined;
+    client.end().catch(() => {});
+    const retry = (): void => {
+      if (this.closed) return;
+      this.listen().catch((err: Error) => {
+        this.o.logger.warn({ err: err.message, retryMs: this.listenBackoffMs }, "feed: LISTEN reconnect failed");
+        this.listenBackoffMs = Math.min(this.listenBackoffMs * 2, 5000);
+        setTimeout(retry, this.listenBackoffMs).unref();
+      });
+    };
+    setTimeout(retry, this.listenBackoffMs).unref();
+  }
+
+  private async tick(): Promise<void> {
+    // A bookmark is a promise that the log was read just now: when the database cannot be read,
+    // watchers hear nothing, and a strict client fails closed instead of trusting a stale head.
+    if (await this.pull()) this.o.onTick();
+  }
+
+  /**
+   * Reads everything after head; concurrent calls coalesce into one more read. Resolves true when
+   * a read that started after this call succeeded.
+   */
+  pull(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.pulling) {
+      this.pullAgain = true;
+      // The read in flight may have started before this call; the follow-up read answers it.
+      return this.pulling.then(() => this.pulling ?? this.pull());
+    }
+    const p = this.readNew().then(
+      () => true,
+      (err: Error) => {
+        this.o.logger.warn({ err: err.message }, "feed: reading the log failed; retrying on next tick");
+        return false;
+      },
+    );
+    this.pulling = p;
+    void p.finally(() => {
+      this.pulling = undefined;
+      if (this.pullAgain) {
+        this.pullAgain = false;
+        void this.pull();
+      }
+    });
+    return p;
+  }
+
+  private async readNew(): Promise<void> {
+    for (;;) {
+      this.reads++;
+      const page = await readRevocationsAfter(this.o.db, this.head, this.o.pageSize);
+      if (this.closed) return;
+      if (page.compactedThrough > this.head) {
+        this.head = page.compactedThrough;
+        this.o.onGap(page.compactedThrough);
+      }
+      const fresh = page.events.filter((e) => e.revision > this.head);
+      if (fresh.length > 0) {
+        const through = fresh.at(-1)!.revision;
+        this.head = through;
+        this.o.onEvents(fresh, through);
+      }
+      if (page.events.length < this.o.pageSize) return;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const l = this.listener;
+    this.listener = undefined;
+    await l?.end().catch(() => {});
+    await this.pulling;
+  }
+}
