@@ -38,6 +38,12 @@ export class SigningRefusedError extends Error {}
 
 const SYNC_BATCH = 5_000;
 
+/** Refusals are logged where they arise; at start they do not stop the server. */
+function refused(err: unknown): true {
+  if (err instanceof SigningRefusedError) return true;
+  throw err;
+}
+
 /**
  * The server's view of the transparency log: a Merkle tree stored in PostgreSQL (tree-store.ts),
  * whose leaves are added once each, checked against the entry's contents when added, and
@@ -66,9 +72,10 @@ export class AuditLog {
     log.tree = await StoredTree.load(o.db);
     await log.sync();
     // Said loudly at start, not only at the first signature.
-    await log.checkExtends(log.tree.size, log.tree.root()).catch((err: unknown) => {
-      if (!(err instanceof SigningRefusedError)) throw err;
-    });
+    if (!(await log.checkExtends(log.tree.size, log.tree.root(), false).catch(refused))) {
+      await log.sync();
+      await log.checkExtends(log.tree.size, log.tree.root(), true).catch(refused);
+    }
     log.timer = setInterval(() => {
       // Nothing numbered since the last signature (the sequencer hears every replica's): no statement.
       if (log.latest && !log.refusal && o.sequencer.head("audit") <= log.latest.treeSize) return;
@@ -142,10 +149,17 @@ export class AuditLog {
   checkpoint(): Promise<SignedCheckpoint> {
     const next = this.signQueue.then(async () => {
       await this.sync();
-      const size = BigInt(this.tree.size);
+      let size = BigInt(this.tree.size);
       if (this.latest?.treeSize === size && !this.refusal) return this.latest;
-      const rootHash = this.tree.root();
-      await this.checkExtends(this.tree.size, rootHash);
+      let rootHash = this.tree.root();
+      if (!(await this.checkExtends(this.tree.size, rootHash, false))) {
+        // Another replica sharing the data folder signed (and recorded) a larger tree since this
+        // one synced: catch up once before calling a smaller log a rollback.
+        await this.sync();
+        size = BigInt(this.tree.size);
+        rootHash = this.tree.root();
+        await this.checkExtends(this.tree.size, rootHash, true);
+      }
       const note = this.signer.sign(checkpointBody({ origin: this.origin, treeSize: size, rootHash }));
       // Recorded outside the database before anyone can see it.
       this.record.write(note);
@@ -193,8 +207,9 @@ export class AuditLog {
    * database, and the latest checkpoint in the database that carries its signature. The
    * consistency proof is computed from the stored hashes, so a rewrite of stored entries or
    * hashes below a signed size cannot pass, and the server never signs a rewritten history.
+   * Unless `final`, a signed size above `size` answers false (sync and ask again) instead.
    */
-  private async checkExtends(size: number, root: Buffer): Promise<void> {
+  private async checkExtends(size: number, root: Buffer, final: boolean): Promise<boolean> {
     const bases: { cp: ParsedCheckpoint; where: string }[] = [];
     const recorded = this.record.read();
     if (recorded) {
@@ -216,6 +231,7 @@ export class AuditLog {
       const m = Number(cp.treeSize);
       let why: string | undefined;
       if (m > size) {
+        if (!final) return false;
         why = `the log has ${size} entries, but this server signed a checkpoint of ${m} (${where}): entries were deleted or the database was rolled back`;
       } else if (m > 0) {
         let proof: Buffer[] | undefined;
@@ -237,6 +253,7 @@ export class AuditLog {
     }
     if (this.refusal) this.logger.warn("the audit log extends its signed checkpoints again; signing resumes");
     this.refusal = undefined;
+    return true;
   }
 
   private open(note: string): ParsedCheckpoint {
