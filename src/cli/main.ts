@@ -8,6 +8,7 @@ import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from
 import { KeyService, Role } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyKind, PolicyService } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityKind, ActivityService } from "../../gen/agentid/v1/activity_pb.js";
+import { agentActivity } from "./activity.js";
 import { API_KEY_PREFIX, newSecret } from "../domain/ids.js";
 import { signedIssueRequest } from "../client/self-issue.js";
 import { AgentService, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
@@ -30,6 +31,7 @@ Commands:
   agent list                 list agents
   agent kill <agent_id>      revoke an agent and all its tokens (alias of revoke --agent)
   agent trust <agent_id>     show an agent's trust score and its factors (--history for the past)
+  agent activity <agent_id>  what an agent did, minute by minute, with score changes and the kill
   token issue                issue a token for an agent (with an API key, or as the agent with --key)
   token introspect <token>   check a token against live state
   revoke                     revoke a token, a token id, or an agent
@@ -79,6 +81,10 @@ Use - to read the token from stdin (keeps it out of shell history). Prints the a
   revoke: `Usage: agentid revoke (--token T | --token-id ID | --agent ID) --reason TEXT
 
 Irreversible. Revoking twice is not an error.`,
+  "agent activity": `Usage: agentid agent activity <agent_id> [--since 2h] [--until TIME] [--json]
+Prints the agent's timeline, oldest first: usage summaries reported by resource servers (counts
+per scope, audience and outcome), trust score changes, policy decisions, reports, issuance and the
+kill. TIME is RFC 3339, a date, or an age such as 90m or 2h (default --since 1h).`,
   "agent trust": `Usage: agentid agent trust <agent_id> [--history] [--since ISO] [--until ISO]
 
 Prints the trust score (0 to 100) with each factor's contribution; --history lists past scores.`,
@@ -97,9 +103,10 @@ Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`
   --trust-below T                   revoke an agent whose trust score falls below T (1 to 100)`,
   "policy list": `Usage: agentid policy list`,
   "policy delete": `Usage: agentid policy delete <name>`,
-  "activity report": `Usage: agentid activity report --agent ID --kind scope_violation|anomalous_request [--detail TEXT]
+  "activity report": `Usage: agentid activity report (--token-id tok_... | --agent ID) --kind scope_violation|anomalous_request [--detail TEXT]
 
-Records an incident; policies are evaluated at once. Prints the new trust score.`,
+Records an incident; policies are evaluated at once. Resource servers name the token (only one
+issued for their audiences); admins may name the agent, and see the new trust score.`,
   watch: `Usage: agentid watch [--after REVISION]
 
 Follows the revocation feed and prints one line per event until interrupted.
@@ -317,6 +324,11 @@ async function main(argv: string[]): Promise<void> {
       if (!values.reason) fail(`--reason is required\n\n${HELP[cmd]}`);
       return revoke(clients(values).tokens, targets[0]!, values.reason);
     }
+    case "agent activity": {
+      const { values, positionals } = args(rest, { since: { type: "string" }, until: { type: "string" }, json: { type: "boolean" } }, cmd);
+      if (positionals.length !== 1) fail(HELP[cmd]!);
+      return agentActivity(clients(values).activity, positionals[0]!, values, fail);
+    }
     case "agent trust": {
       const { values, positionals } = args(rest, { history: { type: "boolean" }, since: { type: "string" }, until: { type: "string" } }, cmd);
       if (positionals.length !== 1) fail(HELP[cmd]!);
@@ -384,11 +396,12 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case "activity report": {
-      const { values } = args(rest, { agent: { type: "string" }, kind: { type: "string" }, detail: { type: "string" } }, cmd);
+      const { values } = args(rest, { agent: { type: "string" }, "token-id": { type: "string" }, kind: { type: "string" }, detail: { type: "string" } }, cmd);
       const kind = { scope_violation: ActivityKind.SCOPE_VIOLATION, anomalous_request: ActivityKind.ANOMALOUS_REQUEST }[values.kind ?? ""];
-      if (!values.agent || kind === undefined) fail(HELP[cmd]!);
-      const res = await clients(values).activity.reportActivity({ agentId: values.agent, kind, detail: values.detail ?? "" });
-      process.stdout.write(`trust score ${res.trustScore!.score.toFixed(1)}${res.agentRevoked ? `; agent revoked by ${res.revokedBy}` : ""}\n`);
+      if (!values.agent === !values["token-id"] || kind === undefined) fail(HELP[cmd]!);
+      const res = await clients(values).activity.reportActivity({ agentId: values.agent ?? "", tokenId: values["token-id"] ?? "", kind, detail: values.detail ?? "" });
+      const score = res.trustScore ? `trust score ${res.trustScore.score.toFixed(1)}` : "reported";
+      process.stdout.write(`${score}${res.agentRevoked ? `; agent revoked${res.revokedBy ? ` by ${res.revokedBy}` : ""}` : ""}\n`);
       return;
     }
     case "watch": {

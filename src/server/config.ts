@@ -31,6 +31,11 @@ export interface Config {
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** Behaviour signals: usage bucket (and activity-trail granularity), trust window, baseline. */
+  activityBucketMs: number;
+  trustWindowMs: number;
+  trustBaselineWindows: number;
+  trustMinBaseline: number;
   /** The revocation feed's admission limits (see feedLimits). */
   maxWatchersPerKey: number;
   feedPoolSize: number;
@@ -101,6 +106,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // As long as the API key cache (auth.ts): a key revoked on another replica ends streams here
     // within about the time it stops authenticating new calls here.
     feedKeyCheckMs: int(env, "AGENTID_FEED_KEY_CHECK_MS", 5000, 50, 3_600_000),
+    activityBucketMs: int(env, "AGENTID_ACTIVITY_BUCKET_SECONDS", 60, 1, 3600) * 1000,
+    trustWindowMs: int(env, "AGENTID_TRUST_WINDOW_SECONDS", 3600, 1, 86400) * 1000,
+    trustBaselineWindows: int(env, "AGENTID_TRUST_BASELINE_WINDOWS", 23, 1, 720),
+    trustMinBaseline: int(env, "AGENTID_TRUST_MIN_BASELINE", 100, 1, 1_000_000_000),
   };
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.

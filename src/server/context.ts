@@ -13,7 +13,7 @@ import { feedLimits, type Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
 import { TokenIssuer } from "../domain/tokens.js";
-import { ActivityTracker } from "../domain/activity.js";
+import { ActivityTracker, DEFAULT_SIGNALS } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
@@ -92,7 +92,13 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       ...feedLimits(config),
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger, sequencer);
+    const activity = new ActivityTracker(db, logger, sequencer, {
+      ...DEFAULT_SIGNALS,
+      bucketMs: config.activityBucketMs,
+      windowMs: config.trustWindowMs,
+      baselineWindows: config.trustBaselineWindows,
+      minBaseline: config.trustMinBaseline,
+    });
     activity.start();
     return {
       config,

@@ -117,6 +117,10 @@ export interface TrustFactorRow {
   name: string;
   contribution: number;
   detail: string;
+  /** Absent in rows written before migration 0015. */
+  count?: number;
+  windowMs?: number;
+  baseline?: number;
 }
 
 export type PolicyKind = "scope_violations" | "trust_below";
@@ -193,6 +197,37 @@ export interface FeedCompactionTable {
   revision: ColumnType<string, bigint, bigint>;
 }
 
+export interface UsageCountsTable {
+  agent_id: string;
+  bucket: Timestamp;
+  reporter: string;
+  source: "report" | "introspect";
+  audience: string;
+  scope: string;
+  outcome: string;
+  n: ColumnType<string, number, number>;
+  first_seen: Timestamp;
+  last_seen: Timestamp;
+}
+
+export interface AgentAccessTable {
+  agent_id: string;
+  kind: "scope" | "audience";
+  name: string;
+  first_seen: GeneratedTimestamp;
+}
+
+export interface UsageDropsTable {
+  reporter: string;
+  bucket: Timestamp;
+  n: ColumnType<string, number, number>;
+}
+
+export interface UsageTrailHeadTable {
+  id: ColumnType<boolean, boolean, never>;
+  logged_before: Timestamp;
+}
+
 export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
@@ -212,6 +247,10 @@ export interface Database {
   audit_keys: AuditKeysTable;
   audit_tree: AuditTreeTable;
   feed_compaction: FeedCompactionTable;
+  usage_counts: UsageCountsTable;
+  agent_access: AgentAccessTable;
+  usage_drops: UsageDropsTable;
+  usage_trail_head: UsageTrailHeadTable;
 }
 
 export type Db = Kysely<Database>;

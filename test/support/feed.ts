@@ -196,15 +196,16 @@ export async function appendLogRows(databaseUrl: string, n: number): Promise<big
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
   try {
+    // Appended as a revoker would (to the inbox), then numbered by the sequencer's function (a
+    // pass skips while another replica's holds the head: try again).
     await c.query(
-      `insert into revocations (token_id, agent_id, reason, revoked_by, expires_at)
+      `insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
        select 'tok_seed' || g, 'agt_seed', 'seeded', 'test', now() + interval '1 hour' from generate_series(1, $1::int) g`,
       [n],
     );
-    // The sequencer numbers them (a run may skip while another holds the head: try again).
     for (;;) {
-      await c.query("select revocations_sequence()");
-      const { rows } = await c.query("select count(*)::int as n from revocations where revision is null");
+      await c.query("select * from agentid_sequence_revocations(100000, '{}')");
+      const { rows } = await c.query("select count(*)::int as n from revocation_inbox");
       if (rows[0].n === 0) break;
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -17,13 +17,16 @@ export function introspectRoute(ctx: AppContext) {
     const answer = await introspect(ctx.tokenLookup, req.token, req.requiredScope, audiences);
     const t = answer.token;
     if (t) {
-      ctx.activity.countIntrospection(t.agentId);
-      if (answer.inactiveReason === "SCOPE_NOT_GRANTED") {
-        // Policies act on it at once, but the caller does not wait for them.
-        ctx.activity
-          .report(t.agentId, "scope_violation", `required scope ${req.requiredScope} not granted to token ${t.id}`, call.principal)
-          .catch((err: Error) => ctx.logger.warn({ err: err.message, agentId: t.agentId }, "recording a scope violation failed"));
-      }
+      // Counted in memory and written with the next batch: a read never turns into a write here,
+      // and a refused scope reaches the policies through the same path as reported usage.
+      const reason = answer.inactiveReason;
+      ctx.activity.countIntrospection({
+        agentId: t.agentId,
+        reporter: call.principal,
+        audience: (audiences && t.audiences.find((a) => audiences.includes(a))) ?? "",
+        scope: req.requiredScope,
+        outcome: answer.active ? "allowed" : reason === "SCOPE_NOT_GRANTED" ? "scope_not_granted" : `inactive:${(reason ?? "unknown_token").toLowerCase()}`,
+      });
     }
     return introspectResponse(answer);
   };
