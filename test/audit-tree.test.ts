@@ -5,6 +5,9 @@ import type { Db } from "../src/store/database.js";
 import { StoredTree } from "../src/audit/tree-store.js";
 import { MerkleTree } from "../src/audit/merkle.js";
 import { createTestDatabase } from "./support/harness.js";
+import { Kysely, Migrator, PostgresDialect, sql } from "kysely";
+import pg from "pg";
+import { migrationProvider } from "../src/store/migrations/index.js";
 
 // The tree stored in PostgreSQL agrees with the in-memory one (itself checked against the RFC in
 // audit-unit.test.ts) for every size, across the heights where rows are kept, and after a reload.
@@ -46,6 +49,25 @@ describe("the stored tree", () => {
     // A level-1 tile is the roots of the level-0 tiles.
     const tile = await reloaded.tile(1, 0, 2);
     expect(tile).toEqual(Buffer.concat([memory.root(256), nodeOf(memory, 256, 512)]));
+  });
+});
+
+describe("migration 0010-audit-tree", () => {
+  it("also runs on a data folder that already ran later-numbered migrations", async () => {
+    const url = await createTestDatabase();
+    const all = await migrationProvider.getMigrations();
+    const before = Object.fromEntries(Object.entries(all).filter(([name]) => name !== "0010-audit-tree"));
+    const old = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 1 }) }) });
+    const { error } = await new Migrator({ db: old, provider: { getMigrations: async () => before } }).migrateToLatest();
+    await old.destroy();
+    expect(error).toBeUndefined();
+    const { db: upgraded } = await openDatabase(url, 1);
+    try {
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from audit_tree`.execute(upgraded);
+      expect(rows[0]!.n).toBe(0);
+    } finally {
+      await upgraded.destroy();
+    }
   });
 });
 
