@@ -31,6 +31,12 @@ export interface Config {
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** Prometheus /metrics on the HTTP port (docs/gateways.md); off also skips the per-call counting. */
+  metrics: boolean;
+  /** A dedicated ak_-shaped key that may read /metrics and nothing else; admin keys may too. */
+  metricsKey: string;
+  /** While the database is unreachable, how often grpc.health.v1 tries to reconnect. */
+  healthIntervalMs: number;
   /** Behaviour signals: usage bucket (and activity-trail granularity), trust window, baseline. */
   activityBucketMs: number;
   trustWindowMs: number;
@@ -99,6 +105,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
+    metrics: (env.AGENTID_METRICS || "on") !== "off",
+    metricsKey: env.AGENTID_METRICS_KEY ?? "",
+    healthIntervalMs: int(env, "AGENTID_HEALTH_INTERVAL_MS", 2000, 50, 60_000),
     maxWatchersPerKey: int(env, "AGENTID_MAX_WATCHERS_PER_KEY", 1000, 1, 1_000_000),
     feedPoolSize: int(env, "AGENTID_FEED_POOL_SIZE", 3, 2, 50),
     feedMaxWaiting: int(env, "AGENTID_FEED_MAX_WAITING", 20_000, 1, 1_000_000),
@@ -111,6 +120,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     trustBaselineWindows: int(env, "AGENTID_TRUST_BASELINE_WINDOWS", 23, 1, 720),
     trustMinBaseline: int(env, "AGENTID_TRUST_MIN_BASELINE", 100, 1, 1_000_000_000),
   };
+  if (config.metricsKey && !isWellFormedSecret(config.metricsKey, API_KEY_PREFIX)) {
+    throw new ConfigError("AGENTID_METRICS_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");
+  }
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.
     throw new ConfigError("AGENTID_ADMIN_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");

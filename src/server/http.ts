@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import type { PlainRoutes } from "./plain-routes.js";
 import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
 
@@ -100,14 +101,14 @@ async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
 }
 
 /** connect-node's adapter, with parse errors mapped (see above). */
-function nodeHandler(services: ServiceRoutes[], logger: Logger, other?: OtherRoutes) {
+function nodeHandler(services: ServiceRoutes[], logger: Logger, plain?: PlainRoutes) {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli] });
   for (const r of services) router.service(r.service, connectImpl(r, logger));
   const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
   return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (plain?.(req, res)) return;
     const h = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!h) {
-      if (other?.(req, res)) return;
       res.writeHead(404);
       res.end();
       return;
@@ -121,12 +122,6 @@ function nodeHandler(services: ServiceRoutes[], logger: Logger, other?: OtherRou
   };
 }
 
-/** Plain HTTP routes beside the RPCs (the log's tiles): true when they answer the request. */
-export type OtherRoutes = (
-  req: http.IncomingMessage | http2.Http2ServerRequest,
-  res: http.ServerResponse | http2.Http2ServerResponse,
-) => boolean;
-
 export interface HttpServer {
   server: net.Server;
   close(): Promise<void>;
@@ -136,8 +131,8 @@ export interface HttpServer {
  * Connect, gRPC-Web and gRPC on one port, over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
  * the first bytes of a connection tell which server gets it.
  */
-export function createHttpServer(services: ServiceRoutes[], logger: Logger, other?: OtherRoutes): HttpServer {
-  const handler = withConsole(nodeHandler(services, logger, other));
+export function createHttpServer(services: ServiceRoutes[], logger: Logger, plain?: PlainRoutes): HttpServer {
+  const handler = withConsole(nodeHandler(services, logger, plain));
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();
