@@ -406,8 +406,7 @@ export class ActivityTracker {
     // Summaries are logged after their bucket closes: look a little past `until` for them.
     const slack = this.options.bucketMs + TRAIL_GRACE_SECONDS * 1000 + 10 * this.options.flushMs;
     const [entries, scores] = await Promise.all([
-      // One agent's entries: no key or policy entry has an agent, so operators may see them all.
-      listAuditEntries(this.db, { visibility: { all: true }, agentId, since, until: new Date(until.getTime() + slack), fromSeq: 0n, limit: 10 * limit }),
+      listAuditEntries(this.db, { agentId, since, until: new Date(until.getTime() + slack), fromSeq: 0n, limit: 10 * limit }),
       listTrustScores(this.db, { agentId, since, until, limit }),
     ]);
     const events: TimelineEvent[] = [];

@@ -191,6 +191,13 @@ export interface AuditKeysTable {
   created_at: GeneratedTimestamp;
 }
 
+/** The log's Merkle tree: row (height, idx) hashes leaves idx * 2^height to (idx + 1) * 2^height - 1. */
+export interface AuditTreeTable {
+  height: number;
+  idx: ColumnType<string, string, never>;
+  hash: Buffer;
+}
+
 /** One row: the highest revision compaction has removed from the log. */
 export interface FeedCompactionTable {
   id: ColumnType<boolean, boolean, never>;
@@ -246,6 +253,7 @@ export interface Database {
   audit_inbox: AuditInboxTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_keys: AuditKeysTable;
+  audit_tree: AuditTreeTable;
   feed_compaction: FeedCompactionTable;
   usage_counts: UsageCountsTable;
   agent_access: AgentAccessTable;

@@ -6,15 +6,16 @@ import { requireWords } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 import { introspectResponse } from "../messages.js";
+import { boundAudiences } from "../auth.js";
 
 export function introspectRoute(ctx: AppContext) {
   return async (req: IntrospectRequest, call: CallContext): Promise<MessageInitShape<typeof IntrospectResponseSchema>> => {
     // An empty or malformed token is an answer (MALFORMED), not an error: RFC 7662 says inactive.
     if (req.token.length > 4096) throw invalidArgument("token", "must be at most 4096 characters");
     if (req.requiredScope) requireWords("required_scope", [req.requiredScope], 128, 1);
-    const caller = call.caller;
-    const audiences = caller?.kind === "key" && caller.role === "resource_server" ? caller.audiences : undefined;
+    const audiences = boundAudiences(call.caller);
     const answer = await introspect(ctx.tokenLookup, req.token, req.requiredScope, audiences);
+    ctx.metrics?.introspection("rpc", answer);
     const t = answer.token;
     if (t) {
       // Counted in memory and written with the next batch: a read never turns into a write here,
