@@ -9,8 +9,8 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { AgentService } from "../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { RevocationService } from "../gen/agentid/v1/revocation_pb.js";
-import { CLUSTER_ADMIN_KEY, startOwnPostgres, startReplica, type Replica } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { CLUSTER_ADMIN_KEY, startOwnPostgres, startReplica, type Replica } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 
 const samples = Number(process.argv[2] ?? 300);
 

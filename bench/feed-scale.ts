@@ -41,7 +41,7 @@ import pg from "pg";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { root, runTs, startAgentid } from "./lib/procs.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
+import { startOwnPostgres } from "./lib/cluster.js";
 import { Ctl, rss, wall } from "./lib/ctl.js";
 
 const full = process.argv.includes("--full");

@@ -17,7 +17,7 @@ import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { WatchRevocationsRequestSchema } from "../gen/agentid/v1/revocation_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { startAgentid } from "./lib/procs.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
+import { startOwnPostgres } from "./lib/cluster.js";
 import { Ctl } from "./lib/ctl.js";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
@@ -61,11 +61,11 @@ try {
     const c = new pg.Client({ connectionString: pgs.url });
     await c.connect();
     await c.query(
-      `insert into revocations (token_id, agent_id, reason, revoked_by, expires_at)
+      `insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
        select 'tok_seed' || g, 'agt_seed', 'seeded', 'bench', now() + interval '1 hour' from generate_series(1, $1::int) g`,
       [seeded],
     );
-    await c.query("select revocations_sequence()");
+    await c.query("select * from agentid_sequence_revocations(100000, '{}'::bigint[])");
     await c.end();
   }
   let next = 0;

@@ -5,7 +5,7 @@
 // Run: npx tsx bench/notify-throughput.ts [seconds-per-case]
 import pg from "pg";
 import { openDatabase } from "../src/store/open.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
+import { startOwnPostgres } from "./lib/cluster.js";
 
 const seconds = Number(process.argv[2] ?? 3);
 type Mode = "log_head + notify in tx, own statement" | "log_head + notify folded into insert (shipped)" | "log_head, no notify" | "log_head, notify after commit" | "no log_head, notify in tx" | "no log_head, no notify";

@@ -14,8 +14,8 @@ import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import type { Summary } from "./load/stats.js";
 import { root, runTs, startAgentid, startTs } from "./lib/procs.js";
 import { sdkVerify } from "./sdk-verify.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { startOwnPostgres } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 import { generateKeyPairSync } from "node:crypto";
 
 const full = process.argv.includes("--full");
@@ -115,6 +115,16 @@ try {
   raw.pgInsert = insert;
   raw.issueGrpc = issue;
   row("Issue, gRPC", issue.perSecond, "req/s", insert.perSecond, "single-row INSERT", ">=", 0.6);
+
+  // 6b, 9. The write path at the domain level, against a single-row INSERT alternated with it in
+  // the same process and pool (each bench starts its own PostgreSQL).
+  const slices = { BENCH_SLICES: full ? "40" : "12" };
+  const issueDb = await runTs<{ issuePerSecond: number; insertPerSecond: number }>("audit-append.ts", {}, slices);
+  raw.issueDomain = issueDb;
+  row("Issue, domain level (token + numbered log entry)", issueDb.issuePerSecond, "/s", issueDb.insertPerSecond, "single-row INSERT, same pool", ">=", 0.6);
+  const revokeDb = await runTs<{ revokePerSecond: number; insertPerSecond: number }>("revoke-throughput.ts", {}, slices);
+  raw.revokeDomain = revokeDb;
+  row("Revocations/s, no watchers (domain level, committed and numbered)", revokeDb.revokePerSecond, "/s", revokeDb.insertPerSecond, "single-row INSERT, same pool", ">=", 0.25);
 
   // 3. SDK verify (cache hit) against jose ES256 in one process, with revocation-to-eviction.
   const sdk = await sdkVerify(full);

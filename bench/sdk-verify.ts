@@ -12,8 +12,8 @@ import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { createVerifier } from "../src/client/index.js";
 import { startAgentid } from "./lib/procs.js";
-import { startOwnPostgres } from "../test/support/cluster.js";
-import { bearer } from "../test/support/clients.js";
+import { startOwnPostgres } from "./lib/cluster.js";
+import { bearer } from "./lib/clients.js";
 
 export interface SdkVerifyResult {
   sdkPerSecond: number;

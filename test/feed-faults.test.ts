@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import pg from "pg";
 import { Code } from "@connectrpc/connect";
 import { createTestDatabase, startHarness, type Clients, type Harness } from "./support/harness.js";
-import { replicaClients, startOwnPostgres, startReplica, type OwnPostgres, type Replica } from "./support/cluster.js";
+import { replicaClients, startOwnPostgres, startReplica, type OwnPostgres, type Replica } from "../bench/lib/cluster.js";
 import { caughtUp, collect, logTruth, revokeAll, shuffle, workload, type Collector, type RevokeItem } from "./support/feed.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];

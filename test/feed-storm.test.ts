@@ -8,7 +8,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { WatchRevocationsRequestSchema } from "../gen/agentid/v1/revocation_pb.js";
 import { Ctl } from "../bench/lib/ctl.js";
 import { createTestDatabase, startHarness, type Harness } from "./support/harness.js";
-import { CLUSTER_ADMIN_KEY, freePort, replicaClients, startReplica, type Replica } from "./support/cluster.js";
+import { CLUSTER_ADMIN_KEY, freePort, replicaClients, startReplica, type Replica } from "../bench/lib/cluster.js";
 import { appendLogRows, steadyRevoker, workload } from "./support/feed.js";
 import type { Config } from "../src/server/config.js";
 

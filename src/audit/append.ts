@@ -1,5 +1,6 @@
 import type { Tx } from "../store/database.js";
 import { insertAuditEntry, type AuditRow } from "../store/audit.js";
+import type { AuditTemplate } from "../store/revocations.js";
 import { canonicalJson, leafPrefix, leafSuffix, type JsonValue } from "./encoding.js";
 
 /**
@@ -71,4 +72,48 @@ export function auditRow(e: AuditEntryInput): AuditRow {
  */
 export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<void> {
   await insertAuditEntry(tx, auditRow(e));
+}
+
+// Placeholders for values only the database knows when it writes the entry (migration 0005's
+// revoke functions fill them in). Canonical JSON escapes every control character inside strings,
+// so these raw characters cannot occur in a rendered entry otherwise.
+const HOLE = { agentId: "\u0001", tokenId: "\u0002", count: "\u0003" } as const;
+
+/**
+ * An entry rendered as a template: `agentId`/`tokenId` "from the database" are filled in with the
+ * row's ids, and the details key `countKey` with the number the database counts. Same checks and
+ * bytes as auditRow, so a filled-in template is exactly the row auditRow would have made.
+ */
+export function auditTemplate(
+  e: Omit<AuditEntryInput, "agentId" | "tokenId"> & { agentId: string | "from-database"; tokenId: string | "from-database"; countKey?: string },
+): AuditTemplate {
+  const { countKey, ...rest } = e;
+  const agentFromDb = e.agentId === "from-database";
+  const tokenFromDb = e.tokenId === "from-database";
+  const row = auditRow({
+    ...rest,
+    agentId: agentFromDb ? "" : e.agentId,
+    tokenId: tokenFromDb ? "" : e.tokenId,
+    details: countKey ? { ...e.details, [countKey]: 0 } : e.details,
+  });
+  let prefix = row.leafPrefix.subarray(1).toString("utf8");
+  let suffix = row.leafSuffix.toString("utf8");
+  let detailsJson = row.detailsJson;
+  // Each value sits right after its key, outside any string (quotes inside strings are escaped).
+  const fill = (text: string, key: string, rendered: string, hole: string): string => {
+    const at = text.indexOf(`"${key}":${rendered}`);
+    if (at < 0) throw new Error(`audit template: no ${key} to fill`);
+    return text.slice(0, at) + `"${key}":${hole}` + text.slice(at + key.length + 3 + rendered.length);
+  };
+  if (agentFromDb) prefix = fill(prefix, "agent_id", '""', HOLE.agentId);
+  if (tokenFromDb) suffix = fill(suffix, "token_id", '""', HOLE.tokenId);
+  if (countKey) {
+    // details is the only object in the prefix with this key, and sorted keys put it first or after a comma.
+    const inPrefix = prefix.indexOf(`"details":${detailsJson}`);
+    if (inPrefix < 0) throw new Error("audit template: details not found");
+    const filled = fill(detailsJson, countKey, "0", HOLE.count);
+    prefix = prefix.slice(0, inPrefix) + `"details":${filled}` + prefix.slice(inPrefix + 10 + detailsJson.length);
+    detailsJson = filled;
+  }
+  return { prefix, suffix, detailsJson };
 }

@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from "node:crypto";
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
-import { latestCheckpoint, loadOrCreateSigningKey, readLeafHashes, saveCheckpoint, sequencePending } from "../store/audit.js";
+import { latestCheckpoint, loadOrCreateSigningKey, readLeafHashes, saveCheckpoint } from "../store/audit.js";
+import type { Sequencer } from "../store/sequencer.js";
 import { MerkleTree } from "./merkle.js";
 import { NoteSigner, checkpointBody, parseSigningKey, rawPublicKey } from "./note.js";
 
@@ -21,8 +22,8 @@ export interface AuditLogOptions {
   signingKey: string;
   /** How often to sign a new checkpoint while entries arrive. */
   checkpointIntervalMs: number;
-  /** How often committed entries are numbered (each read numbers them first, too). */
-  sequenceIntervalMs?: number;
+  /** Numbers committed entries (each read numbers them first) and knows the log's head. */
+  sequencer: Sequencer;
 }
 
 const SYNC_BATCH = 10_000;
@@ -39,10 +40,10 @@ export class AuditLog {
   private signQueue: Promise<unknown> = Promise.resolve();
   private latest: SignedCheckpoint | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private sequenceTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly db: Db,
+    private readonly sequencer: Sequencer,
     private readonly logger: Logger,
     readonly signer: NoteSigner,
   ) {}
@@ -62,17 +63,15 @@ export class AuditLog {
       const where = o.signingKey ? "AGENTID_AUDIT_SIGNING_KEY" : "the signing key stored in audit_keys";
       throw new Error(`${where} is not an Ed25519 PKCS#8 key (PEM, or base64 DER): ${(err as Error).message}`);
     }
-    const log = new AuditLog(o.db, o.logger, new NoteSigner(o.origin, key));
+    const log = new AuditLog(o.db, o.sequencer, o.logger, new NoteSigner(o.origin, key));
     await log.sync();
     await log.checkStoredCheckpoint();
     log.timer = setInterval(() => {
+      // Nothing numbered since the last signature (the sequencer hears every replica's): no statement.
+      if (log.latest && o.sequencer.head("audit") <= log.latest.treeSize) return;
       log.checkpoint().catch((err: unknown) => o.logger.error({ err }, "audit checkpoint failed"));
     }, o.checkpointIntervalMs);
     log.timer.unref();
-    log.sequenceTimer = setInterval(() => {
-      log.sync().catch((err: unknown) => o.logger.warn({ err }, "audit sequencing failed; retrying"));
-    }, o.sequenceIntervalMs ?? 20);
-    log.sequenceTimer.unref();
     return log;
   }
 
@@ -92,7 +91,7 @@ export class AuditLog {
    */
   sync(): Promise<void> {
     const run = this.syncTail.then(async () => {
-      while ((await sequencePending(this.db, SYNC_BATCH)) === SYNC_BATCH);
+      await this.sequencer.flush("audit");
       for (;;) {
         const hashes = await readLeafHashes(this.db, BigInt(this.tree.size), SYNC_BATCH);
         for (const h of hashes) this.tree.append(h);
@@ -155,7 +154,6 @@ export class AuditLog {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
-    clearInterval(this.sequenceTimer);
     await this.syncTail;
     await this.signQueue;
   }

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
+import type { Sequencer } from "../store/sequencer.js";
 import { findAgent } from "../store/agents.js";
 import { activityWindow, addActivity, countReports, insertReport, insertTrustScore, type TrustScoreRecord } from "../store/activity.js";
 import { listPolicies, type PolicyRecord } from "../store/policies.js";
@@ -30,6 +31,7 @@ export class ActivityTracker {
   constructor(
     private readonly db: Db,
     private readonly logger: Logger,
+    private readonly sequencer: Sequencer,
     private readonly flushMs = 1000,
   ) {}
 
@@ -78,7 +80,7 @@ export class ActivityTracker {
       const evidence = await this.violates(p, agentId, score);
       if (!evidence) continue;
       const by = `policy:${p.name}`;
-      await revoke(this.db, { agentId }, `policy ${p.name}: ${evidence}`, by);
+      await revoke(this.db, this.sequencer, { agentId }, `policy ${p.name}: ${evidence}`, by);
       this.logger.warn({ agentId, policy: p.name, evidence }, "policy revoked agent");
       return { trust, revoked: true, revokedBy: by };
     }

@@ -1,5 +1,5 @@
 import type { Db, PolicyKind } from "../store/database.js";
-import { deletePolicy, insertPolicy, type PolicyRecord } from "../store/policies.js";
+import { deletePolicy, insertPolicy, listPolicies as listStoredPolicies, type PolicyRecord } from "../store/policies.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, invalidArgument, notFound } from "./errors.js";
 
@@ -40,4 +40,9 @@ export async function removePolicy(db: Db, name: string, actor: string): Promise
     if (!(await deletePolicy(tx, name))) throw notFound(`policy ${name}`);
     await appendAuditEntry(tx, { kind: "policy.deleted", actor, details: { name } });
   });
+}
+
+/** Every policy, as the routes list them. */
+export function listPolicies(db: Db): Promise<PolicyRecord[]> {
+  return listStoredPolicies(db);
 }

@@ -1,8 +1,7 @@
-import type { Db, Tx } from "../store/database.js";
-import { countLiveTokens, lockToken, markTokenRevoked, tokenRevokedRevision } from "../store/tokens.js";
-import { findAgent, lockAgent, markAgentRevoked } from "../store/agents.js";
-import { appendRevocation, revisionOf, sequenceRevocations } from "../store/revocations.js";
-import { appendAuditEntry } from "../audit/append.js";
+import type { Db } from "../store/database.js";
+import type { Sequencer } from "../store/sequencer.js";
+import { revokeAgentRow, revokeTokenRow, type RevokeOutcome } from "../store/revocations.js";
+import { auditTemplate } from "../audit/append.js";
 import { DomainError, notFound } from "./errors.js";
 import { hashSecret } from "./ids.js";
 
@@ -14,75 +13,57 @@ export interface RevokeResult {
   tokensRevoked: bigint;
 }
 
-/** What the transaction did, and where to find the revision once the sequencer has numbered it. */
-type Pending = { tokensRevoked: bigint } & ({ event: bigint } | { token: string } | { agent: string });
-
 /**
  * Revokes a token or a whole agent. Irreversible and idempotent: a second call writes nothing and
  * answers with the revision of the revocation already in force. `by` is the actor (a principal,
  * or policy:<name>), recorded as revoked_by and in the transparency log entry.
  *
- * The revocation takes effect when its transaction commits (Introspect sees it at once); the
- * sequencer then gives it its revision and wakes the feed, before this returns.
+ * One round trip: the revocation and its log entry commit together and take effect at that
+ * commit (Introspect sees it at once). The sequencer then gives it its revision and wakes the
+ * feed; this resolves when it has.
  */
-export async function revoke(db: Db, target: RevokeTarget, reason: string, by: string): Promise<RevokeResult> {
-  const pending = await db.transaction().execute((tx) =>
-    "agentId" in target ? revokeAgent(tx, target.agentId, reason, by) : revokeToken(tx, target, reason, by),
-  );
-  const lookup = () =>
-    "event" in pending
-      ? revisionOf(db, pending.event)
-      : "token" in pending
-        ? tokenRevokedRevision(db, pending.token)
-        : findAgent(db, pending.agent).then((a) => a?.revokedRevision ?? null);
-  // The sequencer numbers it here, or, if another sequencer run holds the lock, in that run or
-  // the next one; a few milliseconds at most.
-  for (let attempt = 0; attempt < 1000; attempt++) {
-    await sequenceRevocations(db);
-    const revision = await lookup();
-    if (revision !== null) return { revision, tokensRevoked: pending.tokensRevoked };
-    await new Promise((r) => setTimeout(r, Math.min(attempt, 10)));
-  }
-  throw new DomainError("unavailable", "the revocation is in force but its revision could not be read yet; retry to get it");
-}
-
-async function revokeToken(
-  tx: Tx,
-  target: { token: string } | { tokenId: string },
+export async function revoke(
+  db: Db,
+  sequencer: Sequencer,
+  target: RevokeTarget,
   reason: string,
   by: string,
-): Promise<Pending> {
-  const t = await lockToken(tx, "token" in target ? { hash: hashSecret(target.token) } : { id: target.tokenId });
-  if (!t) throw notFound("token" in target ? "token" : `token ${target.tokenId}`);
-  if (t.agentStatus === "REVOKED") return { agent: t.agentId, tokensRevoked: 0n };
-  if (t.revoked) return { token: t.id, tokensRevoked: 0n };
-  const { id, at } = await appendRevocation(tx, {
-    tokenId: t.id,
-    agentId: t.agentId,
-    reason,
-    revokedBy: by,
-    expiresAt: t.expiresAt,
-  });
-  await markTokenRevoked(tx, t.id, at);
-  await appendAuditEntry(tx, { kind: "token.revoked", agentId: t.agentId, tokenId: t.id, actor: by, reason });
-  return { event: id, tokensRevoked: 1n };
+): Promise<RevokeResult> {
+  let r: RevokeOutcome;
+  if ("agentId" in target) {
+    const audit = auditTemplate({ kind: "agent.revoked", agentId: target.agentId, tokenId: "", actor: by, reason, details: {}, countKey: "tokens_revoked" });
+    r = await revokeAgentRow(db, { agentId: target.agentId, reason, revokedBy: by, audit });
+  } else {
+    const audit = auditTemplate({ kind: "token.revoked", agentId: "from-database", tokenId: "from-database", actor: by, reason });
+    r = await revokeTokenRow(db, {
+      ...("token" in target ? { tokenHash: hashSecret(target.token) } : { tokenId: target.tokenId }),
+      reason,
+      revokedBy: by,
+      audit,
+    });
+  }
+  switch (r.outcome) {
+    case "not_found":
+      throw notFound("agentId" in target ? `agent ${target.agentId}` : "token" in target ? "token" : `token ${target.tokenId}`);
+    case "revoked":
+      sequencer.wake("audit");
+      return { revision: await revisionOf(sequencer, r.event), tokensRevoked: r.tokensRevoked };
+    case "repeat":
+      if (r.revision !== null) return { revision: r.revision, tokensRevoked: 0n };
+      // The original is committed and waits for its number.
+      if (r.event !== null) return { revision: await revisionOf(sequencer, r.event), tokensRevoked: 0n };
+      throw new Error("revocation in force without an event");
+    default: {
+      const never: never = r;
+      throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
+    }
+  }
 }
 
-async function revokeAgent(tx: Tx, agentId: string, reason: string, by: string): Promise<Pending> {
-  const agent = await lockAgent(tx, agentId);
-  if (!agent) throw notFound(`agent ${agentId}`);
-  if (agent.status === "REVOKED") return { agent: agentId, tokensRevoked: 0n };
-  // Token rows stay as they are: Introspect checks the agent's status, so one row update
-  // makes every token of the agent inactive at once.
-  const tokensRevoked = await countLiveTokens(tx, agentId);
-  const { id, at } = await appendRevocation(tx, { tokenId: null, agentId, reason, revokedBy: by, expiresAt: null });
-  await markAgentRevoked(tx, agentId, { reason, by, at });
-  await appendAuditEntry(tx, {
-    kind: "agent.revoked",
-    agentId,
-    actor: by,
-    reason,
-    details: { tokens_revoked: Number(tokensRevoked) },
-  });
-  return { event: id, tokensRevoked };
+async function revisionOf(sequencer: Sequencer, event: bigint): Promise<bigint> {
+  try {
+    return await sequencer.numberOf("revocations", event);
+  } catch {
+    throw new DomainError("unavailable", "the revocation is in force but its revision could not be read yet; retry to get it");
+  }
 }

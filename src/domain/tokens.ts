@@ -1,6 +1,6 @@
 import type { Db } from "../store/database.js";
 import { findAgent } from "../store/agents.js";
-import { insertTokenForActiveAgent, type TokenRecord } from "../store/tokens.js";
+import { insertTokensForActiveAgents, type NewToken, type TokenRecord } from "../store/tokens.js";
 import type { TokenLookup } from "./token-lookup.js";
 import { useNonce } from "../store/activity.js";
 import { auditRow } from "../audit/append.js";
@@ -21,16 +21,16 @@ export function resolveTtl(field: string, requestedMs: number | undefined, polic
   return Math.floor(requestedMs);
 }
 
-/**
- * Issues a token for an active agent, within its allowed scopes (always for a self-issued token,
- * and for an issuer's whenever the agent was registered with allowed scopes), and logs
- * token.issued (with the token id, never the token) in the same transaction.
- */
-export async function issueToken(
-  db: Db,
-  req: { agentId: string; scopes: string[]; audiences: string[]; ttlMs: number; selfIssued: boolean },
-  actor: string,
-): Promise<{ token: string; record: TokenRecord }> {
+export interface IssueRequest {
+  agentId: string;
+  scopes: string[];
+  audiences: string[];
+  ttlMs: number;
+  selfIssued: boolean;
+}
+
+/** The token, its record and its token.issued log entry (with the token id, never the token). */
+function prepare(req: IssueRequest, actor: string): { token: string; row: NewToken } {
   const token = newToken();
   // Times come from this server's clock, which Introspect also checks expiry against.
   const issuedAt = new Date();
@@ -49,16 +49,102 @@ export async function issueToken(
     actor,
     details: { scopes: record.scopes, audiences: record.audiences, expires_at: record.expiresAt.toISOString() },
   });
-  const inserted = await insertTokenForActiveAgent(db, { ...record, tokenHash: hashSecret(token), selfIssued: req.selfIssued, audit });
-  if (inserted) return { token, record };
+  return { token, row: { ...record, tokenHash: hashSecret(token), selfIssued: req.selfIssued, audit } };
+}
+
+/** Why nothing was inserted for `req`. */
+async function refusal(db: Db, req: IssueRequest): Promise<DomainError> {
   const agent = await findAgent(db, req.agentId);
-  if (!agent) throw notFound(`agent ${req.agentId}`);
-  if (agent.status === "REVOKED") throw failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);
+  if (!agent) return notFound(`agent ${req.agentId}`);
+  if (agent.status === "REVOKED") return failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);
   const outside = req.scopes.filter((s) => !agent.allowedScopes.includes(s));
-  throw new DomainError(
+  return new DomainError(
     "permission_denied",
     `scopes ${outside.join(", ")} are not among agent ${req.agentId}'s allowed scopes (${agent.allowedScopes.join(", ") || "none"})`,
   );
+}
+
+function toIssued(token: string, row: NewToken): { token: string; record: TokenRecord } {
+  const { id, agentId, scopes, audiences, issuedAt, expiresAt } = row;
+  return { token, record: { id, agentId, scopes, audiences, issuedAt, expiresAt } };
+}
+
+/**
+ * Issues a token for an active agent, within its allowed scopes (always for a self-issued token,
+ * and for an issuer's whenever the agent was registered with allowed scopes), and logs
+ * token.issued in the same statement. See TokenIssuer for the batched form the server uses.
+ */
+export async function issueToken(db: Db, req: IssueRequest, actor: string): Promise<{ token: string; record: TokenRecord }> {
+  const { token, row } = prepare(req, actor);
+  if ((await insertTokensForActiveAgents(db, [row])).has(row.id)) return toIssued(token, row);
+  throw await refusal(db, req);
+}
+
+interface Queued {
+  req: IssueRequest;
+  token: string;
+  row: NewToken;
+  resolve: (v: { token: string; record: TokenRecord }) => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * Issuance, batched like Introspect's reads: requests that arrive while the database is busy
+ * are written together by one statement (one round trip, one commit), each still its own token
+ * and its own log entry, accepted or refused on its own. Under light load each runs alone at once.
+ */
+export class TokenIssuer {
+  private queue: Queued[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly maxInFlight = 4,
+    private readonly maxBatch = 256,
+  ) {}
+
+  issue(req: IssueRequest, actor: string): Promise<{ token: string; record: TokenRecord }> {
+    const { token, row } = prepare(req, actor);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ req, token, row, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
+    this.scheduled = true;
+    // After the current I/O callbacks: requests read in the same turn share a batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      while (this.inFlight < this.maxInFlight && this.queue.length > 0) void this.write(this.queue.splice(0, this.maxBatch));
+    });
+  }
+
+  private async write(batch: Queued[]): Promise<void> {
+    this.inFlight++;
+    try {
+      let inserted: Set<string>;
+      try {
+        inserted = await insertTokensForActiveAgents(this.db, batch.map((q) => q.row));
+      } catch (err) {
+        // One request's failure must not become its neighbours': alone, each gets its own answer.
+        if (batch.length === 1) throw err;
+        await Promise.all(batch.map((q) => this.write([q])));
+        return;
+      }
+      for (const q of batch) {
+        if (inserted.has(q.row.id)) q.resolve(toIssued(q.token, q.row));
+        else refusal(this.db, q.req).then(q.reject, q.reject);
+      }
+    } catch (err) {
+      for (const q of batch) q.reject(err);
+    } finally {
+      this.inFlight--;
+      this.schedule();
+    }
+  }
 }
 
 /** Checks an agent's signed Issue request: skew, signature, then the nonce (once only). */

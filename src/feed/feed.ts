@@ -1,8 +1,7 @@
 import type { Logger } from "pino";
-import type { Db } from "../store/database.js";
 import { openFeedPool } from "../store/feed-pool.js";
 import { compactRevocations, liveKeyIds, logBounds } from "../store/revocation-reads.js";
-import { REVOCATION_CHANNEL, sequenceRevocations } from "../store/revocations.js";
+import { REVOCATION_CHANNEL } from "../store/revocations.js";
 import { DomainError } from "../domain/errors.js";
 import { CatchUp, compactedError } from "./catch-up.js";
 import { FanOut, MAX_FRAME_EVENTS } from "./fanout.js";
@@ -14,8 +13,6 @@ import { makeView, viewKey, type Subscriber, type View } from "./view.js";
 import { Watcher } from "./watcher.js";
 
 export interface FeedOptions {
-  /** The application's pool: used only by the sequencer's safety pass (see sequencerSafetyPass). */
-  db: Db;
   /** For the feed's own small pool and its LISTEN connection. */
   databaseUrl: string;
   logger: Logger;
@@ -89,7 +86,7 @@ export class RevocationFeed {
   private readonly tailer: LogTailer;
   private readonly catchUp: CatchUp;
   private readonly dispatcher = new Dispatcher();
-  private readonly o: Required<Omit<FeedOptions, "db" | "databaseUrl" | "logger" | "encoder">> & FeedOptions;
+  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
   private refusals = 0;
   private closed = false;
@@ -127,7 +124,6 @@ export class RevocationFeed {
       },
       onGap: (through) => this.fanOut.skipTo(through, compactedError),
       onTick: () => this.fanOut.progress(),
-      beforeTick: () => sequencerSafetyPass(opts.db),
     });
     this.catchUp = new CatchUp({
       db: this.pool.db,
@@ -300,13 +296,4 @@ function bump(m: Map<string, number>, k: string, d: number): void {
 
 function revokedKey(): DomainError {
   return new DomainError("unauthenticated", "the API key this stream was opened with has been revoked");
-}
-
-/**
- * A revoker that committed and then died before sequencing leaves its event unnumbered; any
- * replica's tick numbers it. The one place the feed calls the sequencer: the sequencer's own loop
- * replaces it.
- */
-function sequencerSafetyPass(db: Db): Promise<void> {
-  return sequenceRevocations(db);
 }

@@ -20,8 +20,6 @@ export interface TailerOptions {
   onGap(through: bigint): void;
   /** After every tick whose read succeeded: a bookmark is due. */
   onTick(): void;
-  /** Runs at each tick before the read (the sequencer's safety pass, until it has a loop of its own). */
-  beforeTick?(): Promise<void>;
 }
 
 /**
@@ -95,7 +93,6 @@ export class LogTailer {
   }
 
   private async tick(): Promise<void> {
-    await this.o.beforeTick?.().catch(() => {});
     // A bookmark is a promise that the log was read just now: when the database cannot be read,
     // watchers hear nothing, and a strict client fails closed instead of trusting a stale head.
     if (await this.pull()) this.o.onTick();

@@ -5,9 +5,13 @@ import { startEmbeddedPostgres } from "../store/embedded.js";
 import { RevocationFeed } from "../feed/feed.js";
 import { feedFrames } from "./messages.js";
 import { AuditLog } from "../audit/log.js";
+import { CommitSignals, Sequencer } from "../store/sequencer.js";
+import { revocationLog } from "../store/revocations.js";
+import { auditLogSequence } from "../store/audit.js";
 import { feedLimits, type Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
+import { TokenIssuer } from "../domain/tokens.js";
 import { ActivityTracker } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
 
@@ -20,11 +24,15 @@ export interface AppContext {
   auth: Authenticator;
   /** Introspect's batched token reads. */
   tokenLookup: TokenLookup;
+  /** Issue's batched writes. */
+  issuer: TokenIssuer;
   activity: ActivityTracker;
   /** The admin key this start created, to be shown once; undefined when one existed or was given. */
   createdAdminKey?: string;
   /** The transparency log's tree and checkpoint signer. */
   audit: AuditLog;
+  /** Numbers both logs (revocations, transparency log) for this replica. */
+  sequencer: Sequencer;
   close(): Promise<void>;
 }
 
@@ -47,7 +55,15 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     stopEmbedded = pg.stop;
   }
   try {
-    const { db } = await openDatabase(databaseUrl, config.dbPoolSize);
+    const signals = new CommitSignals(["audit_inbox", "revocation_inbox"]);
+    const { db } = await openDatabase(databaseUrl, config.dbPoolSize, signals);
+    const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence] });
+    signals.onCommit = (table) => sequencer.wake(table === "audit_inbox" ? "audit" : "revocations");
+    await sequencer.start().catch(async (err: unknown) => {
+      await sequencer.close();
+      await db.destroy();
+      throw err;
+    });
     const createdAdminKey = await bootstrapAdminKey(db, config.adminKey);
     const audit = await AuditLog.open({
       db,
@@ -55,12 +71,13 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
+      sequencer,
     }).catch(async (err: unknown) => {
+      await sequencer.close();
       await db.destroy();
       throw err;
     });
     const feed = new RevocationFeed({
-      db,
       databaseUrl,
       logger,
       encoder: feedFrames,
@@ -72,7 +89,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       ...feedLimits(config),
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger);
+    const activity = new ActivityTracker(db, logger, sequencer);
     activity.start();
     return {
       config,
@@ -81,13 +98,16 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       feed,
       auth: new Authenticator(db),
       tokenLookup: new TokenLookup(db),
+      issuer: new TokenIssuer(db),
       activity,
       createdAdminKey,
       audit,
+      sequencer,
       async close() {
         await feed.close();
         await activity.close();
         await audit.close();
+        await sequencer.close();
         await db.destroy();
         await stopEmbedded?.();
       },

@@ -1,4 +1,5 @@
-import { sql } from "kysely";
+import { sql, type RawBuilder } from "kysely";
+import type { PassResult, SequencedLog } from "./sequencer.js";
 import type { Db, Tx } from "./database.js";
 
 export interface AuditEntryRecord {
@@ -13,11 +14,11 @@ export interface AuditEntryRecord {
   leafHash: Buffer;
 }
 
+export const AUDIT_CHANNEL = "agentid_audit";
+
 /**
- * Appends one entry in the caller's transaction. The row gets its seq, time and leaf hash once
- * committed, from the sequencer (audit_sequence, migration 0003), so a rollback uses no seq. The
- * caller supplies the canonical bytes around seq and time (src/audit/encoding.ts); the sequencer
- * fills those two in.
+ * An entry as written: the caller supplies the canonical bytes around seq and time
+ * (src/audit/encoding.ts); the sequencer fills those two in when it numbers the entry.
  */
 export interface AuditRow {
   kind: string;
@@ -30,9 +31,13 @@ export interface AuditRow {
   leafSuffix: Buffer;
 }
 
+/**
+ * Appends one entry to the inbox in the caller's transaction; once committed, the sequencer
+ * numbers it (so a rollback uses no seq).
+ */
 export async function insertAuditEntry(tx: Tx, e: AuditRow): Promise<void> {
   await tx
-    .insertInto("audit_entries")
+    .insertInto("audit_inbox")
     .values({
       kind: e.kind,
       agent_id: e.agentId || null,
@@ -46,11 +51,42 @@ export async function insertAuditEntry(tx: Tx, e: AuditRow): Promise<void> {
     .execute();
 }
 
-/** Numbers up to maxRows committed entries; returns how many it numbered. */
-export async function sequencePending(db: Db, maxRows: number): Promise<number> {
-  const { rows } = await sql<{ n: number }>`select audit_sequence(${maxRows}::integer) as n`.execute(db);
-  return rows[0]!.n;
+/**
+ * The same insert, for many entries, as a SQL fragment for a statement that appends them together
+ * with the changes they record: `from` is a query whose columns are the entries' fields (kind,
+ * agent_id, token_id, actor, reason, details jsonb, leaf_prefix bytea, leaf_suffix bytea), in the
+ * order they are to be numbered; auditInboxJson(e) renders an entry's fields for a jsonb recordset.
+ */
+export function auditInboxInsert(from: RawBuilder<unknown>): RawBuilder<unknown> {
+  return sql`insert into audit_inbox (kind, agent_id, token_id, actor, reason, details, leaf_prefix, leaf_suffix)
+    select e.kind, e.agent_id, e.token_id, e.actor, e.reason, e.details, e.leaf_prefix, e.leaf_suffix from (${from}) e`;
 }
+
+/** An entry's fields as auditInboxInsert's recordset columns want them (bytes in base64). */
+export function auditInboxJson(e: AuditRow): Record<string, unknown> {
+  return {
+    kind: e.kind,
+    agent_id: e.agentId || null,
+    token_id: e.tokenId || null,
+    actor: e.actor,
+    reason: e.reason,
+    details: JSON.parse(e.detailsJson) as unknown,
+    leaf_prefix: e.leafPrefix.toString("base64"),
+    leaf_suffix: e.leafSuffix.toString("base64"),
+  };
+}
+
+/** The transparency log, as the sequencer numbers it (migration 0005: agentid_sequence_audit). */
+export const auditLogSequence: SequencedLog = {
+  name: "audit",
+  channel: AUDIT_CHANNEL,
+  async pass(db: Db, max: number): Promise<PassResult> {
+    const { rows } = await sql<{ o_head: string; o_numbered: number; o_busy: boolean }>`
+      select * from agentid_sequence_audit(${max}::integer)`.execute(db);
+    const r = rows[0]!;
+    return { head: BigInt(r.o_head), numbered: r.o_numbered, busy: r.o_busy, found: new Map() };
+  },
+};
 
 /** Leaf hashes from seq `from` on, in order; stops early at a gap so callers see a prefix. */
 export async function readLeafHashes(db: Db, from: bigint, limit: number): Promise<Buffer[]> {

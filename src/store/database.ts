@@ -29,13 +29,14 @@ export interface TokensTable {
   issued_at: GeneratedTimestamp;
   expires_at: Timestamp;
   revoked_at: Timestamp | null;
+  /** Set by versions before migration 0005 only; the revision is read from `revocations` now. */
   revoked_revision: ColumnType<string | null, bigint | null, bigint | null>;
 }
 
-/** The revocation log. revision is assigned by the sequencer, in order, under log_head's lock. */
+/** The revocation log: numbered, committed events, in revision order (the feed reads these). */
 export interface RevocationsTable {
-  id: Generated<string>;
-  revision: ColumnType<string | null, never, never>;
+  id: ColumnType<string, never, never>;
+  revision: ColumnType<string, never, never>;
   token_id: string | null;
   agent_id: string;
   reason: string;
@@ -44,7 +45,24 @@ export interface RevocationsTable {
   expires_at: Timestamp | null;
 }
 
-/** One row: the last revision handed out. Its row lock serialises revokers until they commit. */
+/**
+ * Revocations committed but not numbered yet. The sequencer (store/sequencer.ts) moves them into
+ * `revocations` in batches, under log_head's row lock, numbering them in commit order.
+ */
+export interface RevocationInboxTable {
+  id: Generated<string>;
+  token_id: string | null;
+  agent_id: string;
+  reason: string;
+  revoked_by: string;
+  revoked_at: GeneratedTimestamp;
+  expires_at: Timestamp | null;
+}
+
+/**
+ * One row: the last revision handed out. Only the sequencer locks it, for one short numbering
+ * transaction at a time; revokers never take it, so their commits do not queue behind each other.
+ */
 export interface LogHeadTable {
   id: ColumnType<boolean, boolean, never>;
   revision: ColumnType<string, bigint, bigint>;
@@ -112,26 +130,40 @@ export interface PoliciesTable {
   created_by: string;
 }
 
-/** One row: how many audit entries exist. Its row lock orders appends. */
+/** One row: how many audit entries are numbered. Only the sequencer locks it, as log_head. */
 export interface AuditHeadTable {
   id: ColumnType<boolean, boolean, never>;
   size: ColumnType<string, bigint, bigint>;
 }
 
-/** The transparency log's entries; seq (the RFC 6962 leaf index), at and leaf_hash are set at commit. */
+/**
+ * The transparency log's numbered entries, written once by the sequencer: seq (the RFC 6962 leaf
+ * index), time and leaf hash are fixed when an entry is moved here from audit_inbox.
+ */
 export interface AuditEntriesTable {
-  id: Generated<string>;
-  seq: ColumnType<string | null, never, never>;
-  at: ColumnType<Date | null, never, never>;
+  id: ColumnType<string, never, never>;
+  seq: ColumnType<string, never, never>;
+  at: ColumnType<Date, never, never>;
   kind: string;
   agent_id: string | null;
   token_id: string | null;
   actor: string;
   reason: string;
   details: ColumnType<Record<string, unknown>, string, string>;
-  leaf_hash: ColumnType<Buffer | null, never, never>;
-  leaf_prefix: ColumnType<Buffer | null, Buffer, never>;
-  leaf_suffix: ColumnType<Buffer | null, Buffer, never>;
+  leaf_hash: ColumnType<Buffer, never, never>;
+}
+
+/** Entries committed by writers and not numbered yet, with the canonical bytes around seq and time. */
+export interface AuditInboxTable {
+  id: Generated<string>;
+  kind: string;
+  agent_id: string | null;
+  token_id: string | null;
+  actor: string;
+  reason: string;
+  details: ColumnType<Record<string, unknown>, string, string>;
+  leaf_prefix: Buffer;
+  leaf_suffix: Buffer;
 }
 
 export interface AuditCheckpointsTable {
@@ -158,6 +190,7 @@ export interface Database {
   agents: AgentsTable;
   tokens: TokensTable;
   revocations: RevocationsTable;
+  revocation_inbox: RevocationInboxTable;
   log_head: LogHeadTable;
   api_keys: ApiKeysTable;
   agent_nonces: AgentNoncesTable;
@@ -167,6 +200,7 @@ export interface Database {
   policies: PoliciesTable;
   audit_head: AuditHeadTable;
   audit_entries: AuditEntriesTable;
+  audit_inbox: AuditInboxTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_keys: AuditKeysTable;
   feed_compaction: FeedCompactionTable;

@@ -1,7 +1,9 @@
 import { Kysely, Migrator, PostgresDialect } from "kysely";
+import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Database, Db } from "./database.js";
 import { migrationProvider } from "./migrations/index.js";
+import type { CommitSignals } from "./sequencer.js";
 
 export interface OpenedDatabase {
   db: Db;
@@ -37,7 +39,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 /** Opens a pool, checks that the server answers, and brings the schema up to date. */
-export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDatabase> {
+export async function openDatabase(url: string, poolSize = 20, signals?: CommitSignals): Promise<OpenedDatabase> {
   const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
   // An idle client losing its connection (a server restart) must not crash the process.
   pool.on("error", () => {});
@@ -52,9 +54,36 @@ export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDa
       `cannot reach PostgreSQL at ${redactUrl(url)}: ${(err as Error).message || String(err)}`,
     );
   }
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const dialect = new PostgresDialect({ pool: preparing(pool) });
+  const db = new Kysely<Database>({ dialect: signals ? signals.wrap(dialect) : dialect });
   await migrate(db);
   return { db, pool };
+}
+
+/**
+ * Statements whose text starts with this are prepared once per connection and then only bound
+ * and executed (PostgreSQL keeps their plans): for the hot write path, where parsing and
+ * planning a statement cost about as much as running it.
+ */
+export const PREPARED = "/* prepared */ ";
+
+/** The pool as Kysely sees it: its clients run PREPARED statements as named ones. */
+function preparing(pool: pg.Pool): pg.Pool {
+  const clients = new WeakMap<pg.PoolClient, pg.PoolClient>();
+  const wrap = (client: pg.PoolClient): pg.PoolClient => {
+    let w = clients.get(client);
+    if (!w) {
+      w = Object.create(client) as pg.PoolClient;
+      w.query = ((text: unknown, values?: unknown[]) =>
+        typeof text === "string" && text.startsWith(PREPARED)
+          ? client.query({ name: `agentid_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`, text, values })
+          : client.query(text as string, values)) as pg.PoolClient["query"];
+      w.release = (err?: Error | boolean) => client.release(err);
+      clients.set(client, w);
+    }
+    return w;
+  };
+  return { connect: async () => wrap(await pool.connect()), end: () => pool.end() } as unknown as pg.Pool;
 }
 
 export async function migrate(db: Db): Promise<void> {

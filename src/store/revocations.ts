@@ -1,5 +1,6 @@
 import { sql } from "kysely";
-import type { Db, Tx } from "./database.js";
+import type { Db } from "./database.js";
+import type { PassResult, SequencedLog } from "./sequencer.js";
 
 export const REVOCATION_CHANNEL = "agentid_revocations";
 
@@ -13,33 +14,81 @@ export interface RevocationRecord {
   expiresAt: Date | null;
 }
 
+/** The revocation log, as the sequencer numbers it (migration 0005: agentid_sequence_revocations). */
+export const revocationLog: SequencedLog = {
+  name: "revocations",
+  channel: REVOCATION_CHANNEL,
+  async pass(db: Db, max: number, waiting: bigint[]): Promise<PassResult> {
+    const { rows } = await sql<{ o_head: string; o_numbered: number; o_busy: boolean; o_ids: string[] | null; o_revisions: string[] | null }>`
+      select * from agentid_sequence_revocations(${max}::integer, ${waiting.map(String)}::bigint[])`.execute(db);
+    const r = rows[0]!;
+    const found = new Map<bigint, bigint>();
+    (r.o_ids ?? []).forEach((id, i) => found.set(BigInt(id), BigInt(r.o_revisions![i]!)));
+    return { head: BigInt(r.o_head), numbered: r.o_numbered, busy: r.o_busy, found };
+  },
+};
+
+export type RevokeOutcome =
+  | { outcome: "not_found" }
+  /** A new event, committed; `event` is its id until the sequencer numbers it. */
+  | { outcome: "revoked"; event: bigint; tokensRevoked: bigint }
+  /** Already revoked: the original event's revision, or its id while it waits for its number. */
+  | { outcome: "repeat"; revision: bigint | null; event: bigint | null };
+
 /**
- * Appends an unnumbered event in the revoker's transaction; the sequencer numbers it once
- * committed. Returns its insertion id and time.
+ * The canonical bytes of the revocation's audit entry, with what only the database knows left as
+ * placeholders (see auditTemplate in src/audit/append.ts and migration 0005).
  */
-export async function appendRevocation(
-  tx: Tx,
-  r: { tokenId: string | null; agentId: string; reason: string; revokedBy: string; expiresAt: Date | null },
-): Promise<{ id: bigint; at: Date }> {
-  const { rows } = await sql<{ id: string; revoked_at: Date }>`
-    insert into revocations (token_id, agent_id, reason, revoked_by, expires_at)
-    values (${r.tokenId}, ${r.agentId}, ${r.reason}, ${r.revokedBy}, ${r.expiresAt})
-    returning id, revoked_at`.execute(tx);
-  return { id: BigInt(rows[0]!.id), at: rows[0]!.revoked_at };
+export interface AuditTemplate {
+  prefix: string;
+  suffix: string;
+  detailsJson: string;
+}
+
+type RevokeRow = { o_outcome: "not_found" | "revoked" | "repeat"; o_event: string | null; o_revision: string | null; o_tokens: string };
+
+function toOutcome(r: RevokeRow): RevokeOutcome {
+  switch (r.o_outcome) {
+    case "not_found":
+      return { outcome: "not_found" };
+    case "revoked":
+      return { outcome: "revoked", event: BigInt(r.o_event!), tokensRevoked: BigInt(r.o_tokens) };
+    case "repeat":
+      return {
+        outcome: "repeat",
+        revision: r.o_revision === null ? null : BigInt(r.o_revision),
+        event: r.o_event === null ? null : BigInt(r.o_event),
+      };
+    default: {
+      const never: never = r.o_outcome;
+      throw new Error(`unexpected revoke outcome ${String(never)}`);
+    }
+  }
 }
 
 /**
- * Numbers every committed, unnumbered event (this caller's and anyone else's) and notifies the
- * replicas; many revokers share one sequencing transaction. See revocations_sequence (0001).
+ * Revokes an agent in one round trip: waits for its in-flight issuances to commit (and holds
+ * off new ones), counts its live tokens, appends the event and the audit entry, marks it REVOKED.
  */
-export async function sequenceRevocations(db: Db): Promise<void> {
-  await sql`select revocations_sequence()`.execute(db);
+export async function revokeAgentRow(
+  db: Db,
+  r: { agentId: string; reason: string; revokedBy: string; audit: AuditTemplate },
+): Promise<RevokeOutcome> {
+  const { rows } = await sql<RevokeRow>`
+    select * from agentid_revoke_agent(${r.agentId}, ${r.reason}, ${r.revokedBy}, ${r.audit.prefix}, ${r.audit.suffix}, ${r.audit.detailsJson})`.execute(db);
+  return toOutcome(rows[0]!);
 }
 
-/** The revision of an event, once sequenced. */
-export async function revisionOf(db: Db, id: bigint): Promise<bigint | null> {
-  const row = await db.selectFrom("revocations").select("revision").where("id", "=", id.toString() as never).executeTakeFirst();
-  return row?.revision == null ? null : BigInt(row.revision);
+/** Revokes one token, found by its hash or its id, in one round trip; see revokeAgentRow. */
+export async function revokeTokenRow(
+  db: Db,
+  r: { tokenHash?: Uint8Array; tokenId?: string; reason: string; revokedBy: string; audit: AuditTemplate },
+): Promise<RevokeOutcome> {
+  const hash = r.tokenHash ? Buffer.from(r.tokenHash) : null;
+  const { rows } = await sql<RevokeRow>`
+    select * from agentid_revoke_token(${hash}::bytea, ${r.tokenId ?? null}::text, ${r.reason}, ${r.revokedBy},
+      ${r.audit.prefix}, ${r.audit.suffix}, ${r.audit.detailsJson})`.execute(db);
+  return toOutcome(rows[0]!);
 }
 
 // The feed's reads (pages, bounds, compaction) are in revocation-reads.ts.

@@ -1,7 +1,8 @@
 import { sql } from "kysely";
-import type { Db, Tx } from "./database.js";
+import type { Db } from "./database.js";
+import { PREPARED } from "./open.js";
 import type { AgentStatus } from "./agents.js";
-import type { AuditRow } from "./audit.js";
+import { auditInboxInsert, auditInboxJson, type AuditRow } from "./audit.js";
 
 export interface TokenRecord {
   id: string;
@@ -20,40 +21,55 @@ export interface TokenState extends TokenRecord {
 }
 
 
+export interface NewToken extends TokenRecord {
+  tokenHash: Uint8Array;
+  /** Scopes must be within the agent's allowed scopes, even when it has none. */
+  selfIssued: boolean;
+  audit: AuditRow;
+}
+
 /**
- * Inserts a token, and its audit entry, only while its agent is ACTIVE and the scopes are
- * allowed: one statement, so one round trip, and issuance cannot slip past a committed agent
- * revocation. Returns false when nothing was inserted.
+ * Inserts tokens, each with its audit entry, each only while its agent is ACTIVE and its scopes
+ * are allowed: one statement for the whole batch, so one round trip and one commit. Returns the
+ * ids of the tokens inserted. agentid_issue_gate (migration 0005) holds each agent's issuance lock
+ * until commit and re-reads its status after any kill that held it, so an issuance never commits
+ * after its agent's kill, nor is it missed by the kill's count.
  */
-export async function insertTokenForActiveAgent(
-  db: Db,
-  t: {
-    id: string;
-    tokenHash: Uint8Array;
-    agentId: string;
-    scopes: string[];
-    audiences: string[];
-    issuedAt: Date;
-    expiresAt: Date;
-    /** Scopes must be within the agent's allowed scopes, even when it has none. */
-    selfIssued: boolean;
-    audit: AuditRow;
-  },
-): Promise<boolean> {
-  const a = t.audit;
-  const result = await sql<{ id: string }>`
-    with token as (
+export async function insertTokensForActiveAgents(db: Db, ts: readonly NewToken[]): Promise<Set<string>> {
+  const rows = ts.map((t) => ({
+    id: t.id,
+    token_hash: Buffer.from(t.tokenHash).toString("base64"),
+    agent_id: t.agentId,
+    scopes: t.scopes,
+    audiences: t.audiences,
+    issued_at: t.issuedAt.toISOString(),
+    expires_at: t.expiresAt.toISOString(),
+    self_issued: t.selfIssued,
+    audit: auditInboxJson(t.audit),
+  }));
+  const { rows: inserted } = await sql<{ id: string }>`${sql.raw(PREPARED)}
+    with req as (
+      select r.*, ord from jsonb_array_elements(${JSON.stringify(rows)}::jsonb) with ordinality as x(j, ord),
+        jsonb_to_record(x.j) as r(id text, token_hash text, agent_id text, scopes text[], audiences text[],
+                                  issued_at timestamptz, expires_at timestamptz, self_issued boolean, audit jsonb)
+    ),
+    token as (
       insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
-      select ${t.id}, ${Buffer.from(t.tokenHash)}, a.id, ${t.scopes}::text[], ${t.audiences}::text[], ${t.issuedAt}, ${t.expiresAt}
-      from agents a where a.id = ${t.agentId} and a.status = 'ACTIVE'
-        and (${t.scopes}::text[] <@ a.allowed_scopes or (not ${t.selfIssued} and cardinality(a.allowed_scopes) = 0))
+      select r.id, decode(r.token_hash, 'base64'), a.id, r.scopes, r.audiences, r.issued_at, r.expires_at
+      from req r join agents a on a.id = r.agent_id
+      where a.status = 'ACTIVE'
+        and (r.scopes <@ a.allowed_scopes or (not r.self_issued and cardinality(a.allowed_scopes) = 0))
+        and agentid_issue_gate(a.id)
       returning id
     )
-    insert into audit_entries (kind, agent_id, token_id, actor, reason, details, leaf_prefix, leaf_suffix)
-    select ${a.kind}, ${a.agentId}, token.id, ${a.actor}, ${a.reason}, ${a.detailsJson}::jsonb, ${a.leafPrefix}, ${a.leafSuffix}
-    from token
+    ${auditInboxInsert(sql`
+      select e.kind, e.agent_id, token.id as token_id, e.actor, e.reason, e.details,
+             decode(e.leaf_prefix, 'base64') as leaf_prefix, decode(e.leaf_suffix, 'base64') as leaf_suffix
+      from token join req r on r.id = token.id,
+        jsonb_to_record(r.audit) as e(kind text, agent_id text, actor text, reason text, details jsonb, leaf_prefix text, leaf_suffix text)
+      order by r.ord`)}
     returning token_id as id`.execute(db);
-  return result.rows.length === 1;
+  return new Set(inserted.map((r) => r.id));
 }
 
 type StateRow = {
@@ -81,8 +97,11 @@ function toState(r: StateRow): TokenState {
 }
 
 /**
- * Tokens by hash and the log revision, read in one statement and so from one snapshot: each state
- * is exactly the state after `revision`. Hashes that match nothing are absent from the map.
+ * Tokens by hash and the log revision, read in one statement and so from one snapshot. Revocations
+ * take effect at their commit and are numbered after it, so a state may already show revocations
+ * numbered above `revision`, never miss one at or below it: any revocation this answer does not
+ * reflect is numbered above `revision` (what the SDK's cache relies on). Hashes that match
+ * nothing are absent from the map.
  */
 export async function readTokensAtRevision(
   db: Db,
@@ -97,42 +116,4 @@ export async function readTokensAtRevision(
   const tokens = new Map<string, TokenState>();
   for (const row of rows) if (row.token_hash) tokens.set(row.token_hash.toString("base64"), toState(row));
   return { revision: BigInt(rows[0]!.revision), tokens };
-}
-
-/** Locks the token row (not its agent) until the transaction ends. */
-export async function lockToken(
-  tx: Tx,
-  by: { hash: Uint8Array } | { id: string },
-): Promise<TokenState | undefined> {
-  const where = "hash" in by ? sql`t.token_hash = ${Buffer.from(by.hash)}` : sql`t.id = ${by.id}`;
-  const { rows } = await sql<StateRow>`
-    select t.id, t.agent_id, t.scopes, t.audiences, t.issued_at, t.expires_at,
-           t.revoked_at is not null as revoked, a.status as agent_status
-    from tokens t join agents a on a.id = t.agent_id
-    where ${where}
-    for update of t`.execute(tx);
-  return rows[0] && toState(rows[0]);
-}
-
-/** Revoked at once; its revision is filled in by the sequencer. */
-export async function markTokenRevoked(tx: Tx, id: string, at: Date): Promise<void> {
-  await tx.updateTable("tokens").set({ revoked_at: at }).where("id", "=", id).execute();
-}
-
-/** Tokens of the agent that are neither revoked nor expired. */
-export async function countLiveTokens(tx: Tx, agentId: string): Promise<bigint> {
-  const row = await tx
-    .selectFrom("tokens")
-    .select((eb) => eb.fn.countAll<string>().as("n"))
-    .where("agent_id", "=", agentId)
-    .where("revoked_at", "is", null)
-    .where("expires_at", ">", sql<Date>`now()`)
-    .executeTakeFirstOrThrow();
-  return BigInt(row.n);
-}
-
-/** The revision of the token's own revocation, once sequenced. */
-export async function tokenRevokedRevision(db: Db, id: string): Promise<bigint | null> {
-  const row = await db.selectFrom("tokens").select("revoked_revision").where("id", "=", id).executeTakeFirst();
-  return row?.revoked_revision == null ? null : BigInt(row.revoked_revision);
 }

@@ -4,7 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { FeedFollower } from "../../src/client/feed.js";
 import { publicKey, type Clients } from "./harness.js";
-import { CLUSTER_ADMIN_KEY } from "./cluster.js";
+import { CLUSTER_ADMIN_KEY } from "../../bench/lib/cluster.js";
 import type { WatchRevocationsResponse } from "../../gen/agentid/v1/revocation_pb.js";
 
 /** Collects a WatchRevocations stream in the background; wait for conditions on what arrived. */
@@ -197,14 +197,14 @@ export async function appendLogRows(databaseUrl: string, n: number): Promise<big
   await c.connect();
   try {
     await c.query(
-      `insert into revocations (token_id, agent_id, reason, revoked_by, expires_at)
+      `insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
        select 'tok_seed' || g, 'agt_seed', 'seeded', 'test', now() + interval '1 hour' from generate_series(1, $1::int) g`,
       [n],
     );
-    // The sequencer numbers them (a run may skip while another holds the head: try again).
+    // The sequencer numbers them (a pass may skip while another holds the head: try again).
     for (;;) {
-      await c.query("select revocations_sequence()");
-      const { rows } = await c.query("select count(*)::int as n from revocations where revision is null");
+      await c.query("select * from agentid_sequence_revocations(100000, '{}'::bigint[])");
+      const { rows } = await c.query("select count(*)::int as n from revocation_inbox");
       if (rows[0].n === 0) break;
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "./cluster.js";
+import { freePort } from "../../bench/lib/cluster.js";
 import type { TestProject } from "vitest/node";
 
 export { freePort };

@@ -5,7 +5,7 @@ import pino from "pino";
 import { Writable } from "node:stream";
 import * as grpc from "@grpc/grpc-js";
 import type { Transport } from "@connectrpc/connect";
-import { bearer, clientsFor, type Clients } from "./clients.js";
+import { bearer, clientsFor, type Clients } from "../../bench/lib/clients.js";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { loadConfig, type Config } from "../../src/server/config.js";
 import { createAppContext, type AppContext } from "../../src/server/context.js";

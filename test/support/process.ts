@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { startReplica } from "./cluster.js";
+import { startReplica } from "../../bench/lib/cluster.js";
 
 export const root = join(import.meta.dirname, "..", "..");
 export const bin = join(root, "bin", "agentid.js");

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationMs, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { IssueRequest, IssueResponseSchema } from "../../../gen/agentid/v1/token_pb.js";
-import { issueToken, resolveTtl, verifyAgentProof } from "../../domain/tokens.js";
+import { resolveTtl, verifyAgentProof } from "../../domain/tokens.js";
 import { DomainError, invalidArgument } from "../../domain/errors.js";
 import { requireAgentId, requireWords } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
@@ -37,7 +37,7 @@ export function issueRoute(ctx: AppContext) {
     }
 
     const actor = selfIssued ? `agent:${agentId}` : call.principal;
-    const { token, record } = await issueToken(ctx.db, { agentId, scopes, audiences, ttlMs, selfIssued }, actor);
+    const { token, record } = await ctx.issuer.issue({ agentId, scopes, audiences, ttlMs, selfIssued }, actor);
     ctx.logger.debug({ tokenId: record.id, agentId, by: actor }, "token issued");
     return { token, tokenId: record.id, expiresAt: timestampFromDate(record.expiresAt) };
   };

@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ListPoliciesResponseSchema } from "../../../gen/agentid/v1/policy_pb.js";
-import { listPolicies } from "../../store/policies.js";
+import { listPolicies } from "../../domain/policies.js";
 import type { AppContext } from "../context.js";
 import { policyMessage } from "../messages.js";
 

@@ -30,7 +30,7 @@ export function revokeRoute(ctx: AppContext) {
   return async (req: RevokeRequest, call: CallContext): Promise<MessageInitShape<typeof RevokeResponseSchema>> => {
     const what = target(req);
     const reason = requireText("reason", req.reason, 512);
-    const result = await revoke(ctx.db, what, reason, call.principal);
+    const result = await revoke(ctx.db, ctx.sequencer, what, reason, call.principal);
     ctx.logger.info(
       {
         // Never the token itself: its id is logged once known, here only the kind of target.

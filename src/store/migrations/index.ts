@@ -3,6 +3,7 @@ import * as m0001 from "./0001-init.js";
 import * as m0002 from "./0002-feed.js";
 import * as m0003 from "./0003-audit.js";
 import * as m0004 from "./0004-auth.js";
+import * as m0005 from "./0005-sequenced-logs.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
 const migrations: Record<string, Migration> = {
@@ -10,6 +11,7 @@ const migrations: Record<string, Migration> = {
   "0002-feed": m0002,
   "0003-audit": m0003,
   "0004-auth": m0004,
+  "0005-sequenced-logs": m0005,
 };
 
 export const migrationProvider: MigrationProvider = {

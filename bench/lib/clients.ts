@@ -1,4 +1,4 @@
-// Typed clients for every service; no vitest imports, so bench/ can use them too.
+// Typed clients for every service, used by bench/ and test/; no vitest imports.
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { AgentService } from "../../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../../gen/agentid/v1/token_pb.js";

@@ -1,5 +1,5 @@
 // Real processes for fault tests and benchmarks: a PostgreSQL of one's own (to stop and start),
-// and `agentid serve` replicas (to SIGKILL). No vitest imports: bench/ uses this too.
+// and `agentid serve` replicas (to SIGKILL). Used by bench/ and by test/ (which imports it from here): no vitest imports.
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";

@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { countStatements, type StatementCounter } from "./support/pg-count.js";
+
+// An idle replica's background loops and the database: every statement the server sends to
+// PostgreSQL goes through a counting proxy. The sequencer's safety tick (both logs) and the
+// transparency log's checkpoint timer are this file's subject; the feed's own bookmark read
+// (it reads the log head every second to promise freshness) is counted and shown apart.
+
+let counter: StatementCounter;
+let h: Harness;
+beforeAll(async () => {
+  counter = await countStatements(await createTestDatabase());
+  h = await startHarness({ databaseUrl: counter.url });
+});
+afterAll(async () => {
+  await h?.close();
+  await counter?.close();
+});
+
+const isFeedRead = (s: string) => /feed_compaction/.test(s);
+
+describe("an idle replica", () => {
+  it("issues no more than one statement per second from its background loops", async () => {
+    // Settle: the first checkpoint is signed after start.
+    await new Promise((r) => setTimeout(r, 2500));
+    const from = counter.statements.length;
+    const seconds = 11;
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const sent = counter.statements.slice(from);
+    const feed = sent.filter(isFeedRead);
+    const others = sent.filter((s) => !isFeedRead(s));
+    // The sequencer: one pass per log per 10 s safety tick; the checkpoint timer: nothing while
+    // no entry is numbered.
+    expect(others.length, `statements other than the feed's bookmark read:\n${others.join("\n")}`).toBeLessThanOrEqual(4);
+    // The feed's read (at most one per second) is the feed's; with it the whole replica stays near one per second.
+    expect(feed.length).toBeLessThanOrEqual(seconds + 1);
+  }, 30_000);
+});
+
+describe("Revoke", () => {
+  it("is one round trip for a token and for an agent, with nothing else sent on its behalf but the sequencer's pass", async () => {
+    const { agent } = await h.grpc.agents.registerAgent({ name: "one-trip", publicKey: publicKey() });
+    const agentId = agent!.agentId;
+    const { tokenId } = await h.grpc.tokens.issue({ agentId });
+    await h.ctx.sequencer.flush("audit");
+    for (const target of [{ case: "tokenId" as const, value: tokenId }, { case: "agentId" as const, value: agentId }]) {
+      const from = counter.statements.length;
+      await h.grpc.tokens.revoke({ target, reason: "one trip" });
+      const sent = counter.statements.slice(from).filter((s) => !isFeedRead(s) && !/agentid_sequence_/.test(s));
+      expect(sent.filter((s) => /agentid_revoke_/.test(s))).toHaveLength(1);
+      expect(sent.filter((s) => /^\s*(begin|commit)/i.test(s))).toEqual([]);
+    }
+  });
+});
