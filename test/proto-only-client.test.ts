@@ -45,7 +45,10 @@ describe("a client that has only the .proto files", () => {
 
     const stream = revocations.WatchRevocations({ afterRevision: 0 }, md);
     const seen = new Promise<any>((resolve) => // eslint-disable-line @typescript-eslint/no-explicit-any
-      stream.on("data", (m: any) => m.revocation?.tokenId === issued.tokenId && resolve(m.revocation)), // eslint-disable-line @typescript-eslint/no-explicit-any
+      stream.on("data", (m: any) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+        const e = (m.events ?? []).find((x: any) => x.tokenId === issued.tokenId); // eslint-disable-line @typescript-eslint/no-explicit-any
+        if (e) resolve(e);
+      }),
     );
     stream.on("error", () => {});
     const revoked = await call(tokens, "Revoke", { tokenId: issued.tokenId, reason: "done" }, md);
