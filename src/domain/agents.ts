@@ -1,5 +1,13 @@
 import type { Db } from "../store/database.js";
-import { findAgent, insertAgent, listAgents, type AgentRecord, type AgentStatus } from "../store/agents.js";
+import {
+  agentActivitySummaries,
+  findAgent,
+  insertAgent,
+  listAgents,
+  type AgentActivitySummary,
+  type AgentRecord,
+  type AgentStatus,
+} from "../store/agents.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { invalidArgument, notFound } from "./errors.js";
 import { newAgentId } from "./ids.js";
@@ -79,17 +87,23 @@ function decodeCursor(token: string): bigint {
 
 export async function listAgentPage(
   db: Db,
-  q: { pageSize: number; pageToken: string; status?: AgentStatus },
+  q: { pageSize: number; pageToken: string; status?: AgentStatus; text?: string; labels?: Record<string, string> },
 ): Promise<{ agents: AgentRecord[]; nextPageToken: string }> {
   if (q.pageSize < 0 || q.pageSize > MAX_PAGE_SIZE) {
     throw invalidArgument("page_size", `must be between 0 and ${MAX_PAGE_SIZE}`);
   }
+  if (q.text && q.text.length > 128) throw invalidArgument("query", "must be at most 128 characters");
   const limit = q.pageSize || DEFAULT_PAGE_SIZE;
   const beforeSeq = q.pageToken ? decodeCursor(q.pageToken) : undefined;
   // One extra row tells whether another page exists.
-  const rows = await listAgents(db, { limit: limit + 1, status: q.status, beforeSeq });
+  const rows = await listAgents(db, { limit: limit + 1, status: q.status, beforeSeq, text: q.text, labels: q.labels });
   const agents = rows.slice(0, limit);
   const last = agents[agents.length - 1];
   const nextPageToken = rows.length > limit && last ? Buffer.from(last.seq.toString()).toString("base64url") : "";
   return { agents, nextPageToken };
+}
+
+/** Live token counts and last activity, for the agents about to be returned. */
+export function summarizeAgents(db: Db, agents: readonly AgentRecord[]): Promise<Map<string, AgentActivitySummary>> {
+  return agentActivitySummaries(db, agents.map((a) => a.id));
 }

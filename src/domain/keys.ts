@@ -1,5 +1,5 @@
 import type { Db, Role } from "../store/database.js";
-import { insertAdminKeyIfNone, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyRecord } from "../store/api-keys.js";
+import { findApiKey, insertAdminKeyIfNone, insertApiKey, listApiKeys, revokeApiKey, type ApiKeyRecord } from "../store/api-keys.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { invalidArgument, notFound } from "./errors.js";
 import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
@@ -54,4 +54,10 @@ export async function revokeKey(db: Db, id: string, actor: string): Promise<ApiK
     if (changed) await appendAuditEntry(tx, { kind: "key.revoked", actor, details: { key_id: key.id, name: key.name, role: key.role } });
     return key;
   });
+}
+
+export async function getApiKey(db: Db, id: string): Promise<ApiKeyRecord> {
+  const key = await findApiKey(db, id);
+  if (!key) throw notFound(`API key ${id}`);
+  return key;
 }

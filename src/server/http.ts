@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
@@ -129,7 +130,7 @@ export interface HttpServer {
  * the first bytes of a connection tell which server gets it.
  */
 export function createHttpServer(services: ServiceRoutes[], logger: Logger): HttpServer {
-  const handler = nodeHandler(services, logger);
+  const handler = withConsole(nodeHandler(services, logger));
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();

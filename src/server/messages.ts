@@ -11,7 +11,7 @@ import type { Role as StoreRole } from "../store/database.js";
 import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { InactiveReason, type IntrospectResponseSchema } from "../../gen/agentid/v1/token_pb.js";
 import { WatchRevocationsResponseSchema, type RevocationEventSchema } from "../../gen/agentid/v1/revocation_pb.js";
-import type { AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
+import type { AgentActivitySummary, AgentRecord, AgentStatus as StoreAgentStatus } from "../store/agents.js";
 import type { Introspection } from "../domain/tokens.js";
 import type { FrameEncoder } from "../feed/frame.js";
 import type { LogEvent } from "../store/revocation-reads.js";
@@ -21,8 +21,11 @@ import type { SignedCheckpoint } from "../audit/log.js";
 import type { StoredCheckpoint } from "../store/audit.js";
 import { canonicalJson, type JsonValue } from "../audit/encoding.js";
 
-export function agentMessage(a: AgentRecord) {
+export function agentMessage(a: AgentRecord, summary?: AgentActivitySummary) {
   return create(AgentSchema, {
+    liveTokenCount: summary?.liveTokens ?? 0n,
+    lastActivityAt: summary?.lastActivityAt ? timestampFromDate(summary.lastActivityAt) : undefined,
+    trustScore: summary?.trustScore ?? undefined,
     agentId: a.id,
     name: a.name,
     publicKey: a.publicKey,

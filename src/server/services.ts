@@ -23,6 +23,7 @@ import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import { createApiKeyRoute } from "./routes/create-api-key.js";
 import { listApiKeysRoute } from "./routes/list-api-keys.js";
 import { revokeApiKeyRoute } from "./routes/revoke-api-key.js";
+import { getCurrentPrincipalRoute } from "./routes/get-current-principal.js";
 import { createPolicyRoute } from "./routes/create-policy.js";
 import { listPoliciesRoute } from "./routes/list-policies.js";
 import { deletePolicyRoute } from "./routes/delete-policy.js";
@@ -104,8 +105,14 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
     service(
       ctx,
       KeyService,
-      { createApiKey: createApiKeyRoute(ctx), listApiKeys: listApiKeysRoute(ctx), revokeApiKey: revokeApiKeyRoute(ctx) },
-      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN },
+      {
+        createApiKey: createApiKeyRoute(ctx),
+        listApiKeys: listApiKeysRoute(ctx),
+        revokeApiKey: revokeApiKeyRoute(ctx),
+        getCurrentPrincipal: getCurrentPrincipalRoute(ctx),
+      },
+      // Every key may ask who it is (the console shows what its role allows).
+      { createApiKey: ADMIN, listApiKeys: ADMIN, revokeApiKey: ADMIN, getCurrentPrincipal: ANY_ROLE },
     ),
     service(
       ctx,

@@ -1,3 +1,4 @@
+import { sql } from "kysely";
 import type { Db, Tx } from "./database.js";
 
 export type AgentStatus = "ACTIVE" | "REVOKED";
@@ -98,10 +99,17 @@ export async function lockAgent(tx: Tx, id: string): Promise<AgentRecord | undef
 /** Newest first; keyset pagination on seq. */
 export async function listAgents(
   db: Db,
-  q: { limit: number; status?: AgentStatus; beforeSeq?: bigint },
+  q: { limit: number; status?: AgentStatus; beforeSeq?: bigint; text?: string; labels?: Record<string, string> },
 ): Promise<AgentRecord[]> {
   let query = db.selectFrom("agents").select(columns);
   if (q.status) query = query.where("status", "=", q.status);
+  if (q.text) {
+    const pattern = `%${q.text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    query = query.where((eb) => eb.or([eb("name", "ilike", pattern), eb("id", "ilike", pattern)]));
+  }
+  if (q.labels && Object.keys(q.labels).length > 0) {
+    query = query.where(sql<boolean>`labels @> ${JSON.stringify(q.labels)}::jsonb`);
+  }
   if (q.beforeSeq !== undefined) query = query.where("seq", "<", q.beforeSeq.toString());
   const rows = await query.orderBy("seq", "desc").limit(q.limit).execute();
   return rows.map(toRecord);
@@ -118,4 +126,37 @@ export async function markAgentRevoked(
     .set({ status: "REVOKED", revoked_at: r.at, revoked_reason: r.reason, revoked_by: r.by })
     .where("id", "=", id)
     .execute();
+}
+
+export interface AgentActivitySummary {
+  liveTokens: bigint;
+  lastActivityAt: Date | null;
+  trustScore: number | null;
+}
+
+/**
+ * Live token counts, latest activity (logged event or counted introspection) and latest recorded
+ * trust score for a page of agents, in one statement of index lookups.
+ */
+export async function agentActivitySummaries(db: Db, ids: readonly string[]): Promise<Map<string, AgentActivitySummary>> {
+  const out = new Map<string, AgentActivitySummary>();
+  if (ids.length === 0) return out;
+  const { rows } = await sql<{ id: string; live: string; last_event: Date | null; last_use: Date | null; score: number | null }>`
+    select a.id,
+      -- A revoked agent's tokens are all dead, whatever their own rows say.
+      (select count(*) from tokens t where t.agent_id = a.id and t.revoked_at is null and t.expires_at > now()
+        and exists (select 1 from agents g where g.id = a.id and g.status = 'ACTIVE')) as live,
+      (select e.at from audit_entries e where e.agent_id = a.id and e.seq is not null order by e.seq desc limit 1) as last_event,
+      (select max(x.minute) from agent_activity x where x.agent_id = a.id) as last_use,
+      (select s.score from trust_scores s where s.agent_id = a.id order by s.computed_at desc limit 1) as score
+    from unnest(${ids}::text[]) as a(id)`.execute(db);
+  for (const r of rows) {
+    const times = [r.last_event, r.last_use].filter((t): t is Date => t !== null);
+    out.set(r.id, {
+      liveTokens: BigInt(r.live),
+      lastActivityAt: times.length ? new Date(Math.max(...times.map((t) => t.getTime()))) : null,
+      trustScore: r.score === null ? null : Number(r.score),
+    });
+  }
+  return out;
 }

@@ -63,6 +63,11 @@ export async function findActiveKeyByHash(db: Db, keyHash: Uint8Array): Promise<
   return row && toRecord(row);
 }
 
+export async function findApiKey(db: Db, id: string): Promise<ApiKeyRecord | undefined> {
+  const row = await db.selectFrom("api_keys").select(columns).where("id", "=", id).executeTakeFirst();
+  return row && toRecord(row);
+}
+
 export async function listApiKeys(db: Db): Promise<ApiKeyRecord[]> {
   const rows = await db.selectFrom("api_keys").select(columns).orderBy("created_at").orderBy("id").execute();
   return rows.map(toRecord);

@@ -6,6 +6,8 @@ export interface FreezableProxy {
   url: string;
   freeze(): void;
   thaw(): void;
+  /** Drops every open connection (and what a freeze held back); new connections still pass. */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,11 @@ export async function startProxy(targetPort: number): Promise<FreezableProxy> {
     thaw() {
       frozen = false;
       for (const f of held.splice(0)) f();
+    },
+    cut() {
+      frozen = false;
+      held.length = 0;
+      for (const s of sockets) s.destroy();
     },
     close: () =>
       new Promise<void>((r) => {

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/agent.proto.
  */
 export const file_agentid_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIoADCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIr0BChRSZWdpc3RlckFnZW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEhIKCnB1YmxpY19rZXkYAiABKAwSPAoGbGFiZWxzGAMgAygLMiwuYWdlbnRpZC52MS5SZWdpc3RlckFnZW50UmVxdWVzdC5MYWJlbHNFbnRyeRIWCg5hbGxvd2VkX3Njb3BlcxgEIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKFVJlZ2lzdGVyQWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLmFnZW50aWQudjEuQWdlbnQiIwoPR2V0QWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjQKEEdldEFnZW50UmVzcG9uc2USIAoFYWdlbnQYASABKAsyES5hZ2VudGlkLnYxLkFnZW50ImMKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLmFnZW50aWQudjEuQWdlbnRTdGF0dXMiUAoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLmFnZW50aWQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKl4KC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19BQ1RJVkUQARIYChRBR0VOVF9TVEFUVVNfUkVWT0tFRBACMvgBCgxBZ2VudFNlcnZpY2USVAoNUmVnaXN0ZXJBZ2VudBIgLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QaIS5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJFCghHZXRBZ2VudBIbLmFnZW50aWQudjEuR2V0QWdlbnRSZXF1ZXN0GhwuYWdlbnRpZC52MS5HZXRBZ2VudFJlc3BvbnNlEksKCkxpc3RBZ2VudHMSHS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIvoDCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRIYChBsaXZlX3Rva2VuX2NvdW50GBQgASgDEjQKEGxhc3RfYWN0aXZpdHlfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3RydXN0X3Njb3JlGBYgASgBSACIAQEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfdHJ1c3Rfc2NvcmUivQEKFFJlZ2lzdGVyQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKcHVibGljX2tleRgCIAEoDBI8CgZsYWJlbHMYAyADKAsyLC5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXF1ZXN0LkxhYmVsc0VudHJ5EhYKDmFsbG93ZWRfc2NvcGVzGAQgAygJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoVUmVnaXN0ZXJBZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEuYWdlbnRpZC52MS5BZ2VudCIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNAoQR2V0QWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLmFnZW50aWQudjEuQWdlbnQi3AEKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLmFnZW50aWQudjEuQWdlbnRTdGF0dXMSDQoFcXVlcnkYFCABKAkSOQoGbGFiZWxzGBUgAygLMikuYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlAKEkxpc3RBZ2VudHNSZXNwb25zZRIhCgZhZ2VudHMYASADKAsyES5hZ2VudGlkLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpeCgtBZ2VudFN0YXR1cxIcChhBR0VOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNBR0VOVF9TVEFUVVNfQUNUSVZFEAESGAoUQUdFTlRfU1RBVFVTX1JFVk9LRUQQAjL4AQoMQWdlbnRTZXJ2aWNlElQKDVJlZ2lzdGVyQWdlbnQSIC5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXF1ZXN0GiEuYWdlbnRpZC52MS5SZWdpc3RlckFnZW50UmVzcG9uc2USRQoIR2V0QWdlbnQSGy5hZ2VudGlkLnYxLkdldEFnZW50UmVxdWVzdBocLmFnZW50aWQudjEuR2V0QWdlbnRSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLmFnZW50aWQudjEuTGlzdEFnZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Agent is a registered identity.
@@ -86,6 +86,29 @@ export type Agent = Message<"agentid.v1.Agent"> & {
    * @generated from field: repeated string allowed_scopes = 11;
    */
   allowedScopes: string[];
+
+  /**
+   * Tokens of the agent neither revoked nor expired, counted when the agent was read.
+   *
+   * @generated from field: int64 live_token_count = 20;
+   */
+  liveTokenCount: bigint;
+
+  /**
+   * The agent's latest logged event (registration, issuance, report, revocation) or counted
+   * introspection; unset when there is none.
+   *
+   * @generated from field: google.protobuf.Timestamp last_activity_at = 21;
+   */
+  lastActivityAt?: Timestamp | undefined;
+
+  /**
+   * The latest recorded trust score (recorded as activity arrives and whenever GetTrustScore
+   * computes it); unset while none was recorded. GetTrustScore gives a fresh one with its factors.
+   *
+   * @generated from field: optional double trust_score = 22;
+   */
+  trustScore?: number | undefined;
 };
 
 /**
@@ -211,6 +234,20 @@ export type ListAgentsRequest = Message<"agentid.v1.ListAgentsRequest"> & {
    * @generated from field: agentid.v1.AgentStatus status = 3;
    */
   status: AgentStatus;
+
+  /**
+   * Only agents whose name or id contains this text, ignoring case; at most 128 characters.
+   *
+   * @generated from field: string query = 20;
+   */
+  query: string;
+
+  /**
+   * Only agents carrying every one of these labels with exactly these values.
+   *
+   * @generated from field: map<string, string> labels = 21;
+   */
+  labels: { [key: string]: string };
 };
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/key.proto.
  */
 export const file_agentid_v1_key: GenFile = /*@__PURE__*/
-  fileDesc("ChRhZ2VudGlkL3YxL2tleS5wcm90bxIKYWdlbnRpZC52MSLNAQoGQXBpS2V5Eg4KBmtleV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEh4KBHJvbGUYAyABKA4yEC5hZ2VudGlkLnYxLlJvbGUSEQoJYXVkaWVuY2VzGAQgAygJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYBiABKAkSLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh4KBHJvbGUYAiABKA4yEC5hZ2VudGlkLnYxLlJvbGUSEQoJYXVkaWVuY2VzGAMgAygJIkcKFENyZWF0ZUFwaUtleVJlc3BvbnNlEh8KA2tleRgBIAEoCzISLmFnZW50aWQudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiNwoTTGlzdEFwaUtleXNSZXNwb25zZRIgCgRrZXlzGAEgAygLMhIuYWdlbnRpZC52MS5BcGlLZXkiJQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiNwoUUmV2b2tlQXBpS2V5UmVzcG9uc2USHwoDa2V5GAEgASgLMhIuYWdlbnRpZC52MS5BcGlLZXkqVwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDgoKUk9MRV9BRE1JThABEg8KC1JPTEVfSVNTVUVSEAISGAoUUk9MRV9SRVNPVVJDRV9TRVJWRVIQAzKCAgoKS2V5U2VydmljZRJRCgxDcmVhdGVBcGlLZXkSHy5hZ2VudGlkLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaIC5hZ2VudGlkLnYxLkNyZWF0ZUFwaUtleVJlc3BvbnNlEk4KC0xpc3RBcGlLZXlzEh4uYWdlbnRpZC52MS5MaXN0QXBpS2V5c1JlcXVlc3QaHy5hZ2VudGlkLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2USUQoMUmV2b2tlQXBpS2V5Eh8uYWdlbnRpZC52MS5SZXZva2VBcGlLZXlSZXF1ZXN0GiAuYWdlbnRpZC52MS5SZXZva2VBcGlLZXlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChRhZ2VudGlkL3YxL2tleS5wcm90bxIKYWdlbnRpZC52MSLNAQoGQXBpS2V5Eg4KBmtleV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEh4KBHJvbGUYAyABKA4yEC5hZ2VudGlkLnYxLlJvbGUSEQoJYXVkaWVuY2VzGAQgAygJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCmNyZWF0ZWRfYnkYBiABKAkSLgoKcmV2b2tlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoTQ3JlYXRlQXBpS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh4KBHJvbGUYAiABKA4yEC5hZ2VudGlkLnYxLlJvbGUSEQoJYXVkaWVuY2VzGAMgAygJIkcKFENyZWF0ZUFwaUtleVJlc3BvbnNlEh8KA2tleRgBIAEoCzISLmFnZW50aWQudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCSIUChJMaXN0QXBpS2V5c1JlcXVlc3QiNwoTTGlzdEFwaUtleXNSZXNwb25zZRIgCgRrZXlzGAEgAygLMhIuYWdlbnRpZC52MS5BcGlLZXkiJQoTUmV2b2tlQXBpS2V5UmVxdWVzdBIOCgZrZXlfaWQYASABKAkiNwoUUmV2b2tlQXBpS2V5UmVzcG9uc2USHwoDa2V5GAEgASgLMhIuYWdlbnRpZC52MS5BcGlLZXkiHAoaR2V0Q3VycmVudFByaW5jaXBhbFJlcXVlc3QiUQobR2V0Q3VycmVudFByaW5jaXBhbFJlc3BvbnNlEh8KA2tleRgBIAEoCzISLmFnZW50aWQudjEuQXBpS2V5EhEKCXByaW5jaXBhbBgCIAEoCSpXCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIOCgpST0xFX0FETUlOEAESDwoLUk9MRV9JU1NVRVIQAhIYChRST0xFX1JFU09VUkNFX1NFUlZFUhADMuoCCgpLZXlTZXJ2aWNlElEKDENyZWF0ZUFwaUtleRIfLmFnZW50aWQudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBogLmFnZW50aWQudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USTgoLTGlzdEFwaUtleXMSHi5hZ2VudGlkLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBofLmFnZW50aWQudjEuTGlzdEFwaUtleXNSZXNwb25zZRJRCgxSZXZva2VBcGlLZXkSHy5hZ2VudGlkLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaIC5hZ2VudGlkLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlEmYKE0dldEN1cnJlbnRQcmluY2lwYWwSJi5hZ2VudGlkLnYxLkdldEN1cnJlbnRQcmluY2lwYWxSZXF1ZXN0GicuYWdlbnRpZC52MS5HZXRDdXJyZW50UHJpbmNpcGFsUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message agentid.v1.ApiKey
@@ -187,6 +187,45 @@ export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@_
   messageDesc(file_agentid_v1_key, 6);
 
 /**
+ * @generated from message agentid.v1.GetCurrentPrincipalRequest
+ */
+export type GetCurrentPrincipalRequest = Message<"agentid.v1.GetCurrentPrincipalRequest"> & {
+};
+
+/**
+ * Describes the message agentid.v1.GetCurrentPrincipalRequest.
+ * Use `create(GetCurrentPrincipalRequestSchema)` to create a new message.
+ */
+export const GetCurrentPrincipalRequestSchema: GenMessage<GetCurrentPrincipalRequest> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_key, 7);
+
+/**
+ * @generated from message agentid.v1.GetCurrentPrincipalResponse
+ */
+export type GetCurrentPrincipalResponse = Message<"agentid.v1.GetCurrentPrincipalResponse"> & {
+  /**
+   * The calling key: id, name, role and audiences (never its secret).
+   *
+   * @generated from field: agentid.v1.ApiKey key = 1;
+   */
+  key?: ApiKey | undefined;
+
+  /**
+   * As recorded in events and the log: "key:<id>".
+   *
+   * @generated from field: string principal = 2;
+   */
+  principal: string;
+};
+
+/**
+ * Describes the message agentid.v1.GetCurrentPrincipalResponse.
+ * Use `create(GetCurrentPrincipalResponseSchema)` to create a new message.
+ */
+export const GetCurrentPrincipalResponseSchema: GenMessage<GetCurrentPrincipalResponse> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_key, 8);
+
+/**
  * Role is what an API key may do.
  *
  * @generated from enum agentid.v1.Role
@@ -226,7 +265,8 @@ export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_agentid_v1_key, 0);
 
 /**
- * KeyService manages the API keys callers authenticate with (admin only).
+ * KeyService manages the API keys callers authenticate with (admin only, except
+ * GetCurrentPrincipal).
  *
  * @generated from service agentid.v1.KeyService
  */
@@ -258,6 +298,17 @@ export const KeyService: GenService<{
     methodKind: "unary";
     input: typeof RevokeApiKeyRequestSchema;
     output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * GetCurrentPrincipal says which key the caller authenticated with (any role): the console uses
+   * it to show what the key may do.
+   *
+   * @generated from rpc agentid.v1.KeyService.GetCurrentPrincipal
+   */
+  getCurrentPrincipal: {
+    methodKind: "unary";
+    input: typeof GetCurrentPrincipalRequestSchema;
+    output: typeof GetCurrentPrincipalResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_agentid_v1_key, 0);

@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { GetAgentRequest, GetAgentResponseSchema } from "../../../gen/agentid/v1/agent_pb.js";
-import { getAgent } from "../../domain/agents.js";
+import { getAgent, summarizeAgents } from "../../domain/agents.js";
 import { requireAgentId } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import { agentMessage } from "../messages.js";
@@ -8,6 +8,7 @@ import { agentMessage } from "../messages.js";
 export function getAgentRoute(ctx: AppContext) {
   return async (req: GetAgentRequest): Promise<MessageInitShape<typeof GetAgentResponseSchema>> => {
     const agent = await getAgent(ctx.db, requireAgentId("agent_id", req.agentId));
-    return { agent: agentMessage(agent) };
+    const summaries = await summarizeAgents(ctx.db, [agent]);
+    return { agent: agentMessage(agent, summaries.get(agent.id)) };
   };
 }

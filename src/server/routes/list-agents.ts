@@ -1,7 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { AgentStatus, type ListAgentsRequest, type ListAgentsResponseSchema } from "../../../gen/agentid/v1/agent_pb.js";
-import { listAgentPage } from "../../domain/agents.js";
+import { listAgentPage, summarizeAgents } from "../../domain/agents.js";
 import { invalidArgument } from "../../domain/errors.js";
+import { requireLabels } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import { agentMessage, agentStatusFilter } from "../messages.js";
 
@@ -12,7 +13,10 @@ export function listAgentsRoute(ctx: AppContext) {
       pageSize: req.pageSize,
       pageToken: req.pageToken,
       status: agentStatusFilter(req.status),
+      text: req.query.trim(),
+      labels: requireLabels("labels", req.labels),
     });
-    return { agents: page.agents.map(agentMessage), nextPageToken: page.nextPageToken };
+    const summaries = await summarizeAgents(ctx.db, page.agents);
+    return { agents: page.agents.map((a) => agentMessage(a, summaries.get(a.id))), nextPageToken: page.nextPageToken };
   };
 }
