@@ -68,3 +68,29 @@ describe("Issue against a concurrent kill", () => {
     }
   }, 120_000);
 });
+
+describe("Issue requests sharing a statement", () => {
+  it("are answered each on its own: refusals do not spill onto their neighbours", async () => {
+    const active = (await h.grpc.agents.registerAgent({ name: "batch-ok", publicKey: publicKey() })).agent!.agentId;
+    const killed = (await h.grpc.agents.registerAgent({ name: "batch-killed", publicKey: publicKey() })).agent!.agentId;
+    const scoped = (await h.grpc.agents.registerAgent({ name: "batch-scoped", publicKey: publicKey(), allowedScopes: ["read"] })).agent!.agentId;
+    await h.grpc.tokens.revoke({ target: { case: "agentId", value: killed }, reason: "batch" });
+    const code = (p: Promise<unknown>) => p.then(() => "ok", (err: unknown) => Code[ConnectError.from(err).code]);
+    // Sent in one turn, so the server writes them together.
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () => [
+        code(h.grpc.tokens.issue({ agentId: active })),
+        code(h.grpc.tokens.issue({ agentId: killed })),
+        code(h.grpc.tokens.issue({ agentId: scoped, scopes: ["write"] })),
+        code(h.grpc.tokens.issue({ agentId: scoped, scopes: ["read"] })),
+        code(h.grpc.tokens.issue({ agentId: "agt_NoSuchAgent00000000000" })),
+      ]).flat(),
+    );
+    for (let i = 0; i < answers.length; i += 5) {
+      expect(answers.slice(i, i + 5)).toEqual(["ok", "FailedPrecondition", "PermissionDenied", "ok", "NotFound"]);
+    }
+    await h.ctx.audit.sync();
+    const issued = (await entriesOf(scoped)).filter((e) => e.kind === "token.issued");
+    expect(issued).toHaveLength(8);
+  });
+});

@@ -35,8 +35,8 @@ export function entryTime(t: Date): string {
 }
 
 // Key order is fixed by the sort: actor, agent_id, details, kind, reason, seq, time, token_id.
-// Once committed, the sequencer audit_sequence (migration 0003-audit) puts seq and time between
-// the two halves below, in SQL; the halves must stay in step with entryBytes.
+// Once committed, the sequencer (agentid_sequence_audit, migration 0005-sequenced-logs) puts seq
+// and time between the two halves below, in SQL; the halves must stay in step with entryBytes.
 
 /** Everything before the seq value, with the 0x00 leaf prefix. */
 export function leafPrefix(e: Omit<EntryContent, "seq" | "time">): Buffer {

@@ -69,17 +69,6 @@ function toIssued(token: string, row: NewToken): { token: string; record: TokenR
   return { token, record: { id, agentId, scopes, audiences, issuedAt, expiresAt } };
 }
 
-/**
- * Issues a token for an active agent, within its allowed scopes (always for a self-issued token,
- * and for an issuer's whenever the agent was registered with allowed scopes), and logs
- * token.issued in the same statement. See TokenIssuer for the batched form the server uses.
- */
-export async function issueToken(db: Db, req: IssueRequest, actor: string): Promise<{ token: string; record: TokenRecord }> {
-  const { token, row } = prepare(req, actor);
-  if ((await insertTokensForActiveAgents(db, [row])).has(row.id)) return toIssued(token, row);
-  throw await refusal(db, req);
-}
-
 interface Queued {
   req: IssueRequest;
   token: string;
@@ -89,9 +78,12 @@ interface Queued {
 }
 
 /**
- * Issuance, batched like Introspect's reads: requests that arrive while the database is busy
- * are written together by one statement (one round trip, one commit), each still its own token
- * and its own log entry, accepted or refused on its own. Under light load each runs alone at once.
+ * Issues tokens for active agents, within their allowed scopes (always for a self-issued token,
+ * and for an issuer's whenever the agent was registered with allowed scopes), each logged as
+ * token.issued in the same statement. Batched like Introspect's reads: requests that arrive while
+ * the database is busy are written together by one statement (one round trip, one commit), each
+ * still its own token and its own log entry, accepted or refused on its own. Under light load
+ * each runs alone at once.
  */
 export class TokenIssuer {
   private queue: Queued[] = [];

@@ -196,6 +196,8 @@ export async function appendLogRows(databaseUrl: string, n: number): Promise<big
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
   try {
+    // Appended as a revoker would (to the inbox), then numbered by the sequencer's function (a
+    // pass skips while another replica's holds the head: try again).
     await c.query(
       `insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
        select 'tok_seed' || g, 'agt_seed', 'seeded', 'test', now() + interval '1 hour' from generate_series(1, $1::int) g`,
