@@ -99,11 +99,10 @@ describe("reconnect storms", () => {
     expect(s.refusals).toBe(0);
   }, 600_000);
 
-  it("clients retrying aggressively (fixed 200-1000 ms): subscribers wait in the room instead of being refused, so no storm forms", async () => {
-    // A waiting room of 1,000 (the default is 20,000): catch-up keeps up with 10,000 arrivals, so
-    // nobody is refused and these clients, which would ignore a retry-after, never retry.
-    // (With a room of 20 they were refused faster than they could be admitted and the storm did
-    // NOT die out: 489,411 refusals in 300 s; see docs/feed-and-sdk.md.)
+  it("clients retrying aggressively (fixed 200-1000 ms) into a waiting room of 1,000: the storm dies out by itself", async () => {
+    // Whoever arrives while 1,000 wait is refused, with a retry-after these clients ignore; how
+    // many depends on the machine's speed (370 of 10,000 in one run, none in a slower one). A room
+    // far below the burst (20) did NOT let it die out: docs/feed-and-sdk.md.
     const h = await stormHarness({ feedMaxWaiting: 1000 });
     await appendLogRows(h.databaseUrl, 200);
     const { tokenIds } = await workload(h.grpc, 1, 200);
@@ -124,7 +123,7 @@ describe("reconnect storms", () => {
     // ...and it is over: with every stream in, nobody reconnects any more.
     const later = await new Promise<Report>((res) => setTimeout(() => void c.send<Report>({ cmd: "report" }).then(res), 1500));
     expect(later.reconnects).toBe(r.reconnects);
-    expect(h.ctx.feed.stats().refusals).toBe(0);
+    expect(h.ctx.feed.stats().refusals).toBe(r.reconnects);
   }, 600_000);
 
   it("10,000 watchers reconnect after a restart with a bounded number of database reads", async () => {
