@@ -372,7 +372,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
     // tree_size 0 means the latest checkpoint.
     const latest = await audit.getInclusionProof({ leafIndex: 0n, treeSize: 0n });
     expect(latest.treeSize).toBeGreaterThanOrEqual(BigInt(n));
-  });
+  }, 120_000);
 
   it("serves consistency proofs equal to PROOF(m, D[n]) that verify per RFC 9162, for every pair of sizes", async () => {
     const { checkpoint } = await audit.getCheckpoint({});
@@ -390,7 +390,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
         }
       }
     }
-  });
+  }, 120_000);
 
   it("signs new checkpoints on its own, at least every second while entries arrive", async () => {
     const { agent } = await h.grpc.agents.registerAgent({ name: "ticker", publicKey: publicKey() });

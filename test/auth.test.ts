@@ -84,6 +84,8 @@ const rpcs = (agentId: string): Rpc[] => [
   ["ActivityService.ReportActivity", (c) => c.activity.reportActivity({ agentId, kind: ActivityKind.ANOMALOUS_REQUEST })],
   ["ActivityService.GetTrustScore", (c) => c.activity.getTrustScore({ agentId })],
   ["ActivityService.ListTrustScores", (c) => c.activity.listTrustScores({ agentId })],
+  ["ActivityService.ReportUsage", (c) => c.activity.reportUsage({})],
+  ["ActivityService.GetActivity", (c) => c.activity.getActivity({ agentId })],
   ["AuditService.GetCheckpoint", (c) => c.audit.getCheckpoint({})],
   ["AuditService.GetInclusionProof", (c) => c.audit.getInclusionProof({ leafIndex: 0n })],
   ["AuditService.GetConsistencyProof", (c) => c.audit.getConsistencyProof({ firstTreeSize: 1n, secondTreeSize: 1n })],
@@ -111,6 +113,8 @@ const allowed: Record<string, ("admin" | "issuer" | "resource_server")[]> = {
   "ActivityService.ReportActivity": ["admin", "resource_server"],
   "ActivityService.GetTrustScore": ["admin", "issuer"],
   "ActivityService.ListTrustScores": ["admin", "issuer"],
+  "ActivityService.ReportUsage": ["admin", "resource_server"],
+  "ActivityService.GetActivity": ["admin", "issuer"],
   "AuditService.GetCheckpoint": ["admin", "issuer", "resource_server"],
   "AuditService.GetInclusionProof": ["admin", "issuer"],
   "AuditService.GetConsistencyProof": ["admin", "issuer", "resource_server"],
@@ -291,6 +295,6 @@ describe("the kill switch", () => {
     // Recovery is a new identity with a fresh score.
     const again = await admin().agents.registerAgent({ name: "fleet-17", publicKey: publicKey() });
     const score = await admin().activity.getTrustScore({ agentId: again.agent!.agentId });
-    expect(score.trustScore!.factors.find((f) => f.name === "incidents")?.contribution).toBe(-0);
+    expect(score.trustScore!.factors.find((f) => f.name === "incidents")?.contribution).toBe(0);
   });
 });

@@ -7,12 +7,19 @@ export interface CachedToken {
   expiresAt: number;
   /** The log revision the answer was read at. */
   revision: bigint;
+  /** The verifier's answer for a cache hit, built once per entry. */
+  hit?: unknown;
+  /** The usage reporter's counters for this token, by scope and decision (see usage.ts). */
+  usage?: { gen: number; lines: Map<string, unknown> };
+  /** Used since it was last considered for eviction (the CLOCK approximation of LRU). */
+  used?: boolean;
 }
 
 export type Admission = "cached" | "revoked" | "agent_revoked";
 
 /**
- * Active answers keyed by a hash of the token, bounded in size (least recently used goes first),
+ * Active answers keyed by a hash of the token, bounded in size (least recently used goes first,
+ * approximated as CLOCK does: a hit sets a flag, eviction spares a flagged entry once),
  * with indexes by token id and agent id so that one feed event evicts at once.
  *
  * It also remembers every revocation the feed has delivered (tokens until they expire, agents for
@@ -39,9 +46,8 @@ export class TokenCache {
       this.delete(key);
       return "expired";
     }
-    // Refresh its place in the LRU order.
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    // A flag, not a move to the back: a hit costs one Map lookup. Eviction gives used entries a second chance.
+    e.used = true;
     return e;
   }
 
@@ -59,7 +65,17 @@ export class TokenCache {
     let keys = this.byAgent.get(e.agentId);
     if (!keys) this.byAgent.set(e.agentId, (keys = new Set()));
     keys.add(key);
-    while (this.entries.size > this.maxEntries) this.delete(this.entries.keys().next().value!);
+    while (this.entries.size > this.maxEntries) {
+      const [oldest, o] = this.entries.entries().next().value!;
+      this.entries.delete(oldest);
+      if (o.used) {
+        o.used = false;
+        this.entries.set(oldest, o);
+      } else {
+        this.entries.set(oldest, o);
+        this.delete(oldest);
+      }
+    }
     return "cached";
   }
 

@@ -4,13 +4,14 @@ import type { Verifier, VerifyResult } from "./verifier.js";
 
 type Active = VerifyResult & { active: true };
 
-function bearer(header: string | null | undefined): string | undefined {
+/** The token of an `Authorization: Bearer <token>` header. */
+export function bearer(header: string | null | undefined): string | undefined {
   const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
   return m?.[1];
 }
 
-/** HTTP status and RFC 6750 error for an inactive answer. */
-function refusal(reason: Exclude<VerifyResult, Active>["reason"]): { status: number; error: string } {
+/** HTTP status and RFC 6750 error for an inactive answer (the gateway surfaces use it too). */
+export function refusal(reason: Exclude<VerifyResult, Active>["reason"]): { status: number; error: string } {
   switch (reason) {
     case "scope_not_granted":
       return { status: 403, error: "insufficient_scope" };

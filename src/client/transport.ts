@@ -10,9 +10,12 @@ export interface TransportOptions {
   headers?: Record<string, string>;
   /** Extra interceptors (tracing, tests). */
   interceptors?: Interceptor[];
+  /** A ready transport used instead of one built from the endpoint (the server's in-process one). */
+  transport?: Transport;
 }
 
 export function createTransport(baseUrl: string, o: TransportOptions): Transport {
+  if (o.transport) return o.transport;
   const headers: [string, string][] = Object.entries(o.headers ?? {});
   if (o.apiKey) headers.push(["authorization", `Bearer ${o.apiKey}`]);
   const addHeaders: Interceptor = (next) => (req) => {

@@ -1,10 +1,12 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { InactiveReason, TokenService } from "../../gen/agentid/v1/token_pb.js";
 import type { RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
-import { isWellFormedToken } from "../domain/ids.js";
-import { TokenCache } from "./cache.js";
+import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
+import { isWellFormedToken, TOKEN_LENGTH } from "../domain/ids.js";
+import { TokenCache, type CachedToken } from "./cache.js";
+import { UsageReporter, type UsageDecision, type UsageMetrics, type UsageOptions } from "./usage.js";
 import { FeedFollower } from "./feed.js";
 import { createTransport, type TransportOptions } from "./transport.js";
 
@@ -31,6 +33,13 @@ export interface VerifierOptions extends TransportOptions {
   /** Per-call deadline for network introspection. */
   introspectTimeoutMs?: number;
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Report what verify decided (counts per token, scope and outcome) to agentid about once a
+   * second, so the server sees what the cache hides: request rates, refused scopes, new scopes.
+   * On by default when `audience` is set (the server accepts reports only for the key's
+   * audiences); false turns it off.
+   */
+  reportUsage?: boolean | UsageOptions;
   /** Called when the feed stream fails (it reconnects on its own); for logs. */
   onFeedError?: (err: Error, endpoint: string) => void;
 }
@@ -61,7 +70,7 @@ export type VerifyResult =
     }
   | { active: false; reason: InactiveCause };
 
-export interface VerifierMetrics {
+export interface VerifierMetrics extends UsageMetrics {
   cacheHits: number;
   cacheMisses: number;
   cacheSize: number;
@@ -85,6 +94,8 @@ export interface Verifier {
   /** Resolves once the feed has caught up for the first time. */
   ready(): Promise<void>;
   metrics(): VerifierMetrics;
+  /** Sends the usage counts now instead of at the next tick (tests, shutdown). */
+  flushUsage(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -98,6 +109,10 @@ const REASONS: Record<InactiveReason, InactiveCause> = {
   [InactiveReason.SCOPE_NOT_GRANTED]: "scope_not_granted",
 };
 
+function activeResult(e: CachedToken, source: "cache" | "network"): VerifyResult {
+  return { active: true, tokenId: e.tokenId, agentId: e.agentId, scopes: e.scopes, audiences: e.audiences, expiresAt: new Date(e.expiresAt), source };
+}
+
 /** A verifier for a resource server: a local cache of active answers, kept honest by the feed. */
 export function createVerifier(o: VerifierOptions): Verifier {
   const endpoints = o.endpoints ?? (o.endpoint ? [o.endpoint] : []);
@@ -107,7 +122,17 @@ export function createVerifier(o: VerifierOptions): Verifier {
   const whenStale = o.whenStale ?? "deny";
   const timeoutMs = o.introspectTimeoutMs ?? 5000;
   const cache = new TokenCache(o.cacheSize ?? 10_000);
-  const tokens: Client<typeof TokenService>[] = endpoints.map((e) => createClient(TokenService, createTransport(e, o)));
+  const transports = endpoints.map((e) => createTransport(e, o));
+  const tokens: Client<typeof TokenService>[] = transports.map((t) => createClient(TokenService, t));
+  const usage =
+    o.reportUsage !== false && o.audience !== undefined
+      ? new UsageReporter(
+          transports.map((t) => createClient(ActivityService, t)),
+          o.audience,
+          typeof o.reportUsage === "object" ? o.reportUsage : {},
+          timeoutMs,
+        )
+      : undefined;
   const m = { cacheHits: 0, cacheMisses: 0, networkIntrospections: 0, introspectionErrors: 0, feedResets: 0, lastEventDelayMs: 0 };
   let knownHead = 0n;
   let next = 0;
@@ -152,10 +177,16 @@ export function createVerifier(o: VerifierOptions): Verifier {
 
   const isStale = () => feed.lastProgressAt === 0 || Date.now() - feed.lastProgressAt > staleAfterMs;
 
-  function answer(e: { tokenId: string; agentId: string; scopes: string[]; audiences: string[]; expiresAt: number }, scope: string | undefined, source: "cache" | "network"): VerifyResult {
-    if (o.audience !== undefined && !e.audiences.includes(o.audience)) return { active: false, reason: "audience_mismatch" };
-    if (scope !== undefined && !e.scopes.includes(scope)) return { active: false, reason: "scope_not_granted" };
-    return { active: true, tokenId: e.tokenId, agentId: e.agentId, scopes: e.scopes, audiences: e.audiences, expiresAt: new Date(e.expiresAt), source };
+  /** Audience and scope, checked locally; counted for the usage report. */
+  function decide(e: CachedToken, key: string, scope: string | undefined, source: "cache" | "network", now: number): VerifyResult {
+    let decision: UsageDecision = "allowed";
+    let r: VerifyResult;
+    if (o.audience !== undefined && !e.audiences.includes(o.audience)) r = { active: false, reason: (decision = "audience_mismatch") };
+    else if (scope !== undefined && !e.scopes.includes(scope)) r = { active: false, reason: (decision = "scope_not_granted") };
+    else if (source === "cache") r = (e.hit ??= Object.freeze(activeResult(e, "cache"))) as VerifyResult;
+    else r = activeResult(e, "network");
+    usage?.countCached(e, key, scope ?? "", decision, now);
+    return r;
   }
 
   async function introspect(token: string) {
@@ -176,42 +207,69 @@ export function createVerifier(o: VerifierOptions): Verifier {
     throw last;
   }
 
+  /** A cache miss: the checksum, then the network. */
+  async function verifyMiss(token: string, key: string, opts: { scope?: string }): Promise<VerifyResult> {
+    if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
+    m.cacheMisses++;
+    let res;
+    try {
+      res = await introspect(token);
+    } catch {
+      return { active: false, reason: "unavailable" };
+    }
+    if (res.revision > knownHead) knownHead = res.revision;
+    if (!res.active) {
+      const reason = REASONS[res.inactiveReason] ?? "unknown_token";
+      // An unknown token cannot be attributed to anyone: not counted.
+      if (reason === "expired" || reason === "revoked" || reason === "agent_revoked") usage?.count("", key, opts.scope ?? "", reason, Date.now());
+      return { active: false, reason };
+    }
+    const entry: CachedToken = {
+      tokenId: res.tokenId,
+      agentId: res.agentId,
+      scopes: res.scopes,
+      audiences: res.audiences,
+      expiresAt: res.expiresAt ? timestampMs(res.expiresAt) : Date.now(),
+      revision: res.revision,
+      // Every field from the start: entries keep one shape, so the hit path stays monomorphic.
+      hit: undefined,
+      usage: undefined,
+      used: false,
+    };
+    // The feed may have revoked the token while the answer was on its way.
+    const admitted = cache.admit(key, entry);
+    if (admitted !== "cached") {
+      usage?.count(entry.tokenId, key, opts.scope ?? "", admitted, Date.now());
+      return { active: false, reason: admitted };
+    }
+    return decide(entry, key, opts.scope, "network", Date.now());
+  }
+
+  const MALFORMED: VerifyResult = Object.freeze({ active: false, reason: "malformed" });
+  const EXPIRED: VerifyResult = Object.freeze({ active: false, reason: "expired" });
+
   return {
-    async verify(token, opts = {}) {
-      // The checksum rejects typos and foreign strings without a network call.
-      if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
-      const key = createHash("sha256").update(token).digest("base64");
+    // Not async: a cache hit is answered with an already-resolved promise and no async frame.
+    verify(token, opts = {}) {
+      // Cheap rejections first; the checksum is checked on a cache miss only (a hit is a token
+      // that passed it, as SHA-256 cannot collide).
+      if (token.length !== TOKEN_LENGTH) return Promise.resolve(MALFORMED);
+      const key = hash("sha256", token, "binary");
       const stale = mode === "strict" && isStale();
-      if (stale && whenStale === "deny") return { active: false, reason: "stale" };
+      if (stale && whenStale === "deny") return Promise.resolve({ active: false, reason: isWellFormedToken(token) ? "stale" : "malformed" });
       if (!stale) {
-        const hit = cache.get(key, Date.now());
-        if (hit === "expired") return { active: false, reason: "expired" };
+        const now = Date.now();
+        const hit = cache.get(key, now);
+        if (hit === "expired") {
+          usage?.count("", key, opts.scope ?? "", "expired", now);
+          return Promise.resolve(EXPIRED);
+        }
         if (hit) {
           m.cacheHits++;
-          return answer(hit, opts.scope, "cache");
+          return Promise.resolve(decide(hit, key, opts.scope, "cache", now));
         }
       }
-      m.cacheMisses++;
-      let res;
-      try {
-        res = await introspect(token);
-      } catch {
-        return { active: false, reason: "unavailable" };
-      }
-      if (res.revision > knownHead) knownHead = res.revision;
-      if (!res.active) return { active: false, reason: REASONS[res.inactiveReason] ?? "unknown_token" };
-      const entry = {
-        tokenId: res.tokenId,
-        agentId: res.agentId,
-        scopes: res.scopes,
-        audiences: res.audiences,
-        expiresAt: res.expiresAt ? timestampMs(res.expiresAt) : Date.now(),
-        revision: res.revision,
-      };
-      // The feed may have revoked the token while the answer was on its way.
-      const admitted = cache.admit(key, entry);
-      if (admitted !== "cached") return { active: false, reason: admitted };
-      return answer(entry, opts.scope, "network");
+      return verifyMiss(token, key, opts);
     },
     ready: () => readyPromise,
     metrics() {
@@ -224,11 +282,13 @@ export function createVerifier(o: VerifierOptions): Verifier {
         feedLagMs: feed.lastProgressAt === 0 ? Number.POSITIVE_INFINITY : Date.now() - feed.lastProgressAt,
         reconnects: feed.reconnects,
         stale: isStale(),
+        ...(usage?.metrics() ?? { usageReported: 0, usageRejected: 0, usageDropped: 0, usagePending: 0, usageReportErrors: 0 }),
       };
     },
+    flushUsage: () => usage?.flush() ?? Promise.resolve(),
     async close() {
       clearInterval(pruner);
-      await feed.close();
+      await Promise.all([feed.close(), usage?.close()]);
     },
   };
 }

@@ -3,7 +3,7 @@ import { listAuditEntries, listCheckpoints, type AuditEntryRecord, type StoredCh
 import { DomainError, invalidArgument } from "./errors.js";
 import { requireAgentId } from "./validate.js";
 import { KIND_SHAPE } from "../audit/append.js";
-import type { AuditLog } from "../audit/log.js";
+import { SigningRefusedError, type AuditLog, type SignedCheckpoint } from "../audit/log.js";
 
 const DEFAULT_PAGE_SIZE = 100;
 const MAX_PAGE_SIZE = 1000;
@@ -15,23 +15,33 @@ function outOfRange(message: string): DomainError {
 /** Resolves a requested tree size (0 = the latest checkpoint's) and checks the log has it. */
 async function treeSize(log: AuditLog, field: string, requested: bigint): Promise<bigint> {
   if (requested < 0n) throw invalidArgument(field, "must not be negative");
-  if (requested === 0n) return (await log.checkpoint()).treeSize;
+  if (requested === 0n) return (await signedCheckpoint(log)).treeSize;
   if (requested > log.size) await log.sync();
   if (requested > log.size) throw outOfRange(`${field}: the log has only ${log.size} entries`);
   return requested;
+}
+
+/** The latest checkpoint; FAILED_PRECONDITION while the server refuses to sign a rewritten log. */
+export async function signedCheckpoint(log: AuditLog): Promise<SignedCheckpoint> {
+  try {
+    return await log.checkpoint();
+  } catch (err) {
+    if (err instanceof SigningRefusedError) throw new DomainError("failed_precondition", err.message);
+    throw err;
+  }
 }
 
 export async function inclusionProof(log: AuditLog, leafIndex: bigint, requestedSize: bigint) {
   if (leafIndex < 0n) throw invalidArgument("leaf_index", "must not be negative");
   const size = await treeSize(log, "tree_size", requestedSize);
   if (leafIndex >= size) throw invalidArgument("leaf_index", `must be less than tree_size ${size}`);
-  return { leafIndex, treeSize: size, hashes: log.inclusionProof(leafIndex, size) };
+  return { leafIndex, treeSize: size, hashes: await log.inclusionProof(leafIndex, size) };
 }
 
 export async function consistencyProof(log: AuditLog, first: bigint, requestedSecond: bigint) {
   const second = await treeSize(log, "second_tree_size", requestedSecond);
   if (first < 1n || first > second) throw invalidArgument("first_tree_size", `must be from 1 to second_tree_size ${second}`);
-  return { firstTreeSize: first, secondTreeSize: second, hashes: log.consistencyProof(first, second) };
+  return { firstTreeSize: first, secondTreeSize: second, hashes: await log.consistencyProof(first, second) };
 }
 
 export interface EntryQuery {
@@ -83,7 +93,8 @@ export async function listEntryPage(
   });
   const page = rows.slice(0, limit);
   const entries: EntryWithLeaf[] = [];
-  for (const r of page) entries.push({ ...r, committedLeafHash: (await log.leafHash(r.seq)) ?? Buffer.alloc(0) });
+  const committed = await log.committedLeaves(page.map((r) => r.seq));
+  for (const r of page) entries.push({ ...r, committedLeafHash: committed.get(r.seq) ?? Buffer.alloc(0) });
   const last = page[page.length - 1];
   const nextPageToken = rows.length > limit && last ? Buffer.from((last.seq + 1n).toString()).toString("base64url") : "";
   return { entries, nextPageToken };

@@ -42,6 +42,20 @@ export async function removePolicy(db: Db, name: string, actor: string): Promise
   });
 }
 
+/** Why the policy revokes an agent with this score and these scope violations within its window, or undefined. */
+export function policyEvidence(p: PolicyRecord, score: number, scopeViolations: number): string | undefined {
+  switch (p.kind) {
+    case "scope_violations":
+      return scopeViolations > p.threshold ? `${scopeViolations} scope violations within ${p.windowSeconds}s (threshold ${p.threshold})` : undefined;
+    case "trust_below":
+      return score < p.threshold ? `trust score ${score} below ${p.threshold}` : undefined;
+    default: {
+      const never: never = p.kind;
+      throw new Error(`unknown policy kind ${String(never)}`);
+    }
+  }
+}
+
 /** Every policy, as the routes list them. */
 export function listPolicies(db: Db): Promise<PolicyRecord[]> {
   return listStoredPolicies(db);

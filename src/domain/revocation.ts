@@ -11,6 +11,8 @@ export interface RevokeResult {
   /** The event's revision; for a repeated revoke, the original one. */
   revision: bigint;
   tokensRevoked: bigint;
+  /** The target was already revoked (the token itself, or its agent): this call changed nothing. */
+  alreadyRevoked: boolean;
 }
 
 /**
@@ -47,11 +49,11 @@ export async function revoke(
       throw notFound("agentId" in target ? `agent ${target.agentId}` : "token" in target ? "token" : `token ${target.tokenId}`);
     case "revoked":
       sequencer.wake("audit");
-      return { revision: await revisionOf(sequencer, r.event), tokensRevoked: r.tokensRevoked };
+      return { revision: await revisionOf(sequencer, r.event), tokensRevoked: r.tokensRevoked, alreadyRevoked: false };
     case "repeat":
-      if (r.revision !== null) return { revision: r.revision, tokensRevoked: 0n };
+      if (r.revision !== null) return { revision: r.revision, tokensRevoked: 0n, alreadyRevoked: true };
       // The original is committed and waits for its number.
-      if (r.event !== null) return { revision: await revisionOf(sequencer, r.event), tokensRevoked: 0n };
+      if (r.event !== null) return { revision: await revisionOf(sequencer, r.event), tokensRevoked: 0n, alreadyRevoked: true };
       throw new Error("revocation in force without an event");
     default: {
       const never: never = r;

@@ -172,6 +172,14 @@ export interface Introspection {
 }
 
 /**
+ * Audience binding: a caller bound to audiences (a resource_server key) sees a token only when the
+ * token names one of them; undefined means unbound. Shared by Introspect and the gateway surfaces.
+ */
+export function audienceAdmits(tokenAudiences: readonly string[], callerAudiences: readonly string[] | undefined): boolean {
+  return callerAudiences === undefined || tokenAudiences.some((a) => callerAudiences.includes(a));
+}
+
+/**
  * Answers from live state. With `audiences` (a resource server's), a token issued for none of them
  * is answered exactly like an unknown one, so callers cannot probe for other audiences' tokens.
  */
@@ -185,7 +193,7 @@ export async function introspect(
   // A mistyped or foreign string never costs a database round trip.
   if (!isWellFormedToken(token)) return { active: false, inactiveReason: "MALFORMED", revision: 0n };
   const { revision, token: state } = await lookup.lookup(hashSecret(token));
-  if (!state || (audiences && !state.audiences.some((a) => audiences.includes(a)))) {
+  if (!state || !audienceAdmits(state.audiences, audiences)) {
     return { active: false, inactiveReason: "UNKNOWN_TOKEN", revision };
   }
   const inactive = (inactiveReason: InactiveReason): Introspection => ({ active: false, inactiveReason, token: state, revision });

@@ -13,6 +13,11 @@ export function actorOf(c: Caller | undefined): string {
   return c.kind === "key" ? `key:${c.keyId}` : `agent:${c.agentId}`;
 }
 
+/** The audiences a caller is bound to (a resource_server key's); undefined: unbound. */
+export function boundAudiences(c: Caller | undefined): string[] | undefined {
+  return c?.kind === "key" && c.role === "resource_server" ? c.audiences : undefined;
+}
+
 const unauthenticated = (why: string) => new DomainError("unauthenticated", why);
 
 /**

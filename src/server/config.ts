@@ -20,13 +20,28 @@ export interface Config {
   proofMaxSkewMs: number;
   /** Transparency log origin: the checkpoint's first line and the signing key's name. */
   auditOrigin: string;
-  /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key kept in the database. */
+  /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key in auditKeyFile. */
   auditSigningKey: string;
+  /** The signing key's file (mode 0600), created on first start; never in the database. Empty: in dataDir. */
+  auditKeyFile: string;
+  /** Serve the log's tiles to anyone, without an API key. */
+  auditTilesPublic: boolean;
   auditCheckpointIntervalMs: number;
   maxWatchers: number;
   maxWatchersPerConnection: number;
   feedCompactIntervalMs: number;
   feedMinRetentionMs: number;
+  /** Prometheus /metrics on the HTTP port (docs/gateways.md); off also skips the per-call counting. */
+  metrics: boolean;
+  /** A dedicated ak_-shaped key that may read /metrics and nothing else; admin keys may too. */
+  metricsKey: string;
+  /** While the database is unreachable, how often grpc.health.v1 tries to reconnect. */
+  healthIntervalMs: number;
+  /** Behaviour signals: usage bucket (and activity-trail granularity), trust window, baseline. */
+  activityBucketMs: number;
+  trustWindowMs: number;
+  trustBaselineWindows: number;
+  trustMinBaseline: number;
   /** The revocation feed's admission limits (see feedLimits). */
   maxWatchersPerKey: number;
   feedPoolSize: number;
@@ -58,6 +73,13 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   return n;
 }
 
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name] ?? "";
+  if (raw === "" || raw === "false" || raw === "0") return false;
+  if (raw === "true" || raw === "1") return true;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 /** Every setting, from the environment; the README's table lists the same names and defaults. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = {
@@ -76,11 +98,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     proofMaxSkewMs: int(env, "AGENTID_PROOF_MAX_SKEW_SECONDS", 60, 1, 3600) * 1000,
     auditOrigin: env.AGENTID_AUDIT_ORIGIN || "agentid/audit",
     auditSigningKey: env.AGENTID_AUDIT_SIGNING_KEY ?? "",
+    auditKeyFile: env.AGENTID_AUDIT_KEY_FILE ? resolve(env.AGENTID_AUDIT_KEY_FILE) : "",
+    auditTilesPublic: bool(env, "AGENTID_AUDIT_TILES_PUBLIC"),
     auditCheckpointIntervalMs: int(env, "AGENTID_AUDIT_CHECKPOINT_MS", 1000, 10, 3_600_000),
     maxWatchers: int(env, "AGENTID_MAX_WATCHERS", 10_000, 1, 1_000_000),
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),
     feedCompactIntervalMs: int(env, "AGENTID_FEED_COMPACT_INTERVAL_SECONDS", 60, 0, 86400) * 1000,
     feedMinRetentionMs: int(env, "AGENTID_FEED_MIN_RETENTION_SECONDS", 3600, 0, 366 * 86400) * 1000,
+    metrics: (env.AGENTID_METRICS || "on") !== "off",
+    metricsKey: env.AGENTID_METRICS_KEY ?? "",
+    healthIntervalMs: int(env, "AGENTID_HEALTH_INTERVAL_MS", 2000, 50, 60_000),
     maxWatchersPerKey: int(env, "AGENTID_MAX_WATCHERS_PER_KEY", 1000, 1, 1_000_000),
     feedPoolSize: int(env, "AGENTID_FEED_POOL_SIZE", 3, 2, 50),
     feedMaxWaiting: int(env, "AGENTID_FEED_MAX_WAITING", 20_000, 1, 1_000_000),
@@ -88,7 +115,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // As long as the API key cache (auth.ts): a key revoked on another replica ends streams here
     // within about the time it stops authenticating new calls here.
     feedKeyCheckMs: int(env, "AGENTID_FEED_KEY_CHECK_MS", 5000, 50, 3_600_000),
+    activityBucketMs: int(env, "AGENTID_ACTIVITY_BUCKET_SECONDS", 60, 1, 3600) * 1000,
+    trustWindowMs: int(env, "AGENTID_TRUST_WINDOW_SECONDS", 3600, 1, 86400) * 1000,
+    trustBaselineWindows: int(env, "AGENTID_TRUST_BASELINE_WINDOWS", 23, 1, 720),
+    trustMinBaseline: int(env, "AGENTID_TRUST_MIN_BASELINE", 100, 1, 1_000_000_000),
   };
+  if (config.metricsKey && !isWellFormedSecret(config.metricsKey, API_KEY_PREFIX)) {
+    throw new ConfigError("AGENTID_METRICS_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");
+  }
   if (config.adminKey && !isWellFormedSecret(config.adminKey, API_KEY_PREFIX)) {
     // The value itself is a secret: never echo it.
     throw new ConfigError("AGENTID_ADMIN_KEY must be an ak_ key with a valid checksum (make one with `agentid key generate`)");

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import pino, { type Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
@@ -12,8 +13,9 @@ import { feedLimits, type Config } from "./config.js";
 import { Authenticator } from "./auth.js";
 import { TokenLookup } from "../domain/token-lookup.js";
 import { TokenIssuer } from "../domain/tokens.js";
-import { ActivityTracker } from "../domain/activity.js";
+import { ActivityTracker, DEFAULT_SIGNALS } from "../domain/activity.js";
 import { bootstrapAdminKey } from "../domain/keys.js";
+import { Metrics } from "./metrics.js";
 
 /** Everything a handler needs, built once from config. No module-level singletons. */
 export interface AppContext {
@@ -31,6 +33,10 @@ export interface AppContext {
   createdAdminKey?: string;
   /** The transparency log's tree and checkpoint signer. */
   audit: AuditLog;
+  /** The PostgreSQL in use (DATABASE_URL, or the embedded server's), for connections of their own. */
+  databaseUrl: string;
+  /** Prometheus metrics; undefined when AGENTID_METRICS=off. */
+  metrics?: Metrics;
   /** Numbers both logs (revocations, transparency log) for this replica. */
   sequencer: Sequencer;
   close(): Promise<void>;
@@ -56,7 +62,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   }
   try {
     const signals = new CommitSignals(["audit_inbox", "revocation_inbox"]);
-    const { db } = await openDatabase(databaseUrl, config.dbPoolSize, signals);
+    const { db, pool } = await openDatabase(databaseUrl, config.dbPoolSize, signals);
     const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence] });
     signals.onCommit = (table) => sequencer.wake(table === "audit_inbox" ? "audit" : "revocations");
     await sequencer.start().catch(async (err: unknown) => {
@@ -70,6 +76,8 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       logger,
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
+      keyFile: config.auditKeyFile || join(config.dataDir, "audit-signing-key.pem"),
+      recordFile: join(config.dataDir, "audit-checkpoint"),
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
       sequencer,
     }).catch(async (err: unknown) => {
@@ -89,8 +97,15 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       ...feedLimits(config),
     });
     await feed.start();
-    const activity = new ActivityTracker(db, logger, sequencer);
+    const activity = new ActivityTracker(db, logger, sequencer, {
+      ...DEFAULT_SIGNALS,
+      bucketMs: config.activityBucketMs,
+      windowMs: config.trustWindowMs,
+      baselineWindows: config.trustBaselineWindows,
+      minBaseline: config.trustMinBaseline,
+    });
     activity.start();
+    const metrics = config.metrics ? new Metrics({ db, pool, feed, audit }) : undefined;
     return {
       config,
       db,
@@ -102,8 +117,11 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       activity,
       createdAdminKey,
       audit,
+      databaseUrl,
+      metrics,
       sequencer,
       async close() {
+        metrics?.close();
         await feed.close();
         await activity.close();
         await audit.close();

@@ -31,6 +31,13 @@ function codeOf(kind: ErrorKind): Code {
   }
 }
 
+/** The status an error is answered with, as toConnectError maps it (for metrics; logs nothing). */
+export function codeOfError(err: unknown): Code {
+  if (err instanceof ConnectError) return err.code;
+  if (err instanceof DomainError) return codeOf(err.kind);
+  return isDatabaseUnavailable(err) ? Code.Unavailable : Code.Internal;
+}
+
 /**
  * The one error mapper. Connect codes equal gRPC status codes, so both transports use it.
  * Anything that is not a known error is a bug: it is logged and answered as INTERNAL without detail.

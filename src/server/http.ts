@@ -16,6 +16,7 @@ import type { Logger } from "pino";
 import type { CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import type { PlainRoutes } from "./plain-routes.js";
 import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
 
@@ -100,11 +101,12 @@ async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {
 }
 
 /** connect-node's adapter, with parse errors mapped (see above). */
-function nodeHandler(services: ServiceRoutes[], logger: Logger) {
+function nodeHandler(services: ServiceRoutes[], logger: Logger, plain?: PlainRoutes) {
   const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli] });
   for (const r of services) router.service(r.service, connectImpl(r, logger));
   const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
   return (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (plain?.(req, res)) return;
     const h = paths.get(req.url?.split("?", 2)[0] ?? "");
     if (!h) {
       res.writeHead(404);
@@ -129,8 +131,8 @@ export interface HttpServer {
  * Connect, gRPC-Web and gRPC on one port, over HTTP/1.1 and cleartext HTTP/2 (prior knowledge):
  * the first bytes of a connection tell which server gets it.
  */
-export function createHttpServer(services: ServiceRoutes[], logger: Logger): HttpServer {
-  const handler = withConsole(nodeHandler(services, logger));
+export function createHttpServer(services: ServiceRoutes[], logger: Logger, plain?: PlainRoutes): HttpServer {
+  const handler = withConsole(nodeHandler(services, logger, plain));
   const h1 = http.createServer(handler);
   const h2 = http2.createServer(handler);
   const sockets = new Set<net.Socket>();

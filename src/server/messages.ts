@@ -84,7 +84,14 @@ export function trustScoreMessage(t: TrustScoreRecord) {
   return create(TrustScoreSchema, {
     agentId: t.agentId,
     score: t.score,
-    factors: t.factors,
+    factors: t.factors.map((f) => ({
+      name: f.name,
+      contribution: f.contribution,
+      detail: f.detail,
+      count: BigInt(f.count ?? 0),
+      window: f.windowMs ? durationFromMs(f.windowMs) : undefined,
+      baseline: f.baseline ?? 0,
+    })),
     computedAt: timestampFromDate(t.computedAt),
   });
 }

@@ -5,6 +5,9 @@ import { addGrpcServices } from "./grpc.js";
 import { createHttpServer } from "./http.js";
 import { addReflection } from "./reflection.js";
 import { routes } from "./services.js";
+import { createExtAuthz } from "./ext-authz.js";
+import { followDatabaseHealth } from "./health.js";
+import { plainRoutes } from "./plain-routes.js";
 
 export interface RunningServer {
   grpcPort: number;
@@ -17,25 +20,33 @@ const GRACE_MS = 5000;
 
 export async function startServer(ctx: AppContext): Promise<RunningServer> {
   const { config, logger } = ctx;
-  const services = routes(ctx);
+  // Envoy's Check sits beside agentid's own services: one list for both transports, health and reflection.
+  const extAuthz = createExtAuthz(ctx);
+  const services = [...routes(ctx), extAuthz.routes];
+  ctx.metrics?.followVerifiers(extAuthz.verifiers);
 
   const grpcServer = new grpc.Server({
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
     "grpc.keepalive_permit_without_calls": 1,
   });
-  addGrpcServices(grpcServer, services, logger);
+  addGrpcServices(grpcServer, ctx.metrics?.instrument(services, "grpc") ?? services, logger);
   const health = new HealthImplementation({ "": "SERVING" });
   for (const s of services) health.setStatus(s.service.typeName, "SERVING");
   health.addToServer(grpcServer);
-  addReflection(grpcServer);
+  const stopHealth = followDatabaseHealth(
+    { databaseUrl: ctx.databaseUrl, logger, retryMs: config.healthIntervalMs },
+    health,
+    services.map((s) => s.service.typeName),
+  );
+  addReflection(grpcServer, services.map((s) => s.service));
   const grpcPort = await new Promise<number>((resolve, reject) =>
     grpcServer.bindAsync(`${config.host}:${config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
       err ? reject(new Error(`cannot listen for gRPC on ${config.host}:${config.grpcPort}: ${err.message}`)) : resolve(port),
     ),
   );
 
-  const http = createHttpServer(services, logger);
+  const http = createHttpServer(ctx.metrics?.instrument(services, "connect") ?? services, logger, plainRoutes(ctx));
   const httpPort = await new Promise<number>((resolve, reject) => {
     http.server.once("error", (err) =>
       reject(new Error(`cannot listen for HTTP on ${config.host}:${config.httpPort}: ${err.message}`)),
@@ -54,13 +65,14 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
     shutdown() {
       stopping ??= (async () => {
         logger.info("shutting down");
+        await stopHealth();
         health.setStatus("", "NOT_SERVING");
         const grpcDone = new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
         const httpDone = http.close();
         // Ending the feed ends every watch stream with OK; clients resume elsewhere.
         await ctx.feed.close();
         const timer = setTimeout(() => grpcServer.forceShutdown(), GRACE_MS);
-        await Promise.all([grpcDone, httpDone]);
+        await Promise.all([grpcDone, httpDone, extAuthz.close()]);
         clearTimeout(timer);
         await ctx.close();
         logger.info("stopped");

@@ -30,6 +30,8 @@ import { deletePolicyRoute } from "./routes/delete-policy.js";
 import { reportActivityRoute } from "./routes/report-activity.js";
 import { getTrustScoreRoute } from "./routes/get-trust-score.js";
 import { listTrustScoresRoute } from "./routes/list-trust-scores.js";
+import { reportUsageRoute } from "./routes/report-usage.js";
+import { getActivityRoute } from "./routes/get-activity.js";
 import { KeyService } from "../../gen/agentid/v1/key_pb.js";
 import { PolicyService } from "../../gen/agentid/v1/policy_pb.js";
 import { ActivityService } from "../../gen/agentid/v1/activity_pb.js";
@@ -127,9 +129,13 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
         reportActivity: reportActivityRoute(ctx),
         getTrustScore: getTrustScoreRoute(ctx),
         listTrustScores: listTrustScoresRoute(ctx),
+        reportUsage: reportUsageRoute(ctx),
+        getActivity: getActivityRoute(ctx),
       },
       {
         reportActivity: { roles: ["admin", "resource_server"] },
+        reportUsage: { roles: ["admin", "resource_server"] },
+        getActivity: OPERATORS,
         getTrustScore: OPERATORS,
         listTrustScores: OPERATORS,
       },

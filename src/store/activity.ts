@@ -1,5 +1,5 @@
 import { sql } from "kysely";
-import type { Db, TrustFactorRow } from "./database.js";
+import type { Db, Tx, TrustFactorRow } from "./database.js";
 
 /** Records a nonce once; false when it was seen before (a replay). Drops the agent's expired ones. */
 export async function useNonce(db: Db, agentId: string, nonce: string, expiresAt: Date): Promise<boolean> {
@@ -13,61 +13,187 @@ export async function useNonce(db: Db, agentId: string, nonce: string, expiresAt
   return row !== undefined;
 }
 
-export type Counter = "introspections" | "scope_violations" | "incidents";
-
-/** Adds to per-minute counters, many agents in one statement. */
-export async function addActivity(db: Db, counter: Counter, counts: { agentId: string; minute: Date; n: number }[]): Promise<void> {
-  if (counts.length === 0) return;
-  const col = sql.ref(counter);
-  await sql`
-    insert into agent_activity (agent_id, minute, ${col})
-    select * from unnest(${counts.map((c) => c.agentId)}::text[], ${counts.map((c) => c.minute)}::timestamptz[], ${counts.map((c) => c.n)}::bigint[])
-    on conflict (agent_id, minute) do update set ${col} = agent_activity.${col} + excluded.${col}`.execute(db);
-}
-
 export async function insertReport(db: Db, r: { agentId: string; kind: string; detail: string; reportedBy: string }): Promise<void> {
   await db.insertInto("activity_reports").values({ agent_id: r.agentId, kind: r.kind, detail: r.detail, reported_by: r.reportedBy }).execute();
 }
 
-export async function countReports(db: Db, agentId: string, kind: string, sinceSeconds: number): Promise<number> {
-  const row = await db
-    .selectFrom("activity_reports")
-    .select((eb) => eb.fn.countAll<string>().as("n"))
-    .where("agent_id", "=", agentId)
-    .where("kind", "=", kind)
-    .where("at", ">", sql<Date>`now() - ${sinceSeconds} * interval '1 second'`)
-    .executeTakeFirstOrThrow();
-  return Number(row.n);
+/** A token as a usage report may name it: its agent and audiences, to check what the reporter may see. */
+export interface ReportedToken {
+  id: string;
+  tokenHash: Buffer;
+  agentId: string;
+  audiences: string[];
 }
 
-export interface ActivityWindow {
-  /** Last 24 hours. */
-  introspections24h: number;
-  scopeViolations24h: number;
-  incidents24h: number;
-  /** Introspections in the last hour, and in the 23 hours before it. */
-  introspectionsLastHour: number;
-  introspectionsPrior23h: number;
+/** Tokens by id or by hash, in one statement. */
+export async function findTokens(db: Db, ids: readonly string[], hashes: readonly Buffer[]): Promise<ReportedToken[]> {
+  if (ids.length === 0 && hashes.length === 0) return [];
+  const { rows } = await sql<{ id: string; token_hash: Buffer; agent_id: string; audiences: string[] }>`
+    select id, token_hash, agent_id, audiences from tokens
+    where id = any(${ids as string[]}::text[]) or token_hash = any(${hashes as Buffer[]}::bytea[])`.execute(db);
+  return rows.map((r) => ({ id: r.id, tokenHash: r.token_hash, agentId: r.agent_id, audiences: r.audiences }));
 }
 
-export async function activityWindow(db: Db, agentId: string): Promise<ActivityWindow> {
-  const { rows } = await sql<Record<keyof ActivityWindow, string>>`
-    select
-      coalesce(sum(introspections), 0) as "introspections24h",
-      coalesce(sum(scope_violations), 0) as "scopeViolations24h",
-      coalesce(sum(incidents), 0) as "incidents24h",
-      coalesce(sum(introspections) filter (where minute >= now() - interval '1 hour'), 0) as "introspectionsLastHour",
-      coalesce(sum(introspections) filter (where minute < now() - interval '1 hour'), 0) as "introspectionsPrior23h"
-    from agent_activity
-    where agent_id = ${agentId} and minute >= now() - interval '24 hours'`.execute(db);
-  const r = rows[0]!;
-  return {
-    introspections24h: Number(r.introspections24h),
-    scopeViolations24h: Number(r.scopeViolations24h),
-    incidents24h: Number(r.incidents24h),
-    introspectionsLastHour: Number(r.introspectionsLastHour),
-    introspectionsPrior23h: Number(r.introspectionsPrior23h),
-  };
+/** One line of usage, already attributed to an agent and unique on its key within a batch. */
+export interface UsageRow {
+  agentId: string;
+  reporter: string;
+  source: "report" | "introspect";
+  audience: string;
+  scope: string;
+  outcome: string;
+  n: number;
+  firstSeen: Date;
+  lastSeen: Date;
+}
+
+/**
+ * Adds a batch to the current time bucket (the server's clock) and records first uses of scopes
+ * and audiences: one statement, whatever the batch's size. Rows must be unique on
+ * (agent, reporter, source, audience, scope, outcome); sorted, so concurrent batches lock rows in
+ * the same order.
+ */
+export async function applyUsage(
+  db: Db,
+  rows: readonly UsageRow[],
+  bucketSeconds: number,
+  /** First uses to record ("scope" or "audience", name), unique; the caller may leave out ones it knows are recorded. */
+  access: readonly { agentId: string; kind: "scope" | "audience"; name: string }[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const col = <K extends keyof UsageRow>(k: K) => rows.map((r) => r[k]);
+  await sql`
+    with r as (
+      select * from unnest(
+        ${col("agentId")}::text[], ${col("reporter")}::text[], ${col("source")}::text[], ${col("audience")}::text[],
+        ${col("scope")}::text[], ${col("outcome")}::text[], ${col("n")}::bigint[],
+        ${col("firstSeen")}::timestamptz[], ${col("lastSeen")}::timestamptz[]
+      ) as r(agent_id, reporter, source, audience, scope, outcome, n, first_seen, last_seen)
+    ),
+    counted as (
+      insert into usage_counts (agent_id, bucket, reporter, source, audience, scope, outcome, n, first_seen, last_seen)
+      select agent_id, date_bin(${bucketSeconds} * interval '1 second', now(), timestamptz 'epoch'), reporter, source, audience, scope, outcome, n, first_seen, last_seen
+      from r
+      on conflict (agent_id, bucket, reporter, source, audience, scope, outcome) do update set
+        n = usage_counts.n + excluded.n,
+        first_seen = least(usage_counts.first_seen, excluded.first_seen),
+        last_seen = greatest(usage_counts.last_seen, excluded.last_seen)
+    )
+    insert into agent_access (agent_id, kind, name)
+    select * from unnest(${access.map((a) => a.agentId)}::text[], ${access.map((a) => a.kind)}::text[], ${access.map((a) => a.name)}::text[])
+    on conflict do nothing`.execute(db);
+}
+
+export async function addDrops(db: Db, reporter: string, n: number, bucketSeconds: number): Promise<void> {
+  await sql`
+    insert into usage_drops (reporter, bucket, n)
+    values (${reporter}, date_bin(${bucketSeconds} * interval '1 second', now(), timestamptz 'epoch'), ${n})
+    on conflict (reporter, bucket) do update set n = usage_drops.n + excluded.n`.execute(db);
+}
+
+/** What the trust score of one agent is computed from, as counted in the store. */
+export interface AgentSignals {
+  agentId: string;
+  createdAt: Date;
+  status: "ACTIVE" | "REVOKED";
+  revokedBy: string | null;
+  reportedRecent: number;
+  reportedPrior: number;
+  introspectedRecent: number;
+  introspectedPrior: number;
+  /** Earliest bucket with any usage within the horizon. */
+  firstUsage: Date | null;
+  scopeViolations: number;
+  incidents: number;
+  novel: string[];
+  known: number;
+  lastScore: number | null;
+  lastScoredAt: Date | null;
+  /** The database's clock, which every window here is measured against. */
+  now: Date;
+}
+
+/**
+ * Everything the trust score needs for many agents, in one statement: usage in the recent window
+ * and before it (within the horizon), scope violations, incidents, first uses, the last recorded score.
+ */
+export async function readSignals(db: Db, agentIds: readonly string[], windowSeconds: number, horizonSeconds: number): Promise<AgentSignals[]> {
+  if (agentIds.length === 0) return [];
+  const ids = agentIds as string[];
+  const recent = sql`now() - ${windowSeconds} * interval '1 second'`;
+  const horizon = sql`now() - ${horizonSeconds} * interval '1 second'`;
+  // Set-based (one index scan per table for all the agents), not a subquery per agent.
+  const { rows } = await sql<Record<string, unknown>>`
+    with u as (
+      select agent_id,
+        sum(n) filter (where source = 'report' and bucket >= ${recent}) as reported_recent,
+        sum(n) filter (where source = 'report' and bucket < ${recent}) as reported_prior,
+        sum(n) filter (where source = 'introspect' and bucket >= ${recent}) as introspected_recent,
+        sum(n) filter (where source = 'introspect' and bucket < ${recent}) as introspected_prior,
+        sum(n) filter (where outcome = 'scope_not_granted') as violations,
+        min(bucket) as first_usage
+      from usage_counts where agent_id = any(${ids}::text[]) and bucket >= ${horizon}
+      group by agent_id
+    ), rep as (
+      select agent_id,
+        count(*) filter (where kind = 'anomalous_request') as incidents,
+        count(*) filter (where kind = 'scope_violation') as reported_violations
+      from activity_reports where agent_id = any(${ids}::text[]) and at >= ${horizon}
+      group by agent_id
+    ), acc as (
+      select agent_id,
+        array_agg(kind || ':' || name order by first_seen, kind, name) filter (where first_seen >= ${recent}) as novel,
+        count(*) filter (where first_seen < ${recent}) as known
+      from agent_access where agent_id = any(${ids}::text[])
+      group by agent_id
+    )
+    select a.id, a.created_at, a.status, a.revoked_by, now() as now,
+      coalesce(u.reported_recent, 0) as reported_recent, coalesce(u.reported_prior, 0) as reported_prior,
+      coalesce(u.introspected_recent, 0) as introspected_recent, coalesce(u.introspected_prior, 0) as introspected_prior,
+      u.first_usage, coalesce(u.violations, 0) as violations,
+      coalesce(rep.incidents, 0) as incidents, coalesce(rep.reported_violations, 0) as reported_violations,
+      coalesce(acc.novel, '{}') as novel, coalesce(acc.known, 0) as known,
+      last.score as last_score, last.computed_at as last_at
+    from agents a
+    left join u on u.agent_id = a.id
+    left join rep on rep.agent_id = a.id
+    left join acc on acc.agent_id = a.id
+    left join lateral (
+      select score, computed_at from trust_scores where agent_id = a.id order by computed_at desc limit 1
+    ) last on true
+    where a.id = any(${ids}::text[])`.execute(db);
+  return rows.map((r) => ({
+    agentId: r.id as string,
+    createdAt: r.created_at as Date,
+    status: r.status as "ACTIVE" | "REVOKED",
+    revokedBy: r.revoked_by as string | null,
+    reportedRecent: Number(r.reported_recent),
+    reportedPrior: Number(r.reported_prior),
+    introspectedRecent: Number(r.introspected_recent),
+    introspectedPrior: Number(r.introspected_prior),
+    firstUsage: r.first_usage as Date | null,
+    scopeViolations: Number(r.violations) + Number(r.reported_violations),
+    incidents: Number(r.incidents),
+    novel: r.novel as string[],
+    known: Number(r.known),
+    lastScore: r.last_score === null ? null : Number(r.last_score),
+    lastScoredAt: r.last_at as Date | null,
+    now: r.now as Date,
+  }));
+}
+
+/** Scope violations per agent within a window (reported, introspected, reported by hand): one statement. */
+export async function countScopeViolations(db: Db, agentIds: readonly string[], windowSeconds: number): Promise<Map<string, number>> {
+  const { rows } = await sql<{ agent_id: string; n: string }>`
+    select agent_id, sum(n) as n from (
+      select agent_id, n from usage_counts
+      where agent_id = any(${agentIds as string[]}::text[]) and outcome = 'scope_not_granted'
+        and last_seen >= now() - ${windowSeconds} * interval '1 second' and bucket >= now() - ${windowSeconds} * interval '1 second' - interval '1 day'
+      union all
+      select agent_id, 1 from activity_reports
+      where agent_id = any(${agentIds as string[]}::text[]) and kind = 'scope_violation' and at >= now() - ${windowSeconds} * interval '1 second'
+    ) v group by agent_id`.execute(db);
+  return new Map(rows.map((r) => [r.agent_id, Number(r.n)]));
 }
 
 export interface TrustScoreRecord {
@@ -77,13 +203,12 @@ export interface TrustScoreRecord {
   computedAt: Date;
 }
 
-export async function insertTrustScore(db: Db, s: { agentId: string; score: number; factors: TrustFactorRow[] }): Promise<TrustScoreRecord> {
-  const row = await db
-    .insertInto("trust_scores")
-    .values({ agent_id: s.agentId, score: s.score, factors: JSON.stringify(s.factors) })
-    .returning(["computed_at"])
-    .executeTakeFirstOrThrow();
-  return { ...s, computedAt: row.computed_at };
+/** Adds scores to the history: one statement for any number of agents. */
+export async function insertTrustScores(db: Db, scores: readonly Omit<TrustScoreRecord, "computedAt">[]): Promise<void> {
+  if (scores.length === 0) return;
+  await sql`
+    insert into trust_scores (agent_id, score, factors)
+    select * from unnest(${scores.map((s) => s.agentId)}::text[], ${scores.map((s) => s.score)}::float8[], ${scores.map((s) => JSON.stringify(s.factors))}::jsonb[])`.execute(db);
 }
 
 export async function listTrustScores(
@@ -95,4 +220,56 @@ export async function listTrustScores(
   if (q.until) query = query.where("computed_at", "<", q.until);
   const rows = await query.orderBy("id").limit(q.limit).execute();
   return rows.map((r) => ({ agentId: r.agent_id, score: r.score, factors: r.factors, computedAt: r.computed_at }));
+}
+
+/** One resource server's usage of one agent in one closed bucket, as the log records it. */
+export interface UsageGroup {
+  agentId: string;
+  reporter: string;
+  bucket: Date;
+  firstSeen: Date;
+  lastSeen: Date;
+  total: number;
+  counts: { audience: string; scope: string; outcome: string; source: string; count: number }[];
+}
+
+/**
+ * Claims the oldest closed buckets not yet summarised (at most `maxBuckets`, and only buckets that
+ * ended more than `graceSeconds` ago, so in-flight batches have committed) and returns their
+ * groups. Runs in the caller's transaction, which also appends the summaries: they commit
+ * together, and a replica already doing it is skipped, not waited for. undefined: nothing due, or
+ * another replica holds the head.
+ */
+export async function claimClosedBuckets(tx: Tx, bucketSeconds: number, graceSeconds: number, maxBuckets: number): Promise<UsageGroup[] | undefined> {
+  const head = await sql<{ logged_before: Date; cutoff: Date }>`
+    select logged_before,
+      least(date_bin(${bucketSeconds} * interval '1 second', now() - ${graceSeconds} * interval '1 second', timestamptz 'epoch'),
+            logged_before + ${maxBuckets * bucketSeconds} * interval '1 second') as cutoff
+    from usage_trail_head for update skip locked`.execute(tx);
+  const h = head.rows[0];
+  if (!h || h.cutoff <= h.logged_before) return undefined;
+  const { rows } = await sql<{
+    agent_id: string;
+    reporter: string;
+    bucket: Date;
+    first_seen: Date;
+    last_seen: Date;
+    total: string;
+    counts: { audience: string; scope: string; outcome: string; source: string; count: number }[];
+  }>`
+    select agent_id, reporter, bucket, min(first_seen) as first_seen, max(last_seen) as last_seen, sum(n) as total,
+      jsonb_agg(jsonb_build_object('audience', audience, 'scope', scope, 'outcome', outcome, 'source', source, 'count', n)
+                order by audience, scope, outcome, source) as counts
+    from usage_counts where bucket >= ${h.logged_before} and bucket < ${h.cutoff}
+    group by agent_id, reporter, bucket order by bucket, agent_id, reporter`.execute(tx);
+  await sql`update usage_trail_head set logged_before = ${h.cutoff}`.execute(tx);
+  return rows.map((r) => ({
+    agentId: r.agent_id,
+    reporter: r.reporter,
+    bucket: r.bucket,
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
+    total: Number(r.total),
+    counts: r.counts.map((c) => ({ ...c, count: Number(c.count) })),
+  }));
 }

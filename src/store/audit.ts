@@ -163,18 +163,15 @@ export async function latestCheckpoint(db: Db): Promise<StoredCheckpoint | undef
   return r && { treeSize: BigInt(r.tree_size), rootHash: r.root_hash, note: r.note };
 }
 
-/** The stored signing key, creating it from `create` on first use (first writer wins). */
-export async function loadOrCreateSigningKey(db: Db, create: () => { pem: string; publicKey: Buffer }): Promise<string> {
-  const existing = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirst();
-  if (existing) return existing.private_key_pem;
-  const k = create();
-  await db
-    .insertInto("audit_keys")
-    .values({ private_key_pem: k.pem, public_key: k.publicKey })
-    .onConflict((oc) => oc.column("id").doNothing())
-    .execute();
-  const row = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirstOrThrow();
-  return row.private_key_pem;
+/** A signing key that an earlier version kept in the database (table audit_keys), if any. */
+export async function readStoredSigningKey(db: Db): Promise<string | undefined> {
+  const row = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirst();
+  return row?.private_key_pem;
+}
+
+/** Removes the signing key from the database, once it is kept outside it. */
+export async function deleteStoredSigningKey(db: Db): Promise<void> {
+  await db.deleteFrom("audit_keys").execute();
 }
 
 /** Signed checkpoints, largest tree first, of trees at most maxSize and below beforeSize. */

@@ -117,6 +117,10 @@ export interface TrustFactorRow {
   name: string;
   contribution: number;
   detail: string;
+  /** Absent in rows written before migration 0015. */
+  count?: number;
+  windowMs?: number;
+  baseline?: number;
 }
 
 export type PolicyKind = "scope_violations" | "trust_below";
@@ -180,10 +184,48 @@ export interface AuditKeysTable {
   created_at: GeneratedTimestamp;
 }
 
+/** The log's Merkle tree: row (height, idx) hashes leaves idx * 2^height to (idx + 1) * 2^height - 1. */
+export interface AuditTreeTable {
+  height: number;
+  idx: ColumnType<string, string, never>;
+  hash: Buffer;
+}
+
 /** One row: the highest revision compaction has removed from the log. */
 export interface FeedCompactionTable {
   id: ColumnType<boolean, boolean, never>;
   revision: ColumnType<string, bigint, bigint>;
+}
+
+export interface UsageCountsTable {
+  agent_id: string;
+  bucket: Timestamp;
+  reporter: string;
+  source: "report" | "introspect";
+  audience: string;
+  scope: string;
+  outcome: string;
+  n: ColumnType<string, number, number>;
+  first_seen: Timestamp;
+  last_seen: Timestamp;
+}
+
+export interface AgentAccessTable {
+  agent_id: string;
+  kind: "scope" | "audience";
+  name: string;
+  first_seen: GeneratedTimestamp;
+}
+
+export interface UsageDropsTable {
+  reporter: string;
+  bucket: Timestamp;
+  n: ColumnType<string, number, number>;
+}
+
+export interface UsageTrailHeadTable {
+  id: ColumnType<boolean, boolean, never>;
+  logged_before: Timestamp;
 }
 
 export interface Database {
@@ -203,7 +245,12 @@ export interface Database {
   audit_inbox: AuditInboxTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_keys: AuditKeysTable;
+  audit_tree: AuditTreeTable;
   feed_compaction: FeedCompactionTable;
+  usage_counts: UsageCountsTable;
+  agent_access: AgentAccessTable;
+  usage_drops: UsageDropsTable;
+  usage_trail_head: UsageTrailHeadTable;
 }
 
 export type Db = Kysely<Database>;

@@ -4,21 +4,25 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { InactiveReason } from "./token_pb.js";
+import { file_agentid_v1_token } from "./token_pb.js";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file agentid/v1/activity.proto.
  */
 export const file_agentid_v1_activity: GenFile = /*@__PURE__*/
-  fileDesc("ChlhZ2VudGlkL3YxL2FjdGl2aXR5LnByb3RvEgphZ2VudGlkLnYxImEKFVJlcG9ydEFjdGl2aXR5UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRImCgRraW5kGAIgASgOMhguYWdlbnRpZC52MS5BY3Rpdml0eUtpbmQSDgoGZGV0YWlsGAMgASgJInAKFlJlcG9ydEFjdGl2aXR5UmVzcG9uc2USKwoLdHJ1c3Rfc2NvcmUYASABKAsyFi5hZ2VudGlkLnYxLlRydXN0U2NvcmUSFQoNYWdlbnRfcmV2b2tlZBgCIAEoCBISCgpyZXZva2VkX2J5GAMgASgJIkEKC1RydXN0RmFjdG9yEgwKBG5hbWUYASABKAkSFAoMY29udHJpYnV0aW9uGAIgASgBEg4KBmRldGFpbBgDIAEoCSKIAQoKVHJ1c3RTY29yZRIQCghhZ2VudF9pZBgBIAEoCRINCgVzY29yZRgCIAEoARIoCgdmYWN0b3JzGAMgAygLMhcuYWdlbnRpZC52MS5UcnVzdEZhY3RvchIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKAoUR2V0VHJ1c3RTY29yZVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiRAoVR2V0VHJ1c3RTY29yZVJlc3BvbnNlEisKC3RydXN0X3Njb3JlGAEgASgLMhYuYWdlbnRpZC52MS5UcnVzdFNjb3JlIpMBChZMaXN0VHJ1c3RTY29yZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgFIkcKF0xpc3RUcnVzdFNjb3Jlc1Jlc3BvbnNlEiwKDHRydXN0X3Njb3JlcxgBIAMoCzIWLmFnZW50aWQudjEuVHJ1c3RTY29yZSp1CgxBY3Rpdml0eUtpbmQSHQoZQUNUSVZJVFlfS0lORF9VTlNQRUNJRklFRBAAEiEKHUFDVElWSVRZX0tJTkRfU0NPUEVfVklPTEFUSU9OEAESIwofQUNUSVZJVFlfS0lORF9BTk9NQUxPVVNfUkVRVUVTVBACMpwCCg9BY3Rpdml0eVNlcnZpY2USVwoOUmVwb3J0QWN0aXZpdHkSIS5hZ2VudGlkLnYxLlJlcG9ydEFjdGl2aXR5UmVxdWVzdBoiLmFnZW50aWQudjEuUmVwb3J0QWN0aXZpdHlSZXNwb25zZRJUCg1HZXRUcnVzdFNjb3JlEiAuYWdlbnRpZC52MS5HZXRUcnVzdFNjb3JlUmVxdWVzdBohLmFnZW50aWQudjEuR2V0VHJ1c3RTY29yZVJlc3BvbnNlEloKD0xpc3RUcnVzdFNjb3JlcxIiLmFnZW50aWQudjEuTGlzdFRydXN0U2NvcmVzUmVxdWVzdBojLmFnZW50aWQudjEuTGlzdFRydXN0U2NvcmVzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChlhZ2VudGlkL3YxL2FjdGl2aXR5LnByb3RvEgphZ2VudGlkLnYxIoIBChVSZXBvcnRBY3Rpdml0eVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkSJgoEa2luZBgCIAEoDjIYLmFnZW50aWQudjEuQWN0aXZpdHlLaW5kEg4KBmRldGFpbBgDIAEoCRIQCgh0b2tlbl9pZBgeIAEoCRINCgV0b2tlbhgfIAEoCSJwChZSZXBvcnRBY3Rpdml0eVJlc3BvbnNlEisKC3RydXN0X3Njb3JlGAEgASgLMhYuYWdlbnRpZC52MS5UcnVzdFNjb3JlEhUKDWFnZW50X3Jldm9rZWQYAiABKAgSEgoKcmV2b2tlZF9ieRgDIAEoCSKNAQoLVHJ1c3RGYWN0b3ISDAoEbmFtZRgBIAEoCRIUCgxjb250cmlidXRpb24YAiABKAESDgoGZGV0YWlsGAMgASgJEg0KBWNvdW50GB4gASgDEikKBndpbmRvdxgfIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghiYXNlbGluZRggIAEoASKIAQoKVHJ1c3RTY29yZRIQCghhZ2VudF9pZBgBIAEoCRINCgVzY29yZRgCIAEoARIoCgdmYWN0b3JzGAMgAygLMhcuYWdlbnRpZC52MS5UcnVzdEZhY3RvchIvCgtjb21wdXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiKAoUR2V0VHJ1c3RTY29yZVJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiRAoVR2V0VHJ1c3RTY29yZVJlc3BvbnNlEisKC3RydXN0X3Njb3JlGAEgASgLMhYuYWdlbnRpZC52MS5UcnVzdFNjb3JlIpMBChZMaXN0VHJ1c3RTY29yZXNSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEikKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAQgASgFIkcKF0xpc3RUcnVzdFNjb3Jlc1Jlc3BvbnNlEiwKDHRydXN0X3Njb3JlcxgBIAMoCzIWLmFnZW50aWQudjEuVHJ1c3RTY29yZSKxAgoLVXNhZ2VSZWNvcmQSEgoIdG9rZW5faWQYASABKAlIABIWCgx0b2tlbl9zaGEyNTYYAiABKAxIABIQCghhdWRpZW5jZRgDIAEoCRINCgVzY29wZRgEIAEoCRIpCgdvdXRjb21lGAUgASgOMhguYWdlbnRpZC52MS5Vc2FnZU91dGNvbWUSMwoPaW5hY3RpdmVfcmVhc29uGAYgASgOMhouYWdlbnRpZC52MS5JbmFjdGl2ZVJlYXNvbhINCgVjb3VudBgHIAEoAxIuCgpmaXJzdF9zZWVuGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3NlZW4YCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgcKBXRva2VuIk8KElJlcG9ydFVzYWdlUmVxdWVzdBIoCgdyZWNvcmRzGAEgAygLMhcuYWdlbnRpZC52MS5Vc2FnZVJlY29yZBIPCgdkcm9wcGVkGAIgASgDIkgKE1JlcG9ydFVzYWdlUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKAMSEAoIcmVqZWN0ZWQYAiABKAMSDQoFc3RhbGUYAyABKAMijwEKEkdldEFjdGl2aXR5UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCRIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgEIAEoBSJdCgpVc2FnZUNvdW50EhAKCGF1ZGllbmNlGAEgASgJEg0KBXNjb3BlGAIgASgJEg8KB291dGNvbWUYAyABKAkSDQoFY291bnQYBCABKAMSDgoGc291cmNlGAUgASgJIpMCCgxVc2FnZVN1bW1hcnkSEAoIcmVwb3J0ZXIYASABKAkSMAoMYnVja2V0X3N0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgZidWNrZXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoKZmlyc3Rfc2VlbhgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF9zZWVuGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV0b3RhbBgGIAEoAxImCgZjb3VudHMYByADKAsyFi5hZ2VudGlkLnYxLlVzYWdlQ291bnQiuQEKDUFjdGl2aXR5RXZlbnQSJgoCYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBGtpbmQYAiABKAkSDwoHc3VtbWFyeRgDIAEoCRILCgNzZXEYBCABKAQSJwoFdXNhZ2UYBSABKAsyGC5hZ2VudGlkLnYxLlVzYWdlU3VtbWFyeRIrCgt0cnVzdF9zY29yZRgGIAEoCzIWLmFnZW50aWQudjEuVHJ1c3RTY29yZSJAChNHZXRBY3Rpdml0eVJlc3BvbnNlEikKBmV2ZW50cxgBIAMoCzIZLmFnZW50aWQudjEuQWN0aXZpdHlFdmVudCp1CgxBY3Rpdml0eUtpbmQSHQoZQUNUSVZJVFlfS0lORF9VTlNQRUNJRklFRBAAEiEKHUFDVElWSVRZX0tJTkRfU0NPUEVfVklPTEFUSU9OEAESIwofQUNUSVZJVFlfS0lORF9BTk9NQUxPVVNfUkVRVUVTVBACKq4BCgxVc2FnZU91dGNvbWUSHQoZVVNBR0VfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhkKFVVTQUdFX09VVENPTUVfQUxMT1dFRBABEiMKH1VTQUdFX09VVENPTUVfU0NPUEVfTk9UX0dSQU5URUQQAhIjCh9VU0FHRV9PVVRDT01FX0FVRElFTkNFX01JU01BVENIEAMSGgoWVVNBR0VfT1VUQ09NRV9JTkFDVElWRRAEMrwDCg9BY3Rpdml0eVNlcnZpY2USVwoOUmVwb3J0QWN0aXZpdHkSIS5hZ2VudGlkLnYxLlJlcG9ydEFjdGl2aXR5UmVxdWVzdBoiLmFnZW50aWQudjEuUmVwb3J0QWN0aXZpdHlSZXNwb25zZRJOCgtSZXBvcnRVc2FnZRIeLmFnZW50aWQudjEuUmVwb3J0VXNhZ2VSZXF1ZXN0Gh8uYWdlbnRpZC52MS5SZXBvcnRVc2FnZVJlc3BvbnNlEk4KC0dldEFjdGl2aXR5Eh4uYWdlbnRpZC52MS5HZXRBY3Rpdml0eVJlcXVlc3QaHy5hZ2VudGlkLnYxLkdldEFjdGl2aXR5UmVzcG9uc2USVAoNR2V0VHJ1c3RTY29yZRIgLmFnZW50aWQudjEuR2V0VHJ1c3RTY29yZVJlcXVlc3QaIS5hZ2VudGlkLnYxLkdldFRydXN0U2NvcmVSZXNwb25zZRJaCg9MaXN0VHJ1c3RTY29yZXMSIi5hZ2VudGlkLnYxLkxpc3RUcnVzdFNjb3Jlc1JlcXVlc3QaIy5hZ2VudGlkLnYxLkxpc3RUcnVzdFNjb3Jlc1Jlc3BvbnNlYgZwcm90bzM", [file_agentid_v1_token, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message agentid.v1.ReportActivityRequest
  */
 export type ReportActivityRequest = Message<"agentid.v1.ReportActivityRequest"> & {
   /**
+   * Admin keys only; resource servers report by token_id or token.
+   *
    * @generated from field: string agent_id = 1;
    */
   agentId: string;
@@ -34,6 +38,18 @@ export type ReportActivityRequest = Message<"agentid.v1.ReportActivityRequest"> 
    * @generated from field: string detail = 3;
    */
   detail: string;
+
+  /**
+   * The token the incident is about (tok_...), or the token itself.
+   *
+   * @generated from field: string token_id = 30;
+   */
+  tokenId: string;
+
+  /**
+   * @generated from field: string token = 31;
+   */
+  token: string;
 };
 
 /**
@@ -48,6 +64,8 @@ export const ReportActivityRequestSchema: GenMessage<ReportActivityRequest> = /*
  */
 export type ReportActivityResponse = Message<"agentid.v1.ReportActivityResponse"> & {
   /**
+   * Admin callers only: a resource server learns no score.
+   *
    * @generated from field: agentid.v1.TrustScore trust_score = 1;
    */
   trustScore?: TrustScore | undefined;
@@ -81,7 +99,7 @@ export const ReportActivityResponseSchema: GenMessage<ReportActivityResponse> = 
  */
 export type TrustFactor = Message<"agentid.v1.TrustFactor"> & {
   /**
-   * scope_adherence, request_rate, incidents or age.
+   * scope_adherence, request_rate, novel_access, incidents or age.
    *
    * @generated from field: string name = 1;
    */
@@ -100,6 +118,25 @@ export type TrustFactor = Message<"agentid.v1.TrustFactor"> & {
    * @generated from field: string detail = 3;
    */
   detail: string;
+
+  /**
+   * What it counted within `window` (violations, requests, never-used scopes and audiences, ...).
+   *
+   * @generated from field: int64 count = 30;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Duration window = 31;
+   */
+  window?: Duration | undefined;
+
+  /**
+   * The agent's own baseline the count was compared with (per window), when the factor has one.
+   *
+   * @generated from field: double baseline = 32;
+   */
+  baseline: number;
 };
 
 /**
@@ -233,6 +270,342 @@ export const ListTrustScoresResponseSchema: GenMessage<ListTrustScoresResponse> 
   messageDesc(file_agentid_v1_activity, 7);
 
 /**
+ * UsageRecord counts identical decisions about one token.
+ *
+ * @generated from message agentid.v1.UsageRecord
+ */
+export type UsageRecord = Message<"agentid.v1.UsageRecord"> & {
+  /**
+   * @generated from oneof agentid.v1.UsageRecord.token
+   */
+  token: {
+    /**
+     * @generated from field: string token_id = 1;
+     */
+    value: string;
+    case: "tokenId";
+  } | {
+    /**
+     * SHA-256 of the token (32 bytes): for tokens whose id the reporter does not know.
+     *
+     * @generated from field: bytes token_sha256 = 2;
+     */
+    value: Uint8Array;
+    case: "tokenSha256";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * The audience the request was checked against (one of the key's audiences).
+   *
+   * @generated from field: string audience = 3;
+   */
+  audience: string;
+
+  /**
+   * The scope the request needed; empty when none.
+   *
+   * @generated from field: string scope = 4;
+   */
+  scope: string;
+
+  /**
+   * @generated from field: agentid.v1.UsageOutcome outcome = 5;
+   */
+  outcome: UsageOutcome;
+
+  /**
+   * USAGE_OUTCOME_INACTIVE only.
+   *
+   * @generated from field: agentid.v1.InactiveReason inactive_reason = 6;
+   */
+  inactiveReason: InactiveReason;
+
+  /**
+   * 1 to 1,000,000.
+   *
+   * @generated from field: int64 count = 7;
+   */
+  count: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp first_seen = 8;
+   */
+  firstSeen?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_seen = 9;
+   */
+  lastSeen?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message agentid.v1.UsageRecord.
+ * Use `create(UsageRecordSchema)` to create a new message.
+ */
+export const UsageRecordSchema: GenMessage<UsageRecord> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 8);
+
+/**
+ * @generated from message agentid.v1.ReportUsageRequest
+ */
+export type ReportUsageRequest = Message<"agentid.v1.ReportUsageRequest"> & {
+  /**
+   * At most 10,000.
+   *
+   * @generated from field: repeated agentid.v1.UsageRecord records = 1;
+   */
+  records: UsageRecord[];
+
+  /**
+   * Requests the reporter decided but could not keep counts for (its buffer was full), since
+   * its previous report. Logged and kept with the reporter's summaries; never attributed.
+   *
+   * @generated from field: int64 dropped = 2;
+   */
+  dropped: bigint;
+};
+
+/**
+ * Describes the message agentid.v1.ReportUsageRequest.
+ * Use `create(ReportUsageRequestSchema)` to create a new message.
+ */
+export const ReportUsageRequestSchema: GenMessage<ReportUsageRequest> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 9);
+
+/**
+ * @generated from message agentid.v1.ReportUsageResponse
+ */
+export type ReportUsageResponse = Message<"agentid.v1.ReportUsageResponse"> & {
+  /**
+   * Records applied.
+   *
+   * @generated from field: int64 accepted = 1;
+   */
+  accepted: bigint;
+
+  /**
+   * Records about tokens this key cannot see, or that do not exist.
+   *
+   * @generated from field: int64 rejected = 2;
+   */
+  rejected: bigint;
+
+  /**
+   * Records whose first_seen/last_seen were outside the accepted window.
+   *
+   * @generated from field: int64 stale = 3;
+   */
+  stale: bigint;
+};
+
+/**
+ * Describes the message agentid.v1.ReportUsageResponse.
+ * Use `create(ReportUsageResponseSchema)` to create a new message.
+ */
+export const ReportUsageResponseSchema: GenMessage<ReportUsageResponse> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 10);
+
+/**
+ * @generated from message agentid.v1.GetActivityRequest
+ */
+export type GetActivityRequest = Message<"agentid.v1.GetActivityRequest"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Unset: the last hour.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 2;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp until = 3;
+   */
+  until?: Timestamp | undefined;
+
+  /**
+   * 1 to 5000; 0 means 1000.
+   *
+   * @generated from field: int32 page_size = 4;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message agentid.v1.GetActivityRequest.
+ * Use `create(GetActivityRequestSchema)` to create a new message.
+ */
+export const GetActivityRequestSchema: GenMessage<GetActivityRequest> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 11);
+
+/**
+ * UsageCount is one line of a usage summary.
+ *
+ * @generated from message agentid.v1.UsageCount
+ */
+export type UsageCount = Message<"agentid.v1.UsageCount"> & {
+  /**
+   * @generated from field: string audience = 1;
+   */
+  audience: string;
+
+  /**
+   * @generated from field: string scope = 2;
+   */
+  scope: string;
+
+  /**
+   * allowed, scope_not_granted, audience_mismatch, or inactive:<reason>.
+   *
+   * @generated from field: string outcome = 3;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: int64 count = 4;
+   */
+  count: bigint;
+
+  /**
+   * report (a resource server's usage report) or introspect (counted by Introspect).
+   *
+   * @generated from field: string source = 5;
+   */
+  source: string;
+};
+
+/**
+ * Describes the message agentid.v1.UsageCount.
+ * Use `create(UsageCountSchema)` to create a new message.
+ */
+export const UsageCountSchema: GenMessage<UsageCount> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 12);
+
+/**
+ * UsageSummary is what one resource server saw an agent do in one time bucket, as logged.
+ *
+ * @generated from message agentid.v1.UsageSummary
+ */
+export type UsageSummary = Message<"agentid.v1.UsageSummary"> & {
+  /**
+   * The reporting resource server (key:<id>).
+   *
+   * @generated from field: string reporter = 1;
+   */
+  reporter: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp bucket_start = 2;
+   */
+  bucketStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Duration bucket = 3;
+   */
+  bucket?: Duration | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp first_seen = 4;
+   */
+  firstSeen?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_seen = 5;
+   */
+  lastSeen?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 total = 6;
+   */
+  total: bigint;
+
+  /**
+   * @generated from field: repeated agentid.v1.UsageCount counts = 7;
+   */
+  counts: UsageCount[];
+};
+
+/**
+ * Describes the message agentid.v1.UsageSummary.
+ * Use `create(UsageSummarySchema)` to create a new message.
+ */
+export const UsageSummarySchema: GenMessage<UsageSummary> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 13);
+
+/**
+ * ActivityEvent is one line of an agent's timeline.
+ *
+ * @generated from message agentid.v1.ActivityEvent
+ */
+export type ActivityEvent = Message<"agentid.v1.ActivityEvent"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 1;
+   */
+  at?: Timestamp | undefined;
+
+  /**
+   * usage, trust_score, policy (a revocation by a policy), revoked, token, registered, report.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * One line for humans.
+   *
+   * @generated from field: string summary = 3;
+   */
+  summary: string;
+
+  /**
+   * The transparency log's leaf index, for events that are log entries (0 otherwise: score
+   * history is not in the log).
+   *
+   * @generated from field: uint64 seq = 4;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: agentid.v1.UsageSummary usage = 5;
+   */
+  usage?: UsageSummary | undefined;
+
+  /**
+   * @generated from field: agentid.v1.TrustScore trust_score = 6;
+   */
+  trustScore?: TrustScore | undefined;
+};
+
+/**
+ * Describes the message agentid.v1.ActivityEvent.
+ * Use `create(ActivityEventSchema)` to create a new message.
+ */
+export const ActivityEventSchema: GenMessage<ActivityEvent> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 14);
+
+/**
+ * @generated from message agentid.v1.GetActivityResponse
+ */
+export type GetActivityResponse = Message<"agentid.v1.GetActivityResponse"> & {
+  /**
+   * @generated from field: repeated agentid.v1.ActivityEvent events = 1;
+   */
+  events: ActivityEvent[];
+};
+
+/**
+ * Describes the message agentid.v1.GetActivityResponse.
+ * Use `create(GetActivityResponseSchema)` to create a new message.
+ */
+export const GetActivityResponseSchema: GenMessage<GetActivityResponse> = /*@__PURE__*/
+  messageDesc(file_agentid_v1_activity, 15);
+
+/**
  * ActivityKind classifies a report.
  *
  * @generated from enum agentid.v1.ActivityKind
@@ -265,13 +638,61 @@ export const ActivityKindSchema: GenEnum<ActivityKind> = /*@__PURE__*/
   enumDesc(file_agentid_v1_activity, 0);
 
 /**
+ * UsageOutcome is what a resource server decided about a request.
+ *
+ * @generated from enum agentid.v1.UsageOutcome
+ */
+export enum UsageOutcome {
+  /**
+   * @generated from enum value: USAGE_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The token was active and carried the scope.
+   *
+   * @generated from enum value: USAGE_OUTCOME_ALLOWED = 1;
+   */
+  ALLOWED = 1,
+
+  /**
+   * The token was active but lacked the scope asked for: a scope violation.
+   *
+   * @generated from enum value: USAGE_OUTCOME_SCOPE_NOT_GRANTED = 2;
+   */
+  SCOPE_NOT_GRANTED = 2,
+
+  /**
+   * The token was active but not for this audience.
+   *
+   * @generated from enum value: USAGE_OUTCOME_AUDIENCE_MISMATCH = 3;
+   */
+  AUDIENCE_MISMATCH = 3,
+
+  /**
+   * The token was inactive; inactive_reason says why.
+   *
+   * @generated from enum value: USAGE_OUTCOME_INACTIVE = 4;
+   */
+  INACTIVE = 4,
+}
+
+/**
+ * Describes the enum agentid.v1.UsageOutcome.
+ */
+export const UsageOutcomeSchema: GenEnum<UsageOutcome> = /*@__PURE__*/
+  enumDesc(file_agentid_v1_activity, 1);
+
+/**
  * ActivityService takes reports about agents' behaviour and serves their trust scores.
  *
  * @generated from service agentid.v1.ActivityService
  */
 export const ActivityService: GenService<{
   /**
-   * ReportActivity records an incident; policies are evaluated at once.
+   * ReportActivity records an incident; policies are evaluated at once. A resource_server key
+   * reports by token (token_id or token) and only about tokens that list one of its audiences;
+   * any other token is answered NOT_FOUND, exactly like one that does not exist.
    *
    * @generated from rpc agentid.v1.ActivityService.ReportActivity
    */
@@ -279,6 +700,44 @@ export const ActivityService: GenService<{
     methodKind: "unary";
     input: typeof ReportActivityRequestSchema;
     output: typeof ReportActivityResponseSchema;
+  },
+  /**
+   * ReportUsage takes a batch of usage counts from a resource server: what it decided about each
+   * token, per audience, scope and outcome. The resource-server SDK calls it about once a second;
+   * any resource server may call it directly (docs/activity.md has the contract).
+   *
+   * - Records name a token by token_id or by token_sha256 (SHA-256 of the token, never the token).
+   * - A resource_server key may report only tokens that list one of its audiences, and only for
+   *   those audiences. Records about any other token, or a token that does not exist, are not
+   *   applied and are counted in `rejected`, with no other sign of why: the reply is the same
+   *   whether the token exists or not.
+   * - Counts are 1 to 1,000,000 per record; at most 10,000 records per request. A record outside
+   *   these bounds, or with an unknown outcome, fails the whole request with INVALID_ARGUMENT
+   *   naming the field (records[i].count, ...).
+   * - Records are counted in the server's current time bucket. first_seen/last_seen must lie
+   *   within the last 24 hours and no more than 5 minutes ahead of the server's clock; a record
+   *   outside is not applied and is counted in `stale` (a reporter that was cut off for a day
+   *   loses those counts, and says so).
+   * - Idempotence is not provided: a batch sent twice is counted twice. Retry only on
+   *   UNAVAILABLE before the server answered.
+   *
+   * @generated from rpc agentid.v1.ActivityService.ReportUsage
+   */
+  reportUsage: {
+    methodKind: "unary";
+    input: typeof ReportUsageRequestSchema;
+    output: typeof ReportUsageResponseSchema;
+  },
+  /**
+   * GetActivity returns an agent's timeline for investigators: usage summaries, trust score
+   * changes, policy decisions, reports, issuance and the kill, oldest first.
+   *
+   * @generated from rpc agentid.v1.ActivityService.GetActivity
+   */
+  getActivity: {
+    methodKind: "unary";
+    input: typeof GetActivityRequestSchema;
+    output: typeof GetActivityResponseSchema;
   },
   /**
    * GetTrustScore returns the agent's current score with each factor's contribution.

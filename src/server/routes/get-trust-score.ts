@@ -6,8 +6,7 @@ import { trustScoreMessage } from "../messages.js";
 
 export function getTrustScoreRoute(ctx: AppContext) {
   return async (req: GetTrustScoreRequest): Promise<MessageInitShape<typeof GetTrustScoreResponseSchema>> => {
-    // Computed fresh (and recorded), so age and rate factors are current.
-    const { trust } = await ctx.activity.evaluate(requireAgentId("agent_id", req.agentId));
-    return { trustScore: trustScoreMessage(trust) };
+    // Computed fresh, so age and rate are current; reading writes nothing (history records changes as activity arrives).
+    return { trustScore: trustScoreMessage(await ctx.activity.score(requireAgentId("agent_id", req.agentId))) };
   };
 }

@@ -6,24 +6,28 @@ import { requireWords } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 import { introspectResponse } from "../messages.js";
+import { boundAudiences } from "../auth.js";
 
 export function introspectRoute(ctx: AppContext) {
   return async (req: IntrospectRequest, call: CallContext): Promise<MessageInitShape<typeof IntrospectResponseSchema>> => {
     // An empty or malformed token is an answer (MALFORMED), not an error: RFC 7662 says inactive.
     if (req.token.length > 4096) throw invalidArgument("token", "must be at most 4096 characters");
     if (req.requiredScope) requireWords("required_scope", [req.requiredScope], 128, 1);
-    const caller = call.caller;
-    const audiences = caller?.kind === "key" && caller.role === "resource_server" ? caller.audiences : undefined;
+    const audiences = boundAudiences(call.caller);
     const answer = await introspect(ctx.tokenLookup, req.token, req.requiredScope, audiences);
+    ctx.metrics?.introspection("rpc", answer);
     const t = answer.token;
     if (t) {
-      ctx.activity.countIntrospection(t.agentId);
-      if (answer.inactiveReason === "SCOPE_NOT_GRANTED") {
-        // Policies act on it at once, but the caller does not wait for them.
-        ctx.activity
-          .report(t.agentId, "scope_violation", `required scope ${req.requiredScope} not granted to token ${t.id}`, call.principal)
-          .catch((err: Error) => ctx.logger.warn({ err: err.message, agentId: t.agentId }, "recording a scope violation failed"));
-      }
+      // Counted in memory and written with the next batch: a read never turns into a write here,
+      // and a refused scope reaches the policies through the same path as reported usage.
+      const reason = answer.inactiveReason;
+      ctx.activity.countIntrospection({
+        agentId: t.agentId,
+        reporter: call.principal,
+        audience: (audiences && t.audiences.find((a) => audiences.includes(a))) ?? "",
+        scope: req.requiredScope,
+        outcome: answer.active ? "allowed" : reason === "SCOPE_NOT_GRANTED" ? "scope_not_granted" : `inactive:${(reason ?? "unknown_token").toLowerCase()}`,
+      });
     }
     return introspectResponse(answer);
   };

@@ -41,6 +41,6 @@ export function revokeRoute(ctx: AppContext) {
       },
       "revoked",
     );
-    return { revision: result.revision, tokensRevoked: result.tokensRevoked };
+    return { revision: result.revision, tokensRevoked: result.tokensRevoked, alreadyRevoked: result.alreadyRevoked };
   };
 }

@@ -1,0 +1,180 @@
+// nginx auth_request end to end: a real nginx (Debian's nginx-light) in front of a small upstream,
+// asking agentid's GET /auth about every request.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import http from "node:http";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
+import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { freePort } from "../bench/lib/cluster.js";
+
+function findNginx(): string | undefined {
+  for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]) if (existsSync(p)) return p;
+  const which = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" });
+  return which.status === 0 ? which.stdout.trim() : undefined;
+}
+const NGINX = findNginx();
+if (!NGINX) {
+  console.warn("test/nginx.test.ts: skipped: no nginx binary (install it with `apt-get install -y nginx-light`; .ci/run does)");
+}
+
+/** The nginx configuration docs/gateways.md shows, with this test's ports, key and folder. */
+function nginxConf(o: { dir: string; port: number; agentid: number; upstream: number; key: string }): string {
+  return `
+daemon off;
+master_process off;
+pid ${o.dir}/nginx.pid;
+error_log ${o.dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log ${o.dir}/access.log;
+  client_body_temp_path ${o.dir}/body;
+  proxy_temp_path ${o.dir}/proxy;
+  fastcgi_temp_path ${o.dir}/fastcgi;
+  uwsgi_temp_path ${o.dir}/uwsgi;
+  scgi_temp_path ${o.dir}/scgi;
+
+  upstream orders { server 127.0.0.1:${o.upstream}; }
+
+  server {
+    listen 127.0.0.1:${o.port};
+
+    location /orders/ {
+      set $agentid_scope "orders:read";
+      auth_request /_agentid;
+      include ${o.dir}/agentid-upstream.conf;
+    }
+    location /admin/ {
+      set $agentid_scope "orders:admin";
+      auth_request /_agentid;
+      include ${o.dir}/agentid-upstream.conf;
+    }
+
+    # The check: the agent's Authorization header goes along; nginx adds its own key and the
+    # location's scope (a subrequest sees the variables its request set).
+    location = /_agentid {
+      internal;
+      proxy_pass http://127.0.0.1:${o.agentid}/auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Agentid-Api-Key "${o.key}";
+      proxy_set_header X-Agentid-Scope $agentid_scope;
+    }
+  }
+}
+`;
+}
+
+const UPSTREAM_CONF = `
+auth_request_set $agentid_agent_id $upstream_http_x_agentid_agent_id;
+auth_request_set $agentid_token_id $upstream_http_x_agentid_token_id;
+auth_request_set $agentid_scopes $upstream_http_x_agentid_scopes;
+proxy_set_header X-Agentid-Agent-Id $agentid_agent_id;
+proxy_set_header X-Agentid-Token-Id $agentid_token_id;
+proxy_set_header X-Agentid-Scopes $agentid_scopes;
+proxy_pass http://orders;
+`;
+
+function waitForPort(port: number, child: ChildProcess, dir: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      if (child.exitCode !== null) {
+        readFile(join(dir, "error.log"), "utf8").then((log) => reject(new Error(`nginx exited: ${log}`)), reject);
+        return;
+      }
+      const s = connect(port, "127.0.0.1");
+      s.once("connect", () => (s.destroy(), resolve()));
+      s.once("error", () => (Date.now() > deadline ? reject(new Error("nginx did not start")) : setTimeout(attempt, 50)));
+    };
+    attempt();
+  });
+}
+
+describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
+  let h: Harness;
+  let dir: string;
+  let nginx: ChildProcess;
+  let upstream: http.Server;
+  let front: string;
+  let agentId: string;
+  const seen: http.IncomingHttpHeaders[] = [];
+
+  beforeAll(async () => {
+    h = await startHarness();
+    const keys = createClient(KeyService, createConnectTransport({ baseUrl: `http://127.0.0.1:${h.server.httpPort}`, httpVersion: "1.1", interceptors: [bearer(h.adminKey)] }));
+    const key = (await keys.createApiKey({ name: "nginx", role: Role.RESOURCE_SERVER, audiences: ["orders"] })).secret;
+    agentId = (await h.grpc.agents.registerAgent({ name: "nginx agent", publicKey: publicKey() })).agent!.agentId;
+
+    upstream = http.createServer((req, res) => {
+      seen.push(req.headers);
+      res.writeHead(200, { "content-type": "text/plain" }).end(`order for ${req.headers["x-agentid-agent-id"]}`);
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    dir = await mkdtemp(join(tmpdir(), "agentid-nginx-"));
+    const port = await freePort();
+    await writeFile(join(dir, "agentid-upstream.conf"), UPSTREAM_CONF);
+    await writeFile(join(dir, "nginx.conf"), nginxConf({ dir, port, agentid: h.server.httpPort, upstream: (upstream.address() as { port: number }).port, key }));
+    nginx = spawn(NGINX!, ["-p", dir, "-e", join(dir, "error.log"), "-c", join(dir, "nginx.conf")], { stdio: "ignore" });
+    await waitForPort(port, nginx, dir);
+    front = `http://127.0.0.1:${port}`;
+  });
+
+  afterAll(async () => {
+    if (nginx && nginx.exitCode === null) {
+      const exited = new Promise((r) => nginx.once("exit", r));
+      nginx.kill("SIGTERM");
+      await exited;
+    }
+    upstream?.close();
+    await h?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const get = (path: string, token?: string) => fetch(front + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const issue = (scopes: string[], audiences = ["orders"]) => h.grpc.tokens.issue({ agentId, scopes, audiences });
+
+  it("lets a valid token through, with the agent's identity for the upstream", async () => {
+    const t = await issue(["orders:read"]);
+    const res = await get("/orders/42", t.token);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe(`order for ${agentId}`);
+    const headers = seen.at(-1)!;
+    expect(headers["x-agentid-agent-id"]).toBe(agentId);
+    expect(headers["x-agentid-token-id"]).toBe(t.tokenId);
+    expect(headers["x-agentid-scopes"]).toBe("orders:read");
+  });
+
+  it("refuses no token, an unknown or another audience's token (401) and a missing scope (403)", async () => {
+    const before = seen.length;
+    const noToken = await get("/orders/42");
+    expect(noToken.status).toBe(401);
+    expect(noToken.headers.get("www-authenticate")).toBe("Bearer");
+    expect((await get("/orders/42", "at_not_a_real_token")).status).toBe(401);
+    const other = await issue(["orders:read"], ["billing"]);
+    expect((await get("/orders/42", other.token)).status).toBe(401);
+    const reader = await issue(["orders:read"]);
+    const admin = await get("/admin/settings", reader.token);
+    expect(admin.status).toBe(403);
+    expect(seen.length).toBe(before);
+  });
+
+  it("refuses a revoked token, and a revocation takes effect on the next request", async () => {
+    const t = await issue(["orders:read"]);
+    expect((await get("/orders/1", t.token)).status).toBe(200);
+    await h.grpc.tokens.revoke({ target: { case: "tokenId", value: t.tokenId }, reason: "nginx test" });
+    expect((await get("/orders/1", t.token)).status).toBe(401);
+
+    const t2 = await issue(["orders:read"]);
+    expect((await get("/orders/2", t2.token)).status).toBe(200);
+    await h.grpc.tokens.revoke({ target: { case: "agentId", value: agentId }, reason: "kill switch" });
+    expect((await get("/orders/2", t2.token)).status).toBe(401);
+  });
+});
