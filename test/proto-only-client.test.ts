@@ -46,7 +46,7 @@ describe("a client that has only the .proto files", () => {
     const stream = revocations.WatchRevocations({ afterRevision: 0 }, md);
     const seen = new Promise<any>((resolve) => // eslint-disable-line @typescript-eslint/no-explicit-any
       stream.on("data", (m: any) => { // eslint-disable-line @typescript-eslint/no-explicit-any
-        const e = m.events.find((e: any) => e.tokenId === issued.tokenId); // eslint-disable-line @typescript-eslint/no-explicit-any
+        const e = (m.events ?? []).find((x: any) => x.tokenId === issued.tokenId); // eslint-disable-line @typescript-eslint/no-explicit-any
         if (e) resolve(e);
       }),
     );
