@@ -23,10 +23,10 @@ const s = await openSequencedDb(o.concurrency + 4);
 try {
   const agents = await Promise.all(
     Array.from({ length: o.concurrency }, (_, i) =>
-      registerAgent(s.db, { name: `bench-${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: [] }, "bench"),
+      registerAgent(s.db, { name: `bench-${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: ["read"], allowedAudiences: ["api"] }, "bench"),
     ),
   );
-  const req = (i: number) => ({ agentId: agents[i % agents.length]!.id, scopes: ["read"], audiences: ["api"], ttlMs: 3_600_000, selfIssued: false });
+  const req = (i: number) => ({ agentId: agents[i % agents.length]!.id, scopes: ["read"], audiences: ["api"], ttlMs: 3_600_000 });
   const tokenOnly = (i: number) => {
     const r = req(i);
     const now = new Date();

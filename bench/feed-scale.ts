@@ -72,6 +72,7 @@ const server = await startAgentid({
   AGENTID_DB_POOL_SIZE: "20",
   AGENTID_MAX_WATCHERS: "20000",
   AGENTID_MAX_WATCHERS_PER_CONNECTION: "20000",
+  AGENTID_MAX_WATCHERS_PER_KEY: "20000",
   AGENTID_WATCH_QUEUE_LIMIT: "10000",
   LOG_LEVEL: "warn",
 });
@@ -87,7 +88,7 @@ try {
   const agents = createClient(AgentService, transport);
   const tokens = createClient(TokenService, transport);
   const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
-  const { agent } = await agents.registerAgent({ name: "feed-scale", publicKey: new Uint8Array(pub) });
+  const { agent } = await agents.registerAgent({ name: "feed-scale", publicKey: new Uint8Array(pub), allowedScopes: ["read"], allowedAudiences: ["bench"] });
   const agentId = agent!.agentId;
   async function issue(n: number): Promise<string[]> {
     const out: string[] = [];

@@ -67,7 +67,7 @@ try {
   const tokens = createClient(TokenService, transport);
   const rsKey = (await createClient(KeyService, transport).createApiKey({ name: "bench", role: Role.RESOURCE_SERVER, audiences: ["bench"] })).secret;
   const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
-  const { agent } = await agents.registerAgent({ name: "bench", publicKey: pub });
+  const { agent } = await agents.registerAgent({ name: "bench", publicKey: pub, allowedScopes: ["read"], allowedAudiences: ["bench"] });
   const agentId = agent!.agentId;
   const issued: string[] = [];
   for (let i = 0; i < tokenCount; i += 200) {

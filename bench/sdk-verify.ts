@@ -55,7 +55,7 @@ export async function sdkVerify(full: boolean): Promise<SdkVerifyResult> {
     });
     const rsKey = (await createClient(KeyService, transport).createApiKey({ name: "rs", role: Role.RESOURCE_SERVER, audiences: ["bench"] })).secret;
     const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
-    const agentId = (await createClient(AgentService, transport).registerAgent({ name: "bench", publicKey: pub })).agent!.agentId;
+    const agentId = (await createClient(AgentService, transport).registerAgent({ name: "bench", publicKey: pub, allowedScopes: ["read"], allowedAudiences: ["bench"] })).agent!.agentId;
     const tokens = createClient(TokenService, transport);
     const issued = await Promise.all(Array.from({ length: 1000 }, () => tokens.issue({ agentId, scopes: ["read"], audiences: ["bench"] })));
 

@@ -22,7 +22,7 @@ AGENTID_API_KEY="$RS_KEY" AGENTID_GRPC=http://127.0.0.1:15051 PORT=13000 node --
 until curl -s -o /dev/null http://127.0.0.1:13000/metrics; do sleep 0.2; done
 
 # 3. An agent and its token.
-AGENT=$(node bin/agentid.js agent register --name billing-bot --key-out "$WORK/bot.pem")
+AGENT=$(node bin/agentid.js agent register --name billing-bot --key-out "$WORK/bot.pem" --scope orders:read --audience https://orders.example.com 2>/dev/null)
 TOKEN=$(node bin/agentid.js token issue --agent "$AGENT" --scope orders:read --audience https://orders.example.com --ttl 15m)
 
 # 4. The agent calls the API: the first call is introspected, the rest come from the cache.

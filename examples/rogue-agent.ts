@@ -72,7 +72,12 @@ export async function runRogueAgent(o: RogueAgentOptions): Promise<RogueAgentRes
     if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
   });
   const pub = new Uint8Array(generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32));
-  const { agent } = await agents.registerAgent({ name: "support-bot", publicKey: pub });
+  const { agent } = await agents.registerAgent({
+    name: "support-bot",
+    publicKey: pub,
+    allowedScopes: ["orders:read", "customers:read", "customers:export"],
+    allowedAudiences: [AUDIENCE],
+  });
   const agentId = agent!.agentId;
   const { token } = await createClient(TokenService, admin).issue({
     agentId,

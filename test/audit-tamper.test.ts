@@ -6,10 +6,11 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
 import pg from "pg";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { verifyLog, type VerifyReport } from "../src/audit/verify.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
+import { dataDirFor } from "../bench/lib/cluster.js";
 
 // Tampering happens directly in PostgreSQL, as an insider with database access would do it.
 
@@ -49,7 +50,7 @@ async function setup(opts: { databaseUrl?: string; checkpointEach?: boolean } = 
   // 13 entries: the bootstrap admin key (seq 0), 3 registrations, 6 issuances, a token revocation, an agent revocation, 1 more issue.
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) {
-    ids.push((await h.grpc.agents.registerAgent({ name: `agent-${i}`, publicKey: publicKey() })).agent!.agentId);
+    ids.push((await h.grpc.agents.registerAgent({ name: `agent-${i}`, publicKey: publicKey(), allowedScopes: ["s"] })).agent!.agentId);
     await cp();
   }
   const tokens: string[] = [];
@@ -73,7 +74,7 @@ async function verify(s: Setup): Promise<VerifyReport> {
 }
 
 /** The seqs the verifier named, in order. */
-const named = (r: VerifyReport) => r.problems.filter((p) => p.seq !== undefined).map((p) => Number(p.seq));
+const named = (r: VerifyReport) => [...new Set(r.problems.filter((p) => p.seq !== undefined).map((p) => Number(p.seq)))];
 
 /** What an attacker who knows the documented encoding would store as the leaf hash. */
 function forgeLeafHash(row: Record<string, unknown>): Buffer {
@@ -203,27 +204,73 @@ describe("audit verify", () => {
     expect(named(r)).toEqual([5, 6, 7, 8, 9, 10, 11, 12, 13]);
   });
 
-  it("detects history rewritten behind a restarted server, against the checkpoint saved earlier", async () => {
-    const s = await setup({ checkpointEach: true });
-    await s.sql.query(`update audit_entries set reason = 'scheduled maintenance' where seq = 10`);
-    await rehash(s.sql, 10);
-    // The restarted server believes the database and signs the rewritten tree.
+  /** Stops the server and starts another on the same database (and data folder). */
+  async function restart(s: Setup, opts: { forgetRecord?: boolean } = {}): Promise<Setup> {
     const url = s.h.databaseUrl;
     await s.sql.end();
     await s.h.close();
     open.splice(open.indexOf(s), 1);
+    if (opts.forgetRecord) await rm(join(dataDirFor(url), "audit-checkpoint"), { force: true });
     const s2 = await setup({ databaseUrl: url });
     s2.saved = s.saved;
-    expect(s2.h.logs.join("")).toContain("does not match its last signed checkpoint");
+    return s2;
+  }
+
+  it("the insider rewrite of the issue (entry and leaf hash rewritten, checkpoints deleted, restart) is named exactly", async () => {
+    const s = await setup({ checkpointEach: true });
+    await s.sql.query(`update audit_entries set actor = 'key:someone', reason = 'routine decommission' where seq = 10`);
+    await rehash(s.sql, 10);
+    await s.sql.query("delete from audit_checkpoints");
+    const s2 = await restart(s);
+    // The server's tree kept the hash it committed to, so the rewritten entry stands out, with or
+    // without a checkpoint saved before.
+    for (const r of [await verifyLog(s2.audit, { pageSize: 5 }), await verify(s2)]) {
+      expect(r.ok).toBe(false);
+      expect(named(r)[0]).toBe(10);
+      expect(r.problems[0]!.message).toContain("does not match the leaf hash");
+      expect(r.problems.map((p) => p.message).join("\n")).not.toContain("or a later entry");
+    }
+    expect(named(await verify(s2))).toEqual([10]);
+  });
+
+  it("refuses, loudly, to sign a tree whose stored hashes were rewritten too, and never re-signs it", async () => {
+    const s = await setup({ checkpointEach: true });
+    await s.sql.query(`update audit_entries set reason = 'routine decommission' where seq = 10`);
+    await rehash(s.sql, 10);
+    await s.sql.query("update audit_tree set hash = (select leaf_hash from audit_entries where seq = 10) where height = 0 and idx = 10");
+    await s.sql.query("delete from audit_checkpoints");
+    const s2 = await restart(s);
+    expect(s2.h.logs.join("")).toContain("REFUSING TO SIGN the audit log");
+    const err = await s2.audit.getCheckpoint({}).catch((e: unknown) => ConnectError.from(e));
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.FailedPrecondition);
+    expect((err as ConnectError).rawMessage).toMatch(/does not extend the checkpoint of 13 entries this server signed/);
+    // New entries do not change that: history below 13 stays rewritten.
+    await s2.h.grpc.agents.registerAgent({ name: "after", publicKey: publicKey() });
+    await expect(s2.audit.getCheckpoint({})).rejects.toThrow(/refuses to sign/);
+    const { rows } = await s2.sql.query("select count(*)::int as n from audit_checkpoints");
+    expect(rows[0].n).toBe(0);
     const r = await verify(s2);
     expect(r.ok).toBe(false);
-    expect(r.problems.map((p) => p.message).join("\n")).toMatch(/history before entry 13 was rewritten/);
-    expect(r.problems.map((p) => p.message).join("\n")).toMatch(/not consistent with the saved one/);
-    // The server's older signed checkpoints pin it down: 0..9 still match the one at size 10.
-    expect(named(r)).toEqual([10]);
-    expect(r.problems[0]!.message).toContain("was rewritten");
-    // Without the saved checkpoint the rewritten log is self-consistent: that is what saving one is for.
-    expect((await verifyLog(s2.audit)).ok).toBe(true);
+    expect(r.problems.map((p) => p.message).join("\n")).toMatch(/refuses to sign/);
+  });
+
+  it("names the rewritten range from older checkpoints when the stored hashes were rewritten too", async () => {
+    const s = await setup({ checkpointEach: true });
+    await s.sql.query(`update audit_entries set reason = 'routine decommission' where seq = 11`);
+    await rehash(s.sql, 11);
+    await s.sql.query("update audit_tree set hash = (select leaf_hash from audit_entries where seq = 11) where height = 0 and idx = 11");
+    // With the key, its record and every checkpoint from 11 on gone, the server signs the rewrite.
+    await s.sql.query("delete from audit_checkpoints where tree_size > 11");
+    const s2 = await restart(s, { forgetRecord: true });
+    // (14 entries: the restart created an admin key.)
+    expect((await s2.audit.getCheckpoint({})).checkpoint!.treeSize).toBe(14n);
+    const r = await verify(s2);
+    expect(r.ok).toBe(false);
+    const text = r.problems.map((p) => (p.seq === undefined ? p.message : `entry ${p.seq}: ${p.message}`)).join("\n");
+    expect(text).toMatch(/entry 11: or a later entry up to 12 was rewritten/);
+    expect(text).toMatch(/not consistent with the saved checkpoint/);
+    expect(text).not.toMatch(/entry 13: or a later entry up to 12/);
   });
 
   it("runs from the CLI: saves a checkpoint, passes, then fails naming the changed entry", async () => {
@@ -247,6 +294,9 @@ describe("audit verify", () => {
       expect(bad.code).toBe(1);
       expect(bad.stdout).toContain("FAILED");
       expect(bad.stdout).toMatch(/^entry 10: /m);
+      const viaTiles = await cli(s, "audit", "verify", "--tiles", "--checkpoint", file);
+      expect(viaTiles.code).toBe(1);
+      expect(viaTiles.stdout).toMatch(/^entry 10: /m);
 
       // A saved checkpoint altered by hand is refused.
       await writeFile(file, (await readFile(file, "utf8")).replace("\n13\n", "\n12\n"));
@@ -256,7 +306,7 @@ describe("audit verify", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
+  }, 90_000);
 
   it("prints an agent's history as a timeline, without the token", async () => {
     const s = await setup();
@@ -271,5 +321,5 @@ describe("audit verify", () => {
     const all = await cli(s, "audit", "log", "--json");
     expect(all.stdout.trim().split("\n")).toHaveLength(13);
     expect(all.stdout).not.toContain(s.token);
-  });
+  }, 90_000);
 });

@@ -188,7 +188,7 @@ async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
 describe("transparency log entries", () => {
   it("records every change with actor, reason and token id, in the same transaction, and never the token", async () => {
     const c = h.grpc;
-    const { agent } = await c.agents.registerAgent({ name: "audited", publicKey: publicKey(), labels: { team: "ops" } });
+    const { agent } = await c.agents.registerAgent({ name: "audited", publicKey: publicKey(), labels: { team: "ops" }, allowedScopes: ["orders:read"], allowedAudiences: ["api"] });
     const id = agent!.agentId;
     const t1 = await c.tokens.issue({ agentId: id, scopes: ["orders:read"], audiences: ["api"] });
     const t2 = await c.tokens.issue({ agentId: id });
@@ -372,7 +372,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
     // tree_size 0 means the latest checkpoint.
     const latest = await audit.getInclusionProof({ leafIndex: 0n, treeSize: 0n });
     expect(latest.treeSize).toBeGreaterThanOrEqual(BigInt(n));
-  });
+  }, 120_000);
 
   it("serves consistency proofs equal to PROOF(m, D[n]) that verify per RFC 9162, for every pair of sizes", async () => {
     const { checkpoint } = await audit.getCheckpoint({});
@@ -390,7 +390,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
         }
       }
     }
-  });
+  }, 120_000);
 
   it("signs new checkpoints on its own, at least every second while entries arrive", async () => {
     const { agent } = await h.grpc.agents.registerAgent({ name: "ticker", publicKey: publicKey() });

@@ -116,9 +116,9 @@ const allowed: Record<string, ("admin" | "issuer" | "resource_server")[]> = {
   "ActivityService.ReportUsage": ["admin", "resource_server"],
   "ActivityService.GetActivity": ["admin", "issuer"],
   "AuditService.GetCheckpoint": ["admin", "issuer", "resource_server"],
-  "AuditService.GetInclusionProof": ["admin", "issuer"],
+  "AuditService.GetInclusionProof": ["admin", "issuer", "resource_server"],
   "AuditService.GetConsistencyProof": ["admin", "issuer", "resource_server"],
-  "AuditService.ListEntries": ["admin", "issuer"],
+  "AuditService.ListEntries": ["admin", "issuer", "resource_server"],
   "AuditService.GetPublicKey": ["admin", "issuer", "resource_server"],
   "AuditService.ListCheckpoints": ["admin", "issuer", "resource_server"],
 };
@@ -175,7 +175,7 @@ describe("caller authentication", () => {
 
 describe("a resource server", () => {
   it("introspects only tokens for its audience; others look exactly like unknown tokens", async () => {
-    const agentId = (await admin().agents.registerAgent({ name: "aud", publicKey: publicKey() })).agent!.agentId;
+    const agentId = (await admin().agents.registerAgent({ name: "aud", publicKey: publicKey(), allowedAudiences: ["orders", "billing"] })).agent!.agentId;
     const mine = await admin().tokens.issue({ agentId, audiences: ["orders"] });
     const theirs = await admin().tokens.issue({ agentId, audiences: ["billing"] });
     const rs = clientsWith(rsKey);
@@ -191,17 +191,17 @@ describe("a resource server", () => {
 });
 
 describe("an agent proving possession of its key", () => {
-  async function registered(allowedScopes: string[]) {
+  async function registered(allowedScopes: string[], allowedAudiences: string[] = []) {
     const keys = agentKeys();
-    const { agent } = await admin().agents.registerAgent({ name: "self", publicKey: keys.publicKey, allowedScopes });
-    return { agentId: agent!.agentId, ...keys };
+    const { agent } = await admin().agents.registerAgent({ name: "self", publicKey: keys.publicKey, allowedScopes, allowedAudiences });
+    return { agentId: agent!.agentId, deploymentId: agent!.deploymentId, ...keys };
   }
 
   it("issues its own token with no API key, within its allowed scopes", async () => {
-    const a = await registered(["orders:read", "orders:write"]);
+    const a = await registered(["orders:read", "orders:write"], ["orders"]);
     const anon = h.as(undefined);
     for (const c of [anon.grpc, anon.connect]) {
-      const req = signedIssueRequest({ agentId: a.agentId, privateKey: a.privateKey, scopes: ["orders:read"], audiences: ["orders"], ttlMs: 60_000 });
+      const req = signedIssueRequest({ deploymentId: a.deploymentId, agentId: a.agentId, privateKey: a.privateKey, scopes: ["orders:read"], audiences: ["orders"], ttlMs: 60_000 });
       const res = await c.tokens.issue(req);
       const r = await admin().tokens.introspect({ token: res.token });
       expect(r).toMatchObject({ active: true, agentId: a.agentId, scopes: ["orders:read"] });
@@ -211,7 +211,7 @@ describe("an agent proving possession of its key", () => {
 
   it("cannot replay a signed request", async () => {
     const a = await registered(["s"]);
-    const req = signedIssueRequest({ agentId: a.agentId, privateKey: a.privateKey, scopes: ["s"] });
+    const req = signedIssueRequest({ deploymentId: a.deploymentId, agentId: a.agentId, privateKey: a.privateKey, scopes: ["s"] });
     const anon = h.as(undefined).connect;
     await anon.tokens.issue(req);
     const err = ConnectError.from(await anon.tokens.issue(req).catch((e) => e));
@@ -226,11 +226,11 @@ describe("an agent proving possession of its key", () => {
     const codeOfIssue = (req: Parameters<Clients["tokens"]["issue"]>[0]) => codeOf(anon.tokens.issue(req));
 
     // Signed by A's key for B's id.
-    expect(await codeOfIssue(signedIssueRequest({ agentId: b.agentId, privateKey: a.privateKey, scopes: ["s"] }))).toBe(Code.Unauthenticated);
+    expect(await codeOfIssue(signedIssueRequest({ deploymentId: a.deploymentId, agentId: b.agentId, privateKey: a.privateKey, scopes: ["s"] }))).toBe(Code.Unauthenticated);
     // Beyond the allowed scopes.
-    expect(await codeOfIssue(signedIssueRequest({ agentId: a.agentId, privateKey: a.privateKey, scopes: ["admin"] }))).toBe(Code.PermissionDenied);
+    expect(await codeOfIssue(signedIssueRequest({ deploymentId: a.deploymentId, agentId: a.agentId, privateKey: a.privateKey, scopes: ["admin"] }))).toBe(Code.PermissionDenied);
     // Altered after signing.
-    const altered = signedIssueRequest({ agentId: a.agentId, privateKey: a.privateKey, scopes: ["s"] });
+    const altered = signedIssueRequest({ deploymentId: a.deploymentId, agentId: a.agentId, privateKey: a.privateKey, scopes: ["s"] });
     altered.audiences = ["elsewhere"];
     expect(await codeOfIssue(altered)).toBe(Code.Unauthenticated);
     // Outside the clock-skew bound: re-sign with an old timestamp.
@@ -244,7 +244,7 @@ describe("an agent proving possession of its key", () => {
       proof: {
         signedAt: timestampFromMs(old),
         nonce,
-        signature: sign(null, issuePayload({ agentId: a.agentId, scopes: ["s"], audiences: [], ttlMs: 0, signedAtMs: old, nonce }), a.privateKey),
+        signature: sign(null, issuePayload({ deploymentId: a.deploymentId, agentId: a.agentId, scopes: ["s"], audiences: [], ttlMs: 0, signedAtMs: old, nonce }), a.privateKey),
       },
     });
     const err = ConnectError.from(await anon.tokens.issue(stale).catch((e) => e));
@@ -257,7 +257,7 @@ describe("an agent proving possession of its key", () => {
   it("is refused once killed", async () => {
     const a = await registered(["s"]);
     await admin().tokens.revoke({ target: { case: "agentId", value: a.agentId }, reason: "x" });
-    expect(await codeOf(h.as(undefined).grpc.tokens.issue(signedIssueRequest({ agentId: a.agentId, privateKey: a.privateKey, scopes: ["s"] })))).toBe(
+    expect(await codeOf(h.as(undefined).grpc.tokens.issue(signedIssueRequest({ deploymentId: a.deploymentId, agentId: a.agentId, privateKey: a.privateKey, scopes: ["s"] })))).toBe(
       Code.FailedPrecondition,
     );
   });

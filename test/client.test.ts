@@ -41,7 +41,12 @@ async function verifier(o: Partial<VerifierOptions> = {}): Promise<Verifier> {
 }
 
 async function agentWithTokens(n: number, opts: { scopes?: string[]; audiences?: string[]; ttlMs?: number } = {}) {
-  const { agent } = await h.grpc.agents.registerAgent({ name: "sdk-test", publicKey: publicKey() });
+  const { agent } = await h.grpc.agents.registerAgent({
+    name: "sdk-test",
+    publicKey: publicKey(),
+    allowedScopes: opts.scopes ?? ["orders:read"],
+    allowedAudiences: opts.audiences ?? ["https://api.example.com"],
+  });
   const tokens = await Promise.all(
     Array.from({ length: n }, () =>
       h.grpc.tokens.issue({

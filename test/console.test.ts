@@ -65,6 +65,7 @@ describe.skipIf(!chromium)("the console in Chromium", { timeout: 120_000 }, () =
       publicKey: publicKey(),
       labels: { team: "payments", env: "prod" },
       allowedScopes: ["orders:read", "invoices:write"],
+      allowedAudiences: ["orders"],
     });
     agentId = agent!.agentId;
     for (let i = 0; i < 3; i++) await h.connect.tokens.issue({ agentId, scopes: ["orders:read"], audiences: ["orders"] });

@@ -25,7 +25,7 @@ afterAll(() => h?.close());
 
 /** An agent with one token per audience list; records who may see what. */
 async function agentWith(audienceLists: string[][]) {
-  const { agent } = await h.grpc.agents.registerAgent({ name: "aud", publicKey: publicKey() });
+  const { agent } = await h.grpc.agents.registerAgent({ name: "aud", publicKey: publicKey(), allowedAudiences: [...new Set(audienceLists.flat())] });
   const agentId = agent!.agentId;
   const tokens: string[] = [];
   for (const audiences of audienceLists) {

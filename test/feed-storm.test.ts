@@ -58,7 +58,7 @@ function open(c: Ctl, o: { urls: string[]; n: number; key: string; retry?: unkno
 }
 
 /** Polls the fleet until `done` holds; a hang guard (not a timing claim) fails with the last report. */
-async function until(c: Ctl, done: (r: Report) => boolean, limitMs = 150_000, server?: Harness): Promise<Report> {
+async function until(c: Ctl, done: (r: Report) => boolean, limitMs = 300_000, server?: Harness): Promise<Report> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const r = await c.send<Report>({ cmd: "report" });
@@ -82,7 +82,7 @@ describe("reconnect storms", () => {
     const c = await fleet();
     const revoker = steadyRevoker(h.grpc, tokenIds, 10);
     await open(c, { urls: [`http://${h.grpcAddress}`], n: 10_000, key: h.adminKey });
-    await until(c, (r) => r.ready + r.closedEarly === 10_000, 150_000, h);
+    await until(c, (r) => r.ready + r.closedEarly === 10_000, 300_000, h);
     const revoked = await revoker.stop();
     // Revoke was never starved: every revocation asked for went through.
     expect(revoked.failures).toEqual([]);
@@ -92,22 +92,24 @@ describe("reconnect storms", () => {
     expect({ closed: r.closedEarly, gaps: r.gaps, unactionable: r.refusedWithoutAdvice, error: r.firstError }).toEqual({ closed: 0, gaps: 0, unactionable: 0, error: "" });
     expect(r.minLast).toBe(Number(revoked.lastRevision));
     const s = h.ctx.feed.stats();
+    console.log(`storm from 0: ${JSON.stringify(s)}; Revoke ${revoked.done}/${revoked.asked}`);
     // Grouped catch-up: reads grow with pages and rounds, not with streams (10,000 streams
     // replaying on their own would make at least 3 reads each).
     expect(s.catchUpReads).toBeLessThan(500);
     expect(s.refusals).toBe(0);
-  }, 300_000);
+  }, 600_000);
 
-  it("clients retrying aggressively (fixed 200-1000 ms) into a full waiting room: the storm dies out by itself", async () => {
-    // Room for 1,000 waiting subscribers: most of the 10,000 are refused at first, with a retry-after
-    // these clients ignore.
+  it("clients retrying aggressively (fixed 200-1000 ms) into a waiting room of 1,000: the storm dies out by itself", async () => {
+    // Whoever arrives while 1,000 wait is refused, with a retry-after these clients ignore; how
+    // many depends on the machine's speed (370 of 10,000 in one run, none in a slower one). A room
+    // far below the burst (20) did NOT let it die out: docs/feed-and-sdk.md.
     const h = await stormHarness({ feedMaxWaiting: 1000 });
     await appendLogRows(h.databaseUrl, 200);
     const { tokenIds } = await workload(h.grpc, 1, 200);
     const c = await fleet();
     const revoker = steadyRevoker(h.grpc, tokenIds, 10);
     await open(c, { urls: [`http://${h.grpcAddress}`], n: 10_000, key: h.adminKey, retry: { mode: "fixed", minMs: 200, maxMs: 1000 } });
-    await until(c, (r) => r.ready === 10_000, 200_000, h);
+    await until(c, (r) => r.ready === 10_000, 300_000, h);
     const revoked = await revoker.stop();
     expect(revoked.failures).toEqual([]);
     expect(revoked.done).toBe(revoked.asked);
@@ -116,12 +118,13 @@ describe("reconnect storms", () => {
     expect(r.refusedWithoutAdvice).toBe(0);
     // The bound: each refusal admits the stream on a later attempt once the room drains, so the
     // storm ends within 10 reconnects per stream on average (measured: see docs/feed-and-sdk.md).
+    console.log(`aggressive storm: ${r.reconnects} reconnects for 10,000 streams; feed ${JSON.stringify(h.ctx.feed.stats())}`);
     expect(r.reconnects).toBeLessThanOrEqual(10 * 10_000);
     // ...and it is over: with every stream in, nobody reconnects any more.
     const later = await new Promise<Report>((res) => setTimeout(() => void c.send<Report>({ cmd: "report" }).then(res), 1500));
     expect(later.reconnects).toBe(r.reconnects);
-    expect(h.ctx.feed.stats().refusals).toBeGreaterThan(0);
-  }, 400_000);
+    expect(h.ctx.feed.stats().refusals).toBe(r.reconnects);
+  }, 600_000);
 
   it("10,000 watchers reconnect after a restart with a bounded number of database reads", async () => {
     const databaseUrl = await createTestDatabase();
@@ -150,7 +153,7 @@ describe("reconnect storms", () => {
     // Recent cursors join from the fan-out's memory after one bounds check per round: a handful of
     // reads for 10,000 streams.
     expect(s.catchUpReads).toBeLessThan(100);
-  }, 300_000);
+  }, 600_000);
 
   it("5,000 streams move to a second replica when theirs is SIGKILLed, and miss nothing", async () => {
     const databaseUrl = await createTestDatabase();
@@ -178,5 +181,5 @@ describe("reconnect storms", () => {
     expect(r.gaps).toBe(0);
     expect(r.reconnects).toBeGreaterThanOrEqual(5000);
     expect(r.refusedWithoutAdvice).toBe(0);
-  }, 300_000);
+  }, 600_000);
 });

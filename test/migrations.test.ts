@@ -26,7 +26,9 @@ const RELEASED: Record<string, string> = {
   "0003-audit.ts": "8356abb45d31b450ee7f8ee5f4dcdb20bdaaa6cb3323b89ebd98ad7af2b33111",
   "0004-auth.ts": "4a5c19616758faaffb8d9689bbf772552640651553277c9ab298b1184a8cfe89",
   "0005-sequenced-logs.ts": "d5b55370fe5347dbe5341037c74013f08120786b37a97ed6c65bc0ae4f479098",
+  "0010-audit-tree.ts": "0d9a224e3edb90709d7a5c433489769e82ad85922c9b17b398350b44320484ca",
   "0015-usage.ts": "2c9f52367a46e223b9d2c9f72051f4ababe9a06b614bc92abb95fd6bb005761d",
+  "0020-agent-audiences.ts": "eff8b8adb20dc79605813ae734d9d7b628bfc3edbab2342f719f7abe22fb1cf2",
 };
 
 const DIR = join(import.meta.dirname, "..", "src", "store", "migrations");

@@ -30,7 +30,7 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 async function agentWithToken() {
-  const { agent } = await admin().agents.registerAgent({ name: "p", publicKey: publicKey() });
+  const { agent } = await admin().agents.registerAgent({ name: "p", publicKey: publicKey(), allowedScopes: ["read"], allowedAudiences: ["api"] });
   const { token } = await admin().tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: ["api"] });
   return { agentId: agent!.agentId, token };
 }

@@ -36,7 +36,7 @@ describe("a client that has only the .proto files", () => {
     const tokens = new v1.TokenService(h.grpcAddress, creds);
     const revocations = new v1.RevocationService(h.grpcAddress, creds);
 
-    const { agent } = await call(agents, "RegisterAgent", { name: "polyglot", publicKey: Buffer.from(publicKey()) }, md);
+    const { agent } = await call(agents, "RegisterAgent", { name: "polyglot", publicKey: Buffer.from(publicKey()), allowedScopes: ["x"] }, md);
     expect(agent.status).toBe("AGENT_STATUS_ACTIVE");
     const issued = await call(tokens, "Issue", { agentId: agent.agentId, scopes: ["x"], ttl: { seconds: 60 } }, md);
     const intro = await call(tokens, "Introspect", { token: issued.token, requiredScope: "x" }, md);
@@ -46,7 +46,7 @@ describe("a client that has only the .proto files", () => {
     const stream = revocations.WatchRevocations({ afterRevision: 0 }, md);
     const seen = new Promise<any>((resolve) => // eslint-disable-line @typescript-eslint/no-explicit-any
       stream.on("data", (m: any) => { // eslint-disable-line @typescript-eslint/no-explicit-any
-        const e = m.events.find((e: any) => e.tokenId === issued.tokenId); // eslint-disable-line @typescript-eslint/no-explicit-any
+        const e = (m.events ?? []).find((x: any) => x.tokenId === issued.tokenId); // eslint-disable-line @typescript-eslint/no-explicit-any
         if (e) resolve(e);
       }),
     );

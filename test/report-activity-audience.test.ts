@@ -29,7 +29,7 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 async function agentWithToken(audience: string) {
-  const { agent } = await h.grpc.agents.registerAgent({ name: "victim", publicKey: publicKey() });
+  const { agent } = await h.grpc.agents.registerAgent({ name: "victim", publicKey: publicKey(), allowedScopes: ["read"], allowedAudiences: [audience] });
   const { token, tokenId } = await h.grpc.tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: [audience] });
   return { agentId: agent!.agentId, token, tokenId };
 }

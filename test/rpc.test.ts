@@ -61,7 +61,7 @@ describe.each(["grpc", "connect"] as const)("every RPC over %s", (transport) => 
   });
 
   it("issues a token and introspects it from live state", async () => {
-    const { agent } = await c.agents.registerAgent({ name: "reader", publicKey: publicKey() });
+    const { agent } = await c.agents.registerAgent({ name: "reader", publicKey: publicKey(), allowedScopes: ["orders:read", "orders:write"], allowedAudiences: ["https://api.example.com"] });
     const issued = await c.tokens.issue({
       agentId: agent!.agentId,
       scopes: ["orders:read", "orders:write"],

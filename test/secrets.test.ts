@@ -29,7 +29,7 @@ async function dumpDatabase(url: string): Promise<string> {
 
 describe("tokens are secrets", () => {
   it("never reach the database, the logs, or the feed; only their SHA-256 is stored", async () => {
-    const { agent } = await h.grpc.agents.registerAgent({ name: "secretive", publicKey: publicKey() });
+    const { agent } = await h.grpc.agents.registerAgent({ name: "secretive", publicKey: publicKey(), allowedScopes: ["a"] });
     const issued = await Promise.all([1, 2, 3].map(() => h.connect.tokens.issue({ agentId: agent!.agentId, scopes: ["a"] })));
     for (const t of issued) await h.grpc.tokens.introspect({ token: t.token, requiredScope: "b" });
     await h.grpc.tokens.revoke({ target: { case: "token", value: issued[0]!.token }, reason: "by token" });

@@ -123,7 +123,7 @@ describe("the README's CLI tour", () => {
     }
 
     const keyFile = join(mkdtempSync(join(tmpdir(), "agentid-key-")), "agent.pem");
-    const reg = await runCli(["agent", "register", "--name", "tour-bot", "--key-out", keyFile, "--label", "team=docs"], env);
+    const reg = await runCli(["agent", "register", "--name", "tour-bot", "--key-out", keyFile, "--label", "team=docs", "--scope", "orders:read"], env);
     expect(reg.code, reg.stderr).toBe(0);
     const agentId = reg.stdout.trim();
     expect(agentId).toMatch(/^agt_/);
@@ -185,10 +185,12 @@ describe("the operator's CLI", () => {
     expect((await runCli(["policy", "list"], env)).stdout).toContain("abuse\tmore than 0 scope violations within 3600s");
 
     const dir = mkdtempSync(join(tmpdir(), "agentid-key-"));
-    const reg = await runCli(["agent", "register", "--name", "self", "--key-out", join(dir, "a.pem"), "--scope", "orders:read"], env);
+    const reg = await runCli(["agent", "register", "--name", "self", "--key-out", join(dir, "a.pem"), "--scope", "orders:read", "--audience", "orders"], env);
     const agentId = reg.stdout.trim();
-    // No API key at all: the agent signs its request.
-    const own = await runCli(["token", "issue", "--agent", agentId, "--key", join(dir, "a.pem"), "--scope", "orders:read", "--audience", "orders"], {
+    const deployment = /deployment (dep_\w+)/.exec(reg.stderr)?.[1] ?? "";
+    expect(deployment).toMatch(/^dep_/);
+    // No API key at all: the agent signs its request, for this deployment.
+    const own = await runCli(["token", "issue", "--agent", agentId, "--key", join(dir, "a.pem"), "--deployment", deployment, "--scope", "orders:read", "--audience", "orders"], {
       AGENTID_URL: s.url,
       AGENTID_API_KEY: "",
     });

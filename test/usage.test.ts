@@ -28,7 +28,7 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 async function agentWithToken(audience: string, scopes = ["read"]) {
-  const { agent } = await h.grpc.agents.registerAgent({ name: "u", publicKey: publicKey() });
+  const { agent } = await h.grpc.agents.registerAgent({ name: "u", publicKey: publicKey(), allowedScopes: scopes, allowedAudiences: [audience] });
   const { token, tokenId } = await h.grpc.tokens.issue({ agentId: agent!.agentId, scopes, audiences: [audience] });
   return { agentId: agent!.agentId, token, tokenId, sha256: createHash("sha256").update(token).digest() };
 }

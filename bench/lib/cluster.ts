@@ -1,6 +1,7 @@
 // Real processes for fault tests and benchmarks: a PostgreSQL of one's own (to stop and start),
 // and `agentid serve` replicas (to SIGKILL). Used by bench/ and by test/ (which imports it from here): no vitest imports.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -76,6 +77,14 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
+/**
+ * The data folder of servers using this database: it holds the log's signing key and the last
+ * checkpoint signed, so replicas of one database share them, and other databases do not.
+ */
+export function dataDirFor(databaseUrl: string): string {
+  return join(tmpdir(), "agentid-test-data", createHash("sha256").update(databaseUrl).digest("hex").slice(0, 16));
+}
+
 /** Every replica started here accepts this admin key. */
 export const CLUSTER_ADMIN_KEY = newSecret(API_KEY_PREFIX);
 
@@ -96,6 +105,7 @@ export async function startReplica(databaseUrl: string, env: Record<string, stri
       AGENTID_HTTP_PORT: String(httpPort),
       LOG_LEVEL: "warn",
       AGENTID_ADMIN_KEY: CLUSTER_ADMIN_KEY,
+      AGENTID_DATA_DIR: dataDirFor(databaseUrl),
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],

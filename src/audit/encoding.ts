@@ -18,6 +18,12 @@ export interface EntryContent {
   details: { [key: string]: JsonValue };
 }
 
+/** The content of a stored entry row (seq, at, ids, details as read from PostgreSQL). */
+export function storedContent(r: Omit<EntryContent, "time" | "details"> & { at: Date; details: Record<string, unknown> }): EntryContent {
+  const { at, details, ...rest } = r;
+  return { ...rest, time: at, details: details as { [key: string]: JsonValue } };
+}
+
 export function canonicalJson(v: JsonValue): string {
   if (v === null || typeof v === "boolean" || typeof v === "string") return JSON.stringify(v);
   if (typeof v === "number") {

@@ -1,8 +1,8 @@
 import { EMPTY_ROOT, nodeHash } from "./encoding.js";
 
-// RFC 6962 §2.1 over an append-only list of leaf hashes. The tree keeps every complete aligned
-// subtree hash (level h holds the roots of subtrees of 2^h leaves), so a root, an inclusion
-// proof or a consistency proof for any size costs O(log n) hashes, not a pass over the leaves.
+// RFC 6962 §2.1. Proofs and roots are computed from the hashes of complete aligned subtrees
+// (height h, index i: leaves i*2^h to (i+1)*2^h - 1), wherever those are kept: in memory here
+// (MerkleTree, for verifiers), or in PostgreSQL (tree-store.ts, for the server).
 
 const HASH = 32;
 const CHUNK = 1 << 14; // hashes per buffer: large flat buffers, not one object per hash
@@ -37,6 +37,91 @@ export function splitPoint(n: number): number {
   return k;
 }
 
+/** A complete aligned subtree: the 2^height leaves from index * 2^height on. */
+export interface TreeNode {
+  height: number;
+  index: number;
+}
+
+/**
+ * The complete aligned subtrees whose hashes make up MTH(D[lo:hi]). Ranges from the RFC
+ * recursions always start on a boundary of their split, so this bottoms out in such subtrees.
+ */
+export function rangeNodes(lo: number, hi: number, out: TreeNode[] = []): TreeNode[] {
+  const n = hi - lo;
+  if (isPowerOfTwo(n) && lo % n === 0) {
+    out.push({ height: Math.log2(n), index: lo / n });
+    return out;
+  }
+  const k = splitPoint(n);
+  rangeNodes(lo, lo + k, out);
+  return rangeNodes(lo + k, hi, out);
+}
+
+/** MTH(D[lo:hi]) from the hashes of its complete subtrees (rangeNodes). */
+export function rangeHash(lo: number, hi: number, node: (height: number, index: number) => Buffer): Buffer {
+  const n = hi - lo;
+  if (isPowerOfTwo(n) && lo % n === 0) return node(Math.log2(n), lo / n);
+  const k = splitPoint(n);
+  return nodeHash(rangeHash(lo, lo + k, node), rangeHash(lo + k, hi, node));
+}
+
+/** The ranges whose MTHs form PATH(m, D[0:size]), RFC 6962 §2.1.1, sibling first. */
+export function inclusionRanges(m: number, size: number): [number, number][] {
+  if (m < 0 || m >= size) throw new RangeError(`leaf ${m} is not in a tree of size ${size}`);
+  const out: [number, number][] = [];
+  const path = (m: number, lo: number, hi: number): void => {
+    if (hi - lo === 1) return;
+    const k = splitPoint(hi - lo);
+    if (m < k) {
+      path(m, lo, lo + k);
+      out.push([lo + k, hi]);
+    } else {
+      path(m - k, lo + k, hi);
+      out.push([lo, lo + k]);
+    }
+  };
+  path(m, 0, size);
+  return out;
+}
+
+/** The ranges whose MTHs form PROOF(m, D[0:size]) = SUBPROOF(m, D[0:size], true), RFC 6962 §2.1.2. */
+export function consistencyRanges(m: number, size: number): [number, number][] {
+  if (m < 1 || m > size) throw new RangeError(`first size ${m} must be from 1 to ${size}`);
+  const out: [number, number][] = [];
+  const sub = (m: number, lo: number, hi: number, b: boolean): void => {
+    const n = hi - lo;
+    if (m === n) {
+      if (!b) out.push([lo, hi]);
+      return;
+    }
+    const k = splitPoint(n);
+    if (m <= k) {
+      sub(m, lo, lo + k, b);
+      out.push([lo + k, hi]);
+    } else {
+      sub(m - k, lo + k, hi, false);
+      out.push([lo, lo + k]);
+    }
+  };
+  sub(m, 0, size, true);
+  return out;
+}
+
+/** The complete subtrees a tree of `size` leaves decomposes into, largest (leftmost) first. */
+export function frontierNodes(size: number): TreeNode[] {
+  return size === 0 ? [] : rangeNodes(0, size);
+}
+
+/** The root of a tree from the hashes of its frontierNodes, in the same order. */
+export function rootFromFrontier(hashes: readonly Buffer[]): Buffer {
+  if (hashes.length === 0) return Buffer.from(EMPTY_ROOT);
+  let r = hashes[hashes.length - 1]!;
+  for (let i = hashes.length - 2; i >= 0; i--) r = nodeHash(hashes[i]!, r);
+  return r;
+}
+
+/** An in-memory tree, for verifiers: keeps every complete aligned subtree hash (64 bytes a leaf). */
 export class MerkleTree {
   private readonly levels: HashArray[] = [new HashArray()];
 
@@ -61,64 +146,21 @@ export class MerkleTree {
     }
   }
 
-  /** MTH(D[lo:hi]). Ranges from the RFC recursions always start on a boundary of their split. */
-  private hashRange(lo: number, hi: number): Buffer {
-    const n = hi - lo;
-    if (isPowerOfTwo(n) && lo % n === 0) {
-      const h = Math.log2(n);
-      return this.levels[h]!.get(lo / n);
-    }
-    const k = splitPoint(n);
-    return nodeHash(this.hashRange(lo, lo + k), this.hashRange(lo + k, hi));
-  }
+  private readonly node = (height: number, index: number): Buffer => this.levels[height]!.get(index);
 
   root(size = this.size): Buffer {
     this.checkSize(size);
-    return size === 0 ? Buffer.from(EMPTY_ROOT) : this.hashRange(0, size);
+    return size === 0 ? Buffer.from(EMPTY_ROOT) : rangeHash(0, size, this.node);
   }
 
-  /** PATH(m, D[0:size]), RFC 6962 §2.1.1. */
   inclusionProof(m: number, size: number): Buffer[] {
     this.checkSize(size);
-    if (m < 0 || m >= size) throw new RangeError(`leaf ${m} is not in a tree of size ${size}`);
-    const proof: Buffer[] = [];
-    const path = (m: number, lo: number, hi: number): void => {
-      if (hi - lo === 1) return;
-      const k = splitPoint(hi - lo);
-      if (m < k) {
-        path(m, lo, lo + k);
-        proof.push(this.hashRange(lo + k, hi));
-      } else {
-        path(m - k, lo + k, hi);
-        proof.push(this.hashRange(lo, lo + k));
-      }
-    };
-    path(m, 0, size);
-    return proof;
+    return inclusionRanges(m, size).map(([lo, hi]) => rangeHash(lo, hi, this.node));
   }
 
-  /** PROOF(m, D[0:size]) = SUBPROOF(m, D[0:size], true), RFC 6962 §2.1.2. */
   consistencyProof(m: number, size: number): Buffer[] {
     this.checkSize(size);
-    if (m < 1 || m > size) throw new RangeError(`first size ${m} must be from 1 to ${size}`);
-    const proof: Buffer[] = [];
-    const sub = (m: number, lo: number, hi: number, b: boolean): void => {
-      const n = hi - lo;
-      if (m === n) {
-        if (!b) proof.push(this.hashRange(lo, hi));
-        return;
-      }
-      const k = splitPoint(n);
-      if (m <= k) {
-        sub(m, lo, lo + k, b);
-        proof.push(this.hashRange(lo + k, hi));
-      } else {
-        sub(m - k, lo + k, hi, false);
-        proof.push(this.hashRange(lo, lo + k));
-      }
-    };
-    sub(m, 0, size, true);
-    return proof;
+    return consistencyRanges(m, size).map(([lo, hi]) => rangeHash(lo, hi, this.node));
   }
 
   private checkSize(size: number): void {

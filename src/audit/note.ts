@@ -110,3 +110,86 @@ export function openCheckpoint(note: string, name: string, publicKey: Uint8Array
   if (!signed) throw new NoteError(`no signature by key ${verifierKey(name, publicKey)}`);
   return { origin, treeSize: BigInt(sizeText), rootHash, note };
 }
+
+// Witness cosignatures, C2SP tlog-cosignature (Ed25519, "cosignature/v1"): a note signature
+// line whose key id uses the type byte 0x04, and whose signature is a big-endian u64 timestamp
+// followed by an Ed25519 signature over
+//   "cosignature/v1\ntime <timestamp>\n" || the checkpoint body.
+
+const COSIGNATURE_ALG = 0x04;
+
+export function cosignerKeyId(name: string, publicKey: Uint8Array): Buffer {
+  return createHash("sha256")
+    .update(`${name}\n`)
+    .update(Buffer.from([COSIGNATURE_ALG]))
+    .update(publicKey)
+    .digest()
+    .subarray(0, 4);
+}
+
+/** A cosigner's verifier key: <name>+<hex key id>+<base64(0x04 || public key)>. */
+export function cosignerVerifierKey(name: string, publicKey: Uint8Array): string {
+  return `${name}+${cosignerKeyId(name, publicKey).toString("hex")}+${Buffer.concat([Buffer.from([COSIGNATURE_ALG]), publicKey]).toString("base64")}`;
+}
+
+/** Parses a cosigner verifier key (type 0x04). */
+export function parseCosignerKey(vkey: string): { name: string; key: Buffer } {
+  const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey.trim());
+  const raw = Buffer.from(m?.[3] ?? "", "base64");
+  if (!m || raw.length !== 33 || raw[0] !== COSIGNATURE_ALG) throw new NoteError(`not an Ed25519 cosigner (witness) key: ${vkey}`);
+  const name = m[1]!;
+  const key = raw.subarray(1);
+  if (cosignerVerifierKey(name, key) !== vkey.trim()) throw new NoteError(`witness key id does not match its key: ${vkey}`);
+  return { name, key };
+}
+
+function cosignedMessage(body: string, timestamp: bigint): Buffer {
+  return Buffer.from(`cosignature/v1\ntime ${timestamp}\n${body}`, "utf8");
+}
+
+/** The body of a note: everything up to and including the line before the blank line. */
+export function noteBody(note: string): string {
+  const split = note.indexOf("\n\n");
+  if (split < 0) throw new NoteError("not a signed note (no blank line before the signatures)");
+  return note.slice(0, split + 1);
+}
+
+export class Cosigner {
+  readonly publicKey: Buffer;
+  private readonly id: Buffer;
+
+  constructor(
+    readonly name: string,
+    private readonly key: KeyObject,
+  ) {
+    this.publicKey = rawPublicKey(key);
+    this.id = cosignerKeyId(name, this.publicKey);
+  }
+
+  get verifierKey(): string {
+    return cosignerVerifierKey(this.name, this.publicKey);
+  }
+
+  /** A cosignature line (with its "\n") over the note's body, at `time` (seconds). */
+  cosign(note: string, time = BigInt(Math.floor(Date.now() / 1000))): string {
+    const ts = Buffer.alloc(8);
+    ts.writeBigUInt64BE(time);
+    const sig = sign(null, cosignedMessage(noteBody(note), time), this.key);
+    return `${SIG_PREFIX}${this.name} ${Buffer.concat([this.id, ts, sig]).toString("base64")}\n`;
+  }
+}
+
+/** The timestamp of a valid cosignature by (name, publicKey) on the note, if it carries one. */
+export function findCosignature(note: string, name: string, publicKey: Uint8Array): bigint | undefined {
+  const body = noteBody(note);
+  const id = cosignerKeyId(name, publicKey);
+  const key = publicKeyObject(publicKey);
+  for (const line of note.slice(body.length + 1).split("\n")) {
+    if (!line.startsWith(`${SIG_PREFIX}${name} `)) continue;
+    const raw = Buffer.from(line.slice(SIG_PREFIX.length + name.length + 1), "base64");
+    if (raw.length !== 76 || !raw.subarray(0, 4).equals(id)) continue;
+    const time = raw.readBigUInt64BE(4);
+    if (verify(null, cosignedMessage(body, time), key, raw.subarray(12))) return time;
+  }
+  return undefined;
+}

@@ -1,8 +1,9 @@
 import { writeFileSync } from "node:fs";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
-import { openCheckpoint } from "../audit/note.js";
+import { openCheckpoint, parseCosignerKey } from "../audit/note.js";
+import { Witness } from "../audit/witness.js";
 import { parseVerifierKey, verifyLog } from "../audit/verify.js";
 
 type Fail = (message: string) => never;
@@ -59,17 +60,60 @@ export async function auditLog(
   if (n === 0) process.stderr.write("no matching entries\n");
 }
 
+/** Fetches the cosigned checkpoint (and key) of each witness given by URL; keys given directly are pinned. */
+async function witnessInputs(specs: string[], fail: Fail): Promise<{ witnessed: { source: string; note: string }[]; keys: string[]; pinned: boolean }> {
+  const urls = specs.filter((s) => /^https?:\/\//.test(s));
+  const pinned = specs.filter((s) => !/^https?:\/\//.test(s));
+  for (const k of pinned) {
+    try {
+      parseCosignerKey(k);
+    } catch (err) {
+      fail(`--witness: expected a witness URL (http://...) or a witness verifier key: ${(err as Error).message}`);
+    }
+  }
+  const witnessed: { source: string; note: string }[] = [];
+  const fetched: string[] = [];
+  for (const url of urls) {
+    const base = url.replace(/\/+$/, "");
+    const get = async (path: string) => {
+      const res = await fetch(`${base}/${path}`).catch((err: unknown) => fail(`--witness ${url}: ${(err as Error).message}`));
+      if (res.status !== 200) fail(`--witness ${url}: GET /${path} answered ${res.status}: ${(await res.text()).trim()}`);
+      return res.text();
+    };
+    witnessed.push({ source: url, note: await get("checkpoint") });
+    if (pinned.length === 0) fetched.push((await get("key")).trim());
+  }
+  return { witnessed, keys: pinned.length > 0 ? pinned : fetched, pinned: pinned.length > 0 };
+}
+
+/** GETs below a tlog-tiles prefix, with the API key; a refusal to sign reads as FAILED_PRECONDITION. */
+export function tileFetcher(url: string, apiKey?: string): (path: string) => Promise<Buffer> {
+  const base = url.replace(/\/+$/, "");
+  return async (path) => {
+    const res = await fetch(`${base}/${path}`, { headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {} });
+    if (res.status === 503 && path === "checkpoint") throw new ConnectError((await res.text()).trim(), Code.FailedPrecondition);
+    if (res.status !== 200) throw new Error(`GET /${path}: ${res.status} ${(await res.text()).trim()}`);
+    return Buffer.from(await res.arrayBuffer());
+  };
+}
+
 export async function auditVerify(
   client: Client<typeof AuditService>,
-  o: { saved?: string; saveTo?: string; key?: string },
+  o: { saved?: string; saveTo?: string; key?: string; witnesses?: string[]; minWitnesses?: number; tiles?: { url: string; apiKey?: string } },
+  fail: Fail,
 ): Promise<boolean> {
-  const r = await verifyLog(client, { savedCheckpoint: o.saved, verifierKey: o.key });
   const out = (line: string) => process.stdout.write(line + "\n");
+  const w = await witnessInputs(o.witnesses ?? [], fail);
+  if (w.witnessed.length > 0 && !w.pinned) out(`trusting the keys the witnesses report (pin them with --witness VKEY): ${w.keys.join(", ")}`);
+  const minWitnesses = o.minWitnesses ?? (w.witnessed.length > 0 ? 1 : 0);
+  const tiles = o.tiles && tileFetcher(o.tiles.url, o.tiles.apiKey);
+  const r = await verifyLog(client, { savedCheckpoint: o.saved, verifierKey: o.key, witnessed: w.witnessed, witnessKeys: w.keys, minWitnesses, tiles });
   if (r.ok && r.checkpoint) {
     const root = Buffer.from(r.checkpoint.rootHash).toString("base64");
     out(`OK: ${r.entries} entries verify against the checkpoint signed by ${r.verifierKey}`);
     out(`tree size ${r.checkpoint.treeSize}, root ${root}`);
     if (r.savedSize !== undefined) out(`consistent with the saved checkpoint of size ${r.savedSize}`);
+    if (r.witnesses.length > 0) out(`extends checkpoints cosigned by ${r.witnesses.length} witness${r.witnesses.length === 1 ? "" : "es"}: ${r.witnesses.join(", ")}`);
     if (o.saveTo) {
       writeFileSync(o.saveTo, r.checkpoint.note);
       out(`saved the checkpoint to ${o.saveTo}`);
@@ -80,6 +124,48 @@ export async function auditVerify(
   for (const p of r.problems) out(p.seq === undefined ? p.message : `entry ${p.seq}: ${p.message}`);
   if (o.saveTo) out(`not saving a checkpoint of a log that does not verify`);
   return false;
+}
+
+/**
+ * Runs a witness: follows the log at the client's server, cosigns each checkpoint that extends
+ * the last one it accepted, and serves its cosigned checkpoint. Resolves (with false) only
+ * with `once`, or when the listener fails.
+ */
+export async function auditWitness(
+  client: Client<typeof AuditService>,
+  o: { state: string; name: string; logKey?: string; listen?: string; intervalMs: number; once: boolean },
+  fail: Fail,
+): Promise<boolean> {
+  const log = (level: "info" | "error", message: string) =>
+    process.stderr.write(`${new Date().toISOString()} ${level === "error" ? "ERROR" : "info"} witness: ${message}\n`);
+  let witness: Witness;
+  try {
+    witness = Witness.open({ stateDir: o.state, name: o.name, log });
+    if (o.logKey) witness.pinLogKey(o.logKey);
+  } catch (err) {
+    fail(`--state ${o.state}: ${(err as Error).message}`);
+  }
+  log("info", `witness key ${witness.cosigner.verifierKey}`);
+  const source = {
+    checkpoint: async () => (await client.getCheckpoint({})).checkpoint?.note ?? "",
+    consistencyProof: async (first: bigint, second: bigint) => (await client.getConsistencyProof({ firstTreeSize: first, secondTreeSize: second })).hashes,
+    verifierKey: async () => (await client.getPublicKey({})).verifierKey,
+  };
+  if (o.once) return (await witness.follow(source)) !== "alarm";
+  if (o.listen !== undefined) {
+    const m = /^(.*):(\d+)$/.exec(o.listen);
+    if (!m) fail(`--listen: expected HOST:PORT, got ${JSON.stringify(o.listen)}`);
+    const { url } = await witness.listen(m[1] || "127.0.0.1", Number(m[2]));
+    log("info", `serving on ${url} (POST /add-checkpoint, GET /checkpoint, /key, /status, /metrics)`);
+  }
+  for (;;) {
+    try {
+      await witness.follow(source);
+    } catch (err) {
+      log("error", `cannot follow the log: ${(err as Error).message}`);
+    }
+    await new Promise((r) => setTimeout(r, o.intervalMs));
+  }
 }
 
 export async function auditCheckpoint(client: Client<typeof AuditService>, o: { out?: string; key?: string }): Promise<void> {

@@ -14,7 +14,7 @@ import { AgentSchema, AgentStatus } from "../../gen/agentid/v1/agent_pb.js";
 import { IntrospectResponseSchema, type TokenService } from "../../gen/agentid/v1/token_pb.js";
 import type { RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
 import { NoteError, openCheckpoint } from "../audit/note.js";
-import { auditCheckpoint, auditLog, auditVerify, parseTime as parseTimeOrFail } from "./audit.js";
+import { auditCheckpoint, auditLog, auditVerify, auditWitness, parseTime as parseTimeOrFail } from "./audit.js";
 import { DEFAULT_URL, version } from "./about.js";
 import type { Common } from "./rpc.js";
 
@@ -140,16 +140,19 @@ export const COMMANDS: Record<string, Command> = {
   },
   "agent register": {
     summary: "register an agent",
-    help: `Usage: agentid agent register --name NAME (--public-key BASE64 | --key-out FILE) [--scope S ...] [--label k=v ...]
+    help: `Usage: agentid agent register --name NAME (--public-key BASE64 | --key-out FILE) [--scope S ...] [--audience A ...] [--label k=v ...]
 
   --name NAME          display name, 1 to 128 characters
-  --scope S            a scope the agent may hold (its allowed scopes); repeatable
+  --scope S            a scope the agent's tokens may carry (its allowed scopes); repeatable
+  --audience A         an audience the agent's tokens may list (its allowed audiences); repeatable
+                       (with neither, the agent can be issued only tokens with no scope and no audience)
   --public-key BASE64  the agent's raw 32-byte Ed25519 public key, base64
   --key-out FILE       generate a new key pair; write the private key (PKCS#8 PEM) to FILE
                        (removed again if the registration fails)
-  --label k=v          a label; repeatable`,
+  --label k=v          a label; repeatable
+Prints the agent id on stdout, and the deployment id its self-issued proofs must name on stderr.`,
     async run(rest, cmd) {
-      const { values } = args(rest, { name: { type: "string" }, "public-key": { type: "string" }, "key-out": { type: "string" }, label: { type: "string", multiple: true }, scope: { type: "string", multiple: true } }, cmd);
+      const { values } = args(rest, { name: { type: "string" }, "public-key": { type: "string" }, "key-out": { type: "string" }, label: { type: "string", multiple: true }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true } }, cmd);
       if (!values.name) fail(`--name is required\n\n${COMMANDS[cmd]!.help}`);
       if (!values["public-key"] === !values["key-out"]) fail(`give exactly one of --public-key and --key-out\n\n${COMMANDS[cmd]!.help}`);
       const labels: Record<string, string> = {};
@@ -174,8 +177,9 @@ export const COMMANDS: Record<string, Command> = {
         publicKey = new Uint8Array(Buffer.from(values["public-key"]!, "base64"));
       }
       try {
-        const res = await agents.registerAgent({ name: values.name, publicKey, labels, allowedScopes: values.scope ?? [] });
+        const res = await agents.registerAgent({ name: values.name, publicKey, labels, allowedScopes: values.scope ?? [], allowedAudiences: values.audience ?? [] });
         process.stdout.write(`${res.agent!.agentId}\n`);
+        process.stderr.write(`deployment ${res.agent!.deploymentId}\n`);
       } catch (err) {
         // A key for an agent that does not exist would only mislead.
         if (keyOut) rmSync(keyOut, { force: true });
@@ -258,18 +262,22 @@ kill. TIME is RFC 3339, a date, or an age such as 90m or 2h (default --since 1h)
   },
   "token issue": {
     summary: "issue a token for an agent (with an API key, or as the agent with --key)",
-    help: `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m] [--key FILE]
+    help: `Usage: agentid token issue --agent ID [--scope S ...] [--audience A ...] [--ttl 15m] [--key FILE --deployment ID]
 
   --ttl  lifetime: a number (more than 0) with s, m, h or d (default: the server's, 1h)
   --key  the agent's private key (PEM, as written by agent register --key-out): the agent issues
-         its own token by signing the request, with no API key, within its allowed scopes
+         its own token by signing the request, with no API key, within its allowed scopes and audiences
+  --deployment  with --key: the deployment id (dep_..., printed by agent register, shown by agent get;
+         default $AGENTID_DEPLOYMENT_ID); the proof is valid for this deployment only
 Prints the token on stdout and its id and expiry on stderr, so "$(agentid token issue ...)" captures the token.`,
     async run(rest, cmd) {
-      const { values } = args(rest, { agent: { type: "string" }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true }, ttl: { type: "string" }, key: { type: "string" } }, cmd);
+      const { values } = args(rest, { agent: { type: "string" }, scope: { type: "string", multiple: true }, audience: { type: "string", multiple: true }, ttl: { type: "string" }, key: { type: "string" }, deployment: { type: "string" } }, cmd);
       if (!values.agent) fail(`--agent is required\n\n${COMMANDS[cmd]!.help}`);
+      const deploymentId = values.deployment || process.env.AGENTID_DEPLOYMENT_ID || "";
+      if (values.key && !deploymentId) fail(`--key needs --deployment (or $AGENTID_DEPLOYMENT_ID): the id agent register printed\n\n${COMMANDS[cmd]!.help}`);
       const ttlMs = values.ttl === undefined ? undefined : parseDuration("--ttl", values.ttl);
       const request = values.key
-        ? signedIssueRequest({ agentId: values.agent, privateKey: readPrivateKey(values.key), scopes: values.scope, audiences: values.audience, ttlMs })
+        ? signedIssueRequest({ deploymentId, agentId: values.agent, privateKey: readPrivateKey(values.key), scopes: values.scope, audiences: values.audience, ttlMs })
         : { agentId: values.agent, scopes: values.scope ?? [], audiences: values.audience ?? [], ttl: ttlMs === undefined ? undefined : durationFromMs(ttlMs) };
       const res = await (await clients(values, Boolean(values.key))).tokens.issue(request);
       process.stdout.write(`${res.token}\n`);
@@ -435,7 +443,7 @@ such as 90m, 2h or 7d (that long ago). --since is inclusive, --until exclusive.
   },
   "audit verify": {
     summary: "check the whole transparency log offline, naming any bad entry",
-    help: `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY]
+    help: `Usage: agentid audit verify [--checkpoint FILE] [--save-checkpoint FILE] [--key VKEY] [--witness URL|VKEY ...] [--min-witnesses N] [--tiles]
 
 Fetches every entry and the current signed checkpoint, recomputes each leaf hash from the entry's
 contents and the Merkle tree from the leaves, and checks the signature, sample inclusion proofs,
@@ -445,11 +453,56 @@ Exit status 0: the log verifies; 1: it does not (each problem on stdout); 2: it 
 checked (a --checkpoint file that is not a checkpoint, server unreachable).
   --checkpoint FILE       a checkpoint saved earlier (by --save-checkpoint or audit checkpoint --out)
   --save-checkpoint FILE  after a successful check, save the current checkpoint to FILE
-  --key VKEY              trust this verifier key instead of the one the server reports`,
+  --key VKEY              trust this verifier key instead of the one the server reports
+  --witness URL|VKEY      a witness (agentid audit witness) to fetch a cosigned checkpoint from,
+                          or a witness key to trust (without keys, the witnesses' own are trusted);
+                          the log must extend each witness's checkpoint; repeatable
+  --min-witnesses N       require cosignatures by N trusted witnesses (default 1 with --witness)
+  --tiles                 read the checkpoint, entries and leaves as C2SP tlog-tiles (plain GETs
+                          of /checkpoint and /tile/..., cacheable) instead of ListEntries`,
     async run(rest, cmd) {
-      const { values } = args(rest, { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" } }, cmd);
+      const { values } = args(
+        rest,
+        { checkpoint: { type: "string" }, "save-checkpoint": { type: "string" }, key: { type: "string" }, witness: { type: "string", multiple: true }, "min-witnesses": { type: "string" }, tiles: { type: "boolean" } },
+        cmd,
+      );
       const saved = values.checkpoint === undefined ? undefined : readSavedCheckpoint(values.checkpoint);
-      const ok = await auditVerify((await clients(values)).audit, { saved, saveTo: values["save-checkpoint"], key: values.key });
+      const min = values["min-witnesses"];
+      if (min !== undefined && !/^[0-9]{1,3}$/.test(min)) fail(`--min-witnesses: expected a number, got ${JSON.stringify(min)}`);
+      const tiles = values.tiles ? { url: (await import("./rpc.js")).serverUrl(values, fail), apiKey: values["api-key"] || process.env.AGENTID_API_KEY } : undefined;
+      const ok = await auditVerify(
+        (await clients(values)).audit,
+        { saved, saveTo: values["save-checkpoint"], key: values.key, witnesses: values.witness, minWitnesses: min === undefined ? undefined : Number(min), tiles },
+        fail,
+      );
+      if (!ok) process.exitCode = EXIT.negative;
+    },
+  },
+  "audit witness": {
+    summary: "witness the log: cosign each consistent checkpoint, alarm on forks",
+    help: `Usage: agentid audit witness --state DIR [--name NAME] [--log-key VKEY] [--listen HOST:PORT] [--interval 1s] [--once]
+
+Follows the log at --url: fetches its checkpoint, checks it extends the last one accepted (by a
+consistency proof), and cosigns it (C2SP tlog-cosignature) with the witness's own key, kept in
+DIR. A fork or a rollback is refused, logged as ALARM, counted in /status and /metrics, and the
+conflicting signed checkpoint is kept in DIR as evidence.
+  --state DIR         the witness key, the log key it follows, the latest cosigned checkpoint
+  --name NAME         the witness's key name (default agentid-witness)
+  --log-key VKEY      the log's verifier key (default: the server's, trusted on first use)
+  --listen HOST:PORT  serve POST /add-checkpoint (C2SP tlog-witness), GET /checkpoint (the latest
+                      cosigned checkpoint), /key, /status and /metrics
+  --interval DUR      how often to fetch the log's checkpoint: 500ms, 1s, 5m (default 1s)
+  --once              check once and exit: 0 if consistent, 1 on a fork or rollback`,
+    async run(rest, cmd) {
+      const { values } = args(rest, { state: { type: "string" }, name: { type: "string" }, "log-key": { type: "string" }, listen: { type: "string" }, interval: { type: "string" }, once: { type: "boolean" } }, cmd);
+      if (!values.state) fail(`--state is required\n\n${COMMANDS[cmd]!.help}`);
+      const interval = values.interval;
+      const intervalMs = interval === undefined ? 1000 : /^\d+ms$/.test(interval) ? Number(interval.slice(0, -2)) : parseDuration("--interval", interval);
+      const ok = await auditWitness(
+        (await clients(values)).audit,
+        { state: values.state, name: values.name || "agentid-witness", logKey: values["log-key"], listen: values.listen, intervalMs, once: values.once ?? false },
+        fail,
+      );
       if (!ok) process.exitCode = EXIT.negative;
     },
   },

@@ -11,48 +11,28 @@ import {
 import { appendAuditEntry } from "../audit/append.js";
 import { invalidArgument, notFound } from "./errors.js";
 import { newAgentId } from "./ids.js";
+import { pointProblem } from "./ed25519.js";
+import { decodePageToken, encodePageToken } from "./validate.js";
 
 export const ED25519_PUBLIC_KEY_BYTES = 32;
-
-const P = 2n ** 255n - 19n;
-const D = (-121665n * modPow(121666n, P - 2n)) % P;
-
-function modPow(base: bigint, exp: bigint): bigint {
-  let result = 1n;
-  let b = ((base % P) + P) % P;
-  for (let e = exp; e > 0n; e >>= 1n) {
-    if (e & 1n) result = (result * b) % P;
-    b = (b * b) % P;
-  }
-  return result;
-}
-
-/** True when the 32 bytes decode to a point on the Ed25519 curve (RFC 8032 §5.1.3). */
-export function isEd25519Point(key: Uint8Array): boolean {
-  const bytes = Buffer.from(key);
-  const sign = bytes[31]! >> 7;
-  bytes[31]! &= 0x7f;
-  const y = BigInt("0x" + Buffer.from(bytes).reverse().toString("hex"));
-  if (y >= P) return false;
-  const y2 = (y * y) % P;
-  const x2 = (((y2 - 1n + P) % P) * modPow((D * y2 + 1n) % P, P - 2n)) % P;
-  if (x2 === 0n) return sign === 0;
-  // x exists exactly when x^2 is a quadratic residue (Euler's criterion).
-  return modPow(x2, (P - 1n) / 2n) === 1n;
-}
 
 export function requirePublicKey(field: string, key: Uint8Array): Uint8Array {
   if (key.length !== ED25519_PUBLIC_KEY_BYTES) {
     throw invalidArgument(field, `must be a raw 32-byte Ed25519 public key, got ${key.length} bytes`);
   }
-  if (!isEd25519Point(key)) throw invalidArgument(field, "is not a valid Ed25519 public key (not a curve point)");
+  // A small-order key verifies forged signatures (R = identity, S = 0) for any message.
+  const problem = pointProblem(key);
+  if (problem) throw invalidArgument(field, `is not an acceptable Ed25519 public key (${problem})`);
   return key;
 }
 
-/** Registers an agent and logs agent.registered in the same transaction. */
+/**
+ * Registers an agent and logs agent.registered, with what it may be issued, in the same
+ * transaction. Allowed scopes and audiences deny by default: see issueToken.
+ */
 export function registerAgent(
   db: Db,
-  a: { name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[] },
+  a: { name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[]; allowedAudiences: string[] },
   actor: string,
 ): Promise<AgentRecord> {
   return db.transaction().execute(async (tx) => {
@@ -61,7 +41,13 @@ export function registerAgent(
       kind: "agent.registered",
       agentId: agent.id,
       actor,
-      details: { name: agent.name, public_key: Buffer.from(agent.publicKey).toString("base64"), labels: agent.labels },
+      details: {
+        name: agent.name,
+        public_key: Buffer.from(agent.publicKey).toString("base64"),
+        labels: agent.labels,
+        allowed_scopes: agent.allowedScopes,
+        allowed_audiences: agent.allowedAudiences,
+      },
     });
     return agent;
   });
@@ -76,15 +62,7 @@ export async function getAgent(db: Db, id: string): Promise<AgentRecord> {
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;
 
-// Page tokens are opaque to clients: base64url of the last row's seq.
-function decodeCursor(token: string): bigint {
-  const text = Buffer.from(token, "base64url").toString();
-  if (!/^[0-9]{1,19}$/.test(text)) {
-    throw invalidArgument("page_token", "is not a token from a previous ListAgents response");
-  }
-  return BigInt(text);
-}
-
+// Page tokens: the last row's seq.
 export async function listAgentPage(
   db: Db,
   q: { pageSize: number; pageToken: string; status?: AgentStatus; text?: string; labels?: Record<string, string> },
@@ -94,12 +72,12 @@ export async function listAgentPage(
   }
   if (q.text && q.text.length > 128) throw invalidArgument("query", "must be at most 128 characters");
   const limit = q.pageSize || DEFAULT_PAGE_SIZE;
-  const beforeSeq = q.pageToken ? decodeCursor(q.pageToken) : undefined;
+  const beforeSeq = q.pageToken ? decodePageToken(q.pageToken, "ListAgents") : undefined;
   // One extra row tells whether another page exists.
   const rows = await listAgents(db, { limit: limit + 1, status: q.status, beforeSeq, text: q.text, labels: q.labels });
   const agents = rows.slice(0, limit);
   const last = agents[agents.length - 1];
-  const nextPageToken = rows.length > limit && last ? Buffer.from(last.seq.toString()).toString("base64url") : "";
+  const nextPageToken = rows.length > limit && last ? encodePageToken(last.seq) : "";
   return { agents, nextPageToken };
 }
 

@@ -1,8 +1,11 @@
 import { createPublicKey, verify, type KeyObject } from "node:crypto";
+import { isStrictSignatureShape, pointProblem } from "./ed25519.js";
 
 // Pure: shared by the server and the client SDK, no I/O.
 
 export interface IssueIntent {
+  /** The deployment the proof is for (Agent.deployment_id): a proof made for one deployment is refused by every other. */
+  deploymentId: string;
   agentId: string;
   scopes: readonly string[];
   audiences: readonly string[];
@@ -14,11 +17,15 @@ export interface IssueIntent {
 
 export const NONCE_SHAPE = /^[A-Za-z0-9_-]{16,64}$/;
 
+/** The first line of the signed payload. v1 (no deployment binding) is refused: see AgentProof in token.proto. */
+export const ISSUE_PAYLOAD_VERSION = "agentid-issue-v2";
+
 /** The bytes an agent signs to issue itself a token; documented on AgentProof in token.proto. */
 export function issuePayload(i: IssueIntent): Buffer {
   return Buffer.from(
     [
-      "agentid-issue-v1",
+      ISSUE_PAYLOAD_VERSION,
+      i.deploymentId,
       i.agentId,
       [...i.scopes].sort().join(" "),
       [...i.audiences].sort().join(" "),
@@ -35,7 +42,13 @@ export function ed25519PublicKey(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: "der", type: "spki" });
 }
 
+/**
+ * Strict verification: the key and R must be canonical and not of small order, and S < L, before
+ * OpenSSL's cofactorless check. The key is checked here too, not only at registration, so that a
+ * small-order key stored before registration refused them still verifies nothing.
+ */
 export function verifyIssueProof(publicKeyRaw: Uint8Array, intent: IssueIntent, signature: Uint8Array): boolean {
-  if (signature.length !== 64) return false;
+  if (publicKeyRaw.length !== 32 || pointProblem(publicKeyRaw) !== undefined) return false;
+  if (!isStrictSignatureShape(signature)) return false;
   return verify(null, issuePayload(intent), ed25519PublicKey(publicKeyRaw), signature);
 }

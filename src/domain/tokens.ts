@@ -1,11 +1,11 @@
 import type { Db } from "../store/database.js";
-import { findAgent } from "../store/agents.js";
+import { findAgent, proofContext } from "../store/agents.js";
 import { insertTokensForActiveAgents, type NewToken, type TokenRecord } from "../store/tokens.js";
 import type { TokenLookup } from "./token-lookup.js";
 import { useNonce } from "../store/activity.js";
 import { auditRow } from "../audit/append.js";
 import { DomainError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
-import { NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
+import { ISSUE_PAYLOAD_VERSION, NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
 import { hashSecret, isWellFormedToken, newToken, newTokenId } from "./ids.js";
 
 export interface TtlPolicy {
@@ -26,7 +26,6 @@ export interface IssueRequest {
   scopes: string[];
   audiences: string[];
   ttlMs: number;
-  selfIssued: boolean;
 }
 
 /** The token, its record and its token.issued log entry (with the token id, never the token). */
@@ -49,7 +48,7 @@ function prepare(req: IssueRequest, actor: string): { token: string; row: NewTok
     actor,
     details: { scopes: record.scopes, audiences: record.audiences, expires_at: record.expiresAt.toISOString() },
   });
-  return { token, row: { ...record, tokenHash: hashSecret(token), selfIssued: req.selfIssued, audit } };
+  return { token, row: { ...record, tokenHash: hashSecret(token), audit } };
 }
 
 /** Why nothing was inserted for `req`. */
@@ -57,11 +56,12 @@ async function refusal(db: Db, req: IssueRequest): Promise<DomainError> {
   const agent = await findAgent(db, req.agentId);
   if (!agent) return notFound(`agent ${req.agentId}`);
   if (agent.status === "REVOKED") return failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);
-  const outside = req.scopes.filter((s) => !agent.allowedScopes.includes(s));
-  return new DomainError(
-    "permission_denied",
-    `scopes ${outside.join(", ")} are not among agent ${req.agentId}'s allowed scopes (${agent.allowedScopes.join(", ") || "none"})`,
-  );
+  const outside = (field: string, asked: string[], allowed: string[]) => {
+    const extra = asked.filter((x) => !allowed.includes(x));
+    return extra.length ? [`${field} ${extra.join(", ")} are not among agent ${req.agentId}'s allowed ${field} (${allowed.join(", ") || "none"})`] : [];
+  };
+  const problems = [...outside("scopes", req.scopes, agent.allowedScopes), ...outside("audiences", req.audiences, agent.allowedAudiences)];
+  return new DomainError("permission_denied", problems.join("; ") || `agent ${req.agentId} cannot be issued this token`);
 }
 
 function toIssued(token: string, row: NewToken): { token: string; record: TokenRecord } {
@@ -78,9 +78,10 @@ interface Queued {
 }
 
 /**
- * Issues tokens for active agents, within their allowed scopes (always for a self-issued token,
- * and for an issuer's whenever the agent was registered with allowed scopes), each logged as
- * token.issued in the same statement. Batched like Introspect's reads: requests that arrive while
+ * Issues tokens for active agents, each logged as token.issued in the same statement. One rule
+ * on every path, issuer key or the agent's own proof: a token's scopes and audiences must be
+ * within its agent's allowed ones, and an agent registered with none can be issued none (deny by
+ * default: a forgotten list grants nothing rather than everything). Batched like Introspect's reads: requests that arrive while
  * the database is busy are written together by one statement (one round trip, one commit), each
  * still its own token and its own log entry, accepted or refused on its own. Under light load
  * each runs alone at once.
@@ -139,26 +140,36 @@ export class TokenIssuer {
   }
 }
 
-/** Checks an agent's signed Issue request: skew, signature, then the nonce (once only). */
+/**
+ * Checks an agent's signed Issue request: skew, signature, then the nonce (once only). One clock,
+ * the database's, for both the skew check and the nonce's expiry, read once in one transaction: a
+ * replica whose clock lags cannot accept a request whose nonce the database has already dropped.
+ */
 export async function verifyAgentProof(
   db: Db,
-  intent: IssueIntent,
+  intent: Omit<IssueIntent, "deploymentId">,
   signature: Uint8Array,
   maxSkewMs: number,
-  now = Date.now(),
 ): Promise<void> {
   if (!NONCE_SHAPE.test(intent.nonce)) throw invalidArgument("proof.nonce", "must be 16 to 64 of A-Z a-z 0-9 _ -");
   if (signature.length !== 64) throw invalidArgument("proof.signature", "must be a 64-byte Ed25519 signature");
-  if (Math.abs(now - intent.signedAtMs) > maxSkewMs) {
-    throw new DomainError("unauthenticated", `proof.signed_at is more than ${maxSkewMs / 1000}s from the server's clock`);
-  }
-  const agent = await findAgent(db, intent.agentId);
-  if (!agent || !verifyIssueProof(agent.publicKey, intent, signature)) {
-    throw new DomainError("unauthenticated", "proof does not verify with the agent's registered key");
-  }
-  if (!(await useNonce(db, intent.agentId, intent.nonce, new Date(intent.signedAtMs + maxSkewMs)))) {
-    throw new DomainError("unauthenticated", "proof was already used (replayed nonce)");
-  }
+  // NaN compares false with everything, which once skipped the skew check entirely.
+  if (!Number.isSafeInteger(intent.signedAtMs)) throw invalidArgument("proof.signed_at", "is not a representable time");
+  await db.transaction().execute(async (tx) => {
+    const ctx = await proofContext(tx, intent.agentId);
+    if (!(Math.abs(ctx.nowMs - intent.signedAtMs) <= maxSkewMs)) {
+      throw new DomainError("unauthenticated", `proof.signed_at is more than ${maxSkewMs / 1000}s from the server's clock (the database's)`);
+    }
+    if (!ctx.publicKey || !verifyIssueProof(ctx.publicKey, { ...intent, deploymentId: ctx.deploymentId }, signature)) {
+      throw new DomainError(
+        "unauthenticated",
+        `proof does not verify with the agent's registered key (payload ${ISSUE_PAYLOAD_VERSION} for deployment ${ctx.deploymentId})`,
+      );
+    }
+    if (!(await useNonce(tx, intent.agentId, intent.nonce, new Date(intent.signedAtMs + maxSkewMs)))) {
+      throw new DomainError("unauthenticated", "proof was already used (replayed nonce)");
+    }
+  });
 }
 
 export type InactiveReason = "UNKNOWN_TOKEN" | "MALFORMED" | "EXPIRED" | "REVOKED" | "AGENT_REVOKED" | "SCOPE_NOT_GRANTED";

@@ -1,6 +1,31 @@
 import { invalidArgument } from "./errors.js";
 import { AGENT_ID_SHAPE, TOKEN_ID_SHAPE } from "./ids.js";
 
+// What PostgreSQL cannot store: NUL in text (and \u0000 in jsonb), and UTF-16 lone surrogates,
+// which have no UTF-8 form (jsonb refuses their \u escapes; text would silently get U+FFFD).
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Why a string cannot be stored as PostgreSQL text, or undefined. Every request string passes this (validate-message.ts). */
+export function storableTextProblem(value: string): string | undefined {
+  if (value.includes("\u0000")) return "must not contain NUL characters";
+  if (LONE_SURROGATE.test(value)) return "must be valid Unicode (it has a lone UTF-16 surrogate)";
+  return undefined;
+}
+
+/** The largest seq, revision or tree size PostgreSQL's bigint holds: the bound of every page token. */
+const MAX_INT8 = 2n ** 63n - 1n;
+
+/** Decodes an opaque page token (base64url of a non-negative bigint) made by encodePageToken. */
+export function decodePageToken(token: string, what: string): bigint {
+  const text = Buffer.from(token, "base64url").toString();
+  if (!/^[0-9]{1,19}$/.test(text) || BigInt(text) > MAX_INT8) throw invalidArgument("page_token", `is not a token from a previous ${what} response`);
+  return BigInt(text);
+}
+
+export function encodePageToken(n: bigint): string {
+  return Buffer.from(n.toString()).toString("base64url");
+}
+
 // Printable ASCII without spaces: what RFC 6749 allows in a scope token, and safe in logs.
 const NO_SPACE = /^[\x21-\x7e]+$/;
 

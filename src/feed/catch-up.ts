@@ -118,7 +118,9 @@ export class CatchUp {
       let moved = false;
       let ahead = false;
       for (const w of ready) {
-        if (w.cursor > fan.head) {
+        // Ahead of this replica's fan-out (a cursor from a faster replica, or a backlog the tailer
+        // has not read yet): wait for the tailer.
+        if (w.cursor > fan.head || w.backlogHead > fan.head) {
           ahead = true;
           continue;
         }
@@ -155,7 +157,7 @@ export class CatchUp {
         else w.advance(covered);
         moved = true;
       }
-      if (w.cursor >= this.joinFloor() && w.cursor <= fan.head) {
+      if (w.cursor >= this.joinFloor() && w.cursor <= fan.head && w.backlogHead <= fan.head) {
         this.join(w);
         moved = true;
       }
@@ -186,6 +188,7 @@ export class CatchUp {
         w.fail(compactedError(w.cursor));
       } else {
         w.validated = true;
+        w.backlogHead = head;
       }
     }
   }

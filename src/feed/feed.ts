@@ -86,7 +86,7 @@ export class RevocationFeed {
   private readonly tailer: LogTailer;
   private readonly catchUp: CatchUp;
   private readonly dispatcher = new Dispatcher();
-  private readonly o: Required<Omit<FeedOptions, "db" | "databaseUrl" | "logger" | "encoder">> & FeedOptions;
+  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
   private refusals = 0;
   private closed = false;

@@ -20,6 +20,12 @@ export class Watcher {
   fromZero: boolean;
   /** The catch-up group checked the cursor against the log (not ahead of it, not compacted away). */
   validated = false;
+  /**
+   * The log's head when the cursor was checked: the backlog. The stream joins the live fan-out
+   * (and gets its first bookmark) only once it has everything up to here, so a subscriber never
+   * hears "caught up" before revocations that committed before it subscribed.
+   */
+  backlogHead = 0n;
   private queue: Frame[] = [];
   private waiting: { resolve: (f: Frame | undefined) => void; reject: (e: Error) => void } | undefined;
   private failure: Error | undefined;

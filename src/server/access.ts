@@ -4,6 +4,7 @@ import { DomainError } from "../domain/errors.js";
 import { actorOf, type Authenticator, type Caller } from "./auth.js";
 import type { CallContext } from "./call.js";
 import type { Handler } from "./services.js";
+import { validateRequest } from "./validate-message.js";
 
 /** Which roles may call a method; `anonymous` admits calls without credentials (the route then demands other proof). */
 export interface Access {
@@ -71,12 +72,21 @@ export function admission(method: DescMethod, access: Access, auth: Authenticato
   };
 }
 
-/** Wraps a handler so that it runs only for a caller the access rule admits. */
+/**
+ * Wraps a handler so that it runs only for a caller the access rule admits, and only on a request
+ * every field of which can be stored and timed (validate-message.ts): checked after the caller,
+ * so that anonymous requests cost no more than their credentials.
+ */
 export function guard(method: DescMethod, h: Handler, access: Access, auth: Authenticator): Handler {
+  const admit = async (req: never, call: CallContext) => {
+    const authed = await authorize(auth, method, access, call);
+    validateRequest(method.input, req);
+    return authed;
+  };
   if (method.methodKind === "server_streaming") {
     return async function* (req: never, call: CallContext) {
-      yield* h(req, await authorize(auth, method, access, call)) as AsyncIterable<unknown>;
+      yield* h(req, await admit(req, call)) as AsyncIterable<unknown>;
     };
   }
-  return async (req: never, call: CallContext) => h(req, await authorize(auth, method, access, call));
+  return async (req: never, call: CallContext) => h(req, await admit(req, call));
 }

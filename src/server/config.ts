@@ -20,8 +20,12 @@ export interface Config {
   proofMaxSkewMs: number;
   /** Transparency log origin: the checkpoint's first line and the signing key's name. */
   auditOrigin: string;
-  /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key kept in the database. */
+  /** Ed25519 PKCS#8 PEM or base64 DER; empty: the key in auditKeyFile. */
   auditSigningKey: string;
+  /** The signing key's file (mode 0600), created on first start; never in the database. Empty: in dataDir. */
+  auditKeyFile: string;
+  /** Serve the log's tiles to anyone, without an API key. */
+  auditTilesPublic: boolean;
   auditCheckpointIntervalMs: number;
   maxWatchers: number;
   maxWatchersPerConnection: number;
@@ -83,6 +87,13 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   return n;
 }
 
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name] ?? "";
+  if (raw === "" || raw === "false" || raw === "0") return false;
+  if (raw === "true" || raw === "1") return true;
+  throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+}
+
 /** Every setting, from the environment; the README's table lists the same names and defaults. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = {
@@ -101,6 +112,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     proofMaxSkewMs: int(env, "AGENTID_PROOF_MAX_SKEW_SECONDS", 60, 1, 3600) * 1000,
     auditOrigin: env.AGENTID_AUDIT_ORIGIN || "agentid/audit",
     auditSigningKey: env.AGENTID_AUDIT_SIGNING_KEY ?? "",
+    auditKeyFile: env.AGENTID_AUDIT_KEY_FILE ? resolve(env.AGENTID_AUDIT_KEY_FILE) : "",
+    auditTilesPublic: bool(env, "AGENTID_AUDIT_TILES_PUBLIC"),
     auditCheckpointIntervalMs: int(env, "AGENTID_AUDIT_CHECKPOINT_MS", 1000, 10, 3_600_000),
     maxWatchers: int(env, "AGENTID_MAX_WATCHERS", 10_000, 1, 1_000_000),
     maxWatchersPerConnection: int(env, "AGENTID_MAX_WATCHERS_PER_CONNECTION", 100, 1, 1_000_000),

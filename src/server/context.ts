@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import pino, { type Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { openDatabase } from "../store/open.js";
@@ -76,6 +77,8 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       logger,
       origin: config.auditOrigin,
       signingKey: config.auditSigningKey,
+      keyFile: config.auditKeyFile || join(config.dataDir, "audit-signing-key.pem"),
+      recordFile: join(config.dataDir, "audit-checkpoint"),
       checkpointIntervalMs: config.auditCheckpointIntervalMs,
       sequencer,
     }).catch(async (err: unknown) => {

@@ -67,9 +67,10 @@ function connectImpl(r: ServiceRoutes, logger: Logger): Partial<ServiceImpl<type
   return impl as Partial<ServiceImpl<typeof r.service>>;
 }
 
-// connect-node answers a request body that does not decode with INTERNAL; that is bad input, not a
-// bug, so it is rewritten to INVALID_ARGUMENT (Connect unary JSON errors and gRPC trailers).
-const PARSE_ERROR = /^\[internal\] parse (binary|JSON)|^parse (binary|JSON)/;
+// connect-node answers a request body that does not decode (or decompress) with INTERNAL; that is
+// bad input, not a bug, so it is rewritten to INVALID_ARGUMENT: in Connect unary JSON errors, gRPC
+// trailers, and the error frames that gRPC-Web and Connect streaming put in the body.
+const PARSE_ERROR = /^(\[internal\] )?(parse (binary|JSON)|decompression failed|received compressed envelope|protocol error: promised \d+ bytes)/;
 
 async function mapParseError(res: UniversalServerResponse): Promise<UniversalServerResponse> {
   const grpcMessage = res.trailer?.get("grpc-message") ?? res.header?.get("grpc-message");
@@ -78,6 +79,10 @@ async function mapParseError(res: UniversalServerResponse): Promise<UniversalSer
       (res.trailer?.has("grpc-status") ? res.trailer : res.header)!.set("grpc-status", String(Code.InvalidArgument));
     }
     return res;
+  }
+  const contentType = res.header?.get("content-type") ?? "";
+  if (res.status === 200 && res.body && (contentType.startsWith("application/grpc-web") || contentType.startsWith("application/connect+"))) {
+    return { ...res, body: mapErrorFrame(res.body, contentType.startsWith("application/grpc-web")) };
   }
   if (res.status !== 500 || !res.body || res.header?.has("content-encoding")) return res;
   // Error bodies are one small JSON chunk.
@@ -96,6 +101,50 @@ async function mapParseError(res: UniversalServerResponse): Promise<UniversalSer
     return { ...res, status: 400, body: single(fixed) };
   }
   return { ...res, body: single(bytes) };
+}
+
+/**
+ * A request that fails to decode is answered before any message, so its error frame (gRPC-Web
+ * trailers, flag 0x80; Connect end-of-stream, flag 0x02) comes first, whole, in the first chunk.
+ * Only that chunk is looked at; a stream's messages pass untouched.
+ */
+async function* mapErrorFrame(body: AsyncIterable<Uint8Array>, grpcWeb: boolean): AsyncIterable<Uint8Array> {
+  let first = true;
+  for await (const chunk of body) {
+    if (first) {
+      first = false;
+      const c = Buffer.from(chunk);
+      const flag = grpcWeb ? 0x80 : 0x02;
+      if (c.length >= 5 && c[0]! & flag && c.readUInt32BE(1) === c.length - 5) {
+        const text = c.subarray(5).toString();
+        if (grpcWeb) {
+          const message = /grpc-message: ?([^\r\n]*)/i.exec(text)?.[1] ?? "";
+          if (/grpc-status: ?13\b/i.test(text) && PARSE_ERROR.test(decodeURIComponent(message))) {
+            yield frame(c[0]!, Buffer.from(text.replace(/grpc-status: ?13\b/i, `grpc-status: ${Code.InvalidArgument}`)));
+            continue;
+          }
+        } else {
+          try {
+            const end = JSON.parse(text) as { error?: { code?: string; message?: string } };
+            if (end.error?.code === "internal" && PARSE_ERROR.test(end.error.message ?? "")) {
+              yield frame(c[0]!, Buffer.from(JSON.stringify({ ...end, error: { ...end.error, code: "invalid_argument" } })));
+              continue;
+            }
+          } catch {
+            // Not JSON: passed on as it was.
+          }
+        }
+      }
+    }
+    yield chunk;
+  }
+}
+
+function frame(flags: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(5);
+  header[0] = flags;
+  header.writeUInt32BE(payload.length, 1);
+  return Buffer.concat([header, payload]);
 }
 
 async function* single(bytes: Uint8Array): AsyncIterable<Uint8Array> {

@@ -37,6 +37,8 @@ export function agentMessage(a: AgentRecord, summary?: AgentActivitySummary) {
     revokedBy: a.revokedBy ?? "",
     revokedRevision: a.revokedRevision ?? 0n,
     allowedScopes: a.allowedScopes,
+    allowedAudiences: a.allowedAudiences,
+    deploymentId: a.deploymentId,
   });
 }
 

@@ -1,10 +1,12 @@
-// The HTTP port's endpoints that are not RPCs: RFC 7662/7009, nginx auth_request, /metrics.
+// The HTTP port's endpoints that are not RPCs: RFC 7662/7009, nginx auth_request, /metrics, and
+// the transparency log's tiles (/checkpoint, /tile/...).
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { AppContext } from "./context.js";
 import { oauthEndpoint } from "./oauth.js";
 import { authRequestEndpoint } from "./auth-request.js";
 import { metricsEndpoint } from "./metrics.js";
+import { tilesRoute } from "./tiles-http.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -19,9 +21,10 @@ export function plainRoutes(ctx: AppContext): PlainRoutes {
     ["/auth", authRequestEndpoint(ctx)],
   ]);
   if (ctx.metrics) table.set("/metrics", metricsEndpoint(ctx.metrics, ctx.auth, ctx.config.metricsKey));
+  const tiles = tilesRoute(ctx, ctx.logger);
   return (req, res) => {
     const h = table.get(req.url?.split("?", 2)[0] ?? "");
-    if (!h) return false;
+    if (!h) return tiles(req, res);
     h(req, res).catch((err: unknown) => {
       ctx.logger.error({ err, path: req.url }, "request failed");
       if (!res.headersSent) res.writeHead(500);

@@ -157,11 +157,13 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
         listCheckpoints: listCheckpointsRoute(ctx),
       },
       {
-        // Checkpoints and the key are public facts; the entries are for operators and investigators.
+        // Checkpoints, proofs (hashes only) and the key are public facts. Entries are filtered by
+        // role in the route: all for admins, agents and tokens for issuers, a resource server's
+        // own audiences for it (list-entries.ts).
         getCheckpoint: ANY_ROLE,
-        getInclusionProof: OPERATORS,
+        getInclusionProof: ANY_ROLE,
         getConsistencyProof: ANY_ROLE,
-        listEntries: OPERATORS,
+        listEntries: ANY_ROLE,
         getPublicKey: ANY_ROLE,
         listCheckpoints: ANY_ROLE,
       },

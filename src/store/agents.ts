@@ -17,6 +17,9 @@ export interface AgentRecord {
   revokedBy: string | null;
   revokedRevision: bigint | null;
   allowedScopes: string[];
+  allowedAudiences: string[];
+  /** The deployment's id (one per database), which agents sign into their proofs. */
+  deploymentId: string;
 }
 
 const columns = [
@@ -32,6 +35,8 @@ const columns = [
   "revoked_by",
   "revoked_revision",
   "allowed_scopes",
+  "allowed_audiences",
+  sql<string>`(select id from deployment)`.as("deployment_id"),
 ] as const;
 
 type Row = {
@@ -47,6 +52,8 @@ type Row = {
   revoked_by: string | null;
   revoked_revision: string | null;
   allowed_scopes: string[];
+  allowed_audiences: string[];
+  deployment_id: string;
 };
 
 function toRecord(r: Row): AgentRecord {
@@ -63,12 +70,14 @@ function toRecord(r: Row): AgentRecord {
     revokedBy: r.revoked_by,
     revokedRevision: r.revoked_revision === null ? null : BigInt(r.revoked_revision),
     allowedScopes: r.allowed_scopes,
+    allowedAudiences: r.allowed_audiences,
+    deploymentId: r.deployment_id,
   };
 }
 
 export async function insertAgent(
   db: Db,
-  a: { id: string; name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[] },
+  a: { id: string; name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[]; allowedAudiences: string[] },
 ): Promise<AgentRecord> {
   const row = await db
     .insertInto("agents")
@@ -79,6 +88,7 @@ export async function insertAgent(
       labels: JSON.stringify(a.labels),
       status: "ACTIVE",
       allowed_scopes: a.allowedScopes,
+      allowed_audiences: a.allowedAudiences,
     })
     .returning(columns)
     .executeTakeFirstOrThrow();
@@ -126,6 +136,23 @@ export async function markAgentRevoked(
     .set({ status: "REVOKED", revoked_at: r.at, revoked_reason: r.reason, revoked_by: r.by })
     .where("id", "=", id)
     .execute();
+}
+
+/**
+ * What an agent's signed Issue request is checked against, with the database's clock: now() is
+ * the transaction's start, so within one transaction the skew check and the nonce expiry
+ * (useNonce) read the very same instant.
+ */
+export async function proofContext(
+  tx: Tx,
+  agentId: string,
+): Promise<{ publicKey: Uint8Array | undefined; deploymentId: string; nowMs: number }> {
+  const { rows } = await sql<{ public_key: Buffer | null; deployment_id: string; now: Date }>`
+    select (select public_key from agents where id = ${agentId}) as public_key,
+           (select id from deployment) as deployment_id,
+           now() as now`.execute(tx);
+  const r = rows[0]!;
+  return { publicKey: r.public_key ? new Uint8Array(r.public_key) : undefined, deploymentId: r.deployment_id, nowMs: r.now.getTime() };
 }
 
 export interface AgentActivitySummary {

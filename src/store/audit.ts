@@ -105,7 +105,16 @@ export async function readLeafHashes(db: Db, from: bigint, limit: number): Promi
   return out;
 }
 
+/**
+ * Which entries a caller may read (the README's role table): every one; those about agents and
+ * tokens (no key.* or policy.* metadata); or only those about tokens that list one of the given
+ * audiences, and the revocations of agents holding such a token.
+ */
+export type EntryVisibility = { all: true } | { agentsAndTokens: true } | { audiences: readonly string[] };
+
 export interface EntryFilter {
+  /** Unset: every entry (the server's own readers: the tree, tiles, timelines). */
+  visibility?: EntryVisibility;
   agentId?: string;
   kind?: string;
   since?: Date;
@@ -121,6 +130,17 @@ export async function listAuditEntries(db: Db, f: EntryFilter): Promise<AuditEnt
     .where("seq", ">=", f.fromSeq.toString() as never);
   if (f.agentId) q = q.where("agent_id", "=", f.agentId);
   if (f.kind) q = q.where("kind", "=", f.kind);
+  const v = f.visibility ?? { all: true };
+  if ("agentsAndTokens" in v) {
+    q = q.where(sql<boolean>`(kind like 'agent.%' or kind like 'token.%' or kind like 'activity.%')`);
+  } else if ("audiences" in v) {
+    const audiences = [...v.audiences];
+    q = q.where(sql<boolean>`(
+      (kind in ('token.issued', 'token.revoked')
+        and exists (select 1 from tokens t where t.id = audit_entries.token_id and t.audiences && ${audiences}::text[]))
+      or (kind = 'agent.revoked'
+        and exists (select 1 from tokens t where t.agent_id = audit_entries.agent_id and t.audiences && ${audiences}::text[])))`);
+  }
   if (f.since) q = q.where("at", ">=", f.since);
   if (f.until) q = q.where("at", "<", f.until);
   const rows = await q.orderBy("seq").limit(f.limit).execute();
@@ -163,18 +183,15 @@ export async function latestCheckpoint(db: Db): Promise<StoredCheckpoint | undef
   return r && { treeSize: BigInt(r.tree_size), rootHash: r.root_hash, note: r.note };
 }
 
-/** The stored signing key, creating it from `create` on first use (first writer wins). */
-export async function loadOrCreateSigningKey(db: Db, create: () => { pem: string; publicKey: Buffer }): Promise<string> {
-  const existing = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirst();
-  if (existing) return existing.private_key_pem;
-  const k = create();
-  await db
-    .insertInto("audit_keys")
-    .values({ private_key_pem: k.pem, public_key: k.publicKey })
-    .onConflict((oc) => oc.column("id").doNothing())
-    .execute();
-  const row = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirstOrThrow();
-  return row.private_key_pem;
+/** A signing key that an earlier version kept in the database (table audit_keys), if any. */
+export async function readStoredSigningKey(db: Db): Promise<string | undefined> {
+  const row = await db.selectFrom("audit_keys").select("private_key_pem").executeTakeFirst();
+  return row?.private_key_pem;
+}
+
+/** Removes the signing key from the database, once it is kept outside it. */
+export async function deleteStoredSigningKey(db: Db): Promise<void> {
+  await db.deleteFrom("audit_keys").execute();
 }
 
 /** Signed checkpoints, largest tree first, of trees at most maxSize and below beforeSize. */

@@ -17,6 +17,13 @@ export interface AgentsTable {
   revoked_by: string | null;
   revoked_revision: ColumnType<string | null, bigint | null, bigint | null>;
   allowed_scopes: ColumnType<string[], string[] | undefined, string[]>;
+  allowed_audiences: ColumnType<string[], string[] | undefined, string[]>;
+}
+
+/** One row: this deployment's id (migration 0020), which agents sign into their proofs. */
+export interface DeploymentTable {
+  only_row: ColumnType<boolean, never, never>;
+  id: string;
 }
 
 export interface TokensTable {
@@ -184,6 +191,13 @@ export interface AuditKeysTable {
   created_at: GeneratedTimestamp;
 }
 
+/** The log's Merkle tree: row (height, idx) hashes leaves idx * 2^height to (idx + 1) * 2^height - 1. */
+export interface AuditTreeTable {
+  height: number;
+  idx: ColumnType<string, string, never>;
+  hash: Buffer;
+}
+
 /** One row: the highest revision compaction has removed from the log. */
 export interface FeedCompactionTable {
   id: ColumnType<boolean, boolean, never>;
@@ -223,6 +237,7 @@ export interface UsageTrailHeadTable {
 
 export interface Database {
   agents: AgentsTable;
+  deployment: DeploymentTable;
   tokens: TokensTable;
   revocations: RevocationsTable;
   revocation_inbox: RevocationInboxTable;
@@ -238,6 +253,7 @@ export interface Database {
   audit_inbox: AuditInboxTable;
   audit_checkpoints: AuditCheckpointsTable;
   audit_keys: AuditKeysTable;
+  audit_tree: AuditTreeTable;
   feed_compaction: FeedCompactionTable;
   usage_counts: UsageCountsTable;
   agent_access: AgentAccessTable;

@@ -23,14 +23,12 @@ export interface TokenState extends TokenRecord {
 
 export interface NewToken extends TokenRecord {
   tokenHash: Uint8Array;
-  /** Scopes must be within the agent's allowed scopes, even when it has none. */
-  selfIssued: boolean;
   audit: AuditRow;
 }
 
 /**
  * Inserts tokens, each with its audit entry, each only while its agent is ACTIVE and its scopes
- * are allowed: one statement for the whole batch, so one round trip and one commit. Returns the
+ * and audiences are within the agent's allowed ones (empty allows none): one statement for the whole batch, so one round trip and one commit. Returns the
  * ids of the tokens inserted. agentid_issue_gate (migration 0005) holds each agent's issuance lock
  * until commit and re-reads its status after any kill that held it, so an issuance never commits
  * after its agent's kill, nor is it missed by the kill's count.
@@ -44,21 +42,20 @@ export async function insertTokensForActiveAgents(db: Db, ts: readonly NewToken[
     audiences: t.audiences,
     issued_at: t.issuedAt.toISOString(),
     expires_at: t.expiresAt.toISOString(),
-    self_issued: t.selfIssued,
     audit: auditInboxJson(t.audit),
   }));
   const { rows: inserted } = await sql<{ id: string }>`${sql.raw(PREPARED)}
     with req as (
       select r.*, ord from jsonb_array_elements(${JSON.stringify(rows)}::jsonb) with ordinality as x(j, ord),
         jsonb_to_record(x.j) as r(id text, token_hash text, agent_id text, scopes text[], audiences text[],
-                                  issued_at timestamptz, expires_at timestamptz, self_issued boolean, audit jsonb)
+                                  issued_at timestamptz, expires_at timestamptz, audit jsonb)
     ),
     token as (
       insert into tokens (id, token_hash, agent_id, scopes, audiences, issued_at, expires_at)
       select r.id, decode(r.token_hash, 'base64'), a.id, r.scopes, r.audiences, r.issued_at, r.expires_at
       from req r join agents a on a.id = r.agent_id
       where a.status = 'ACTIVE'
-        and (r.scopes <@ a.allowed_scopes or (not r.self_issued and cardinality(a.allowed_scopes) = 0))
+        and r.scopes <@ a.allowed_scopes and r.audiences <@ a.allowed_audiences
         and agentid_issue_gate(a.id)
       returning id
     )

@@ -203,8 +203,9 @@ export async function appendLogRows(databaseUrl: string, n: number): Promise<big
        select 'tok_seed' || g, 'agt_seed', 'seeded', 'test', now() + interval '1 hour' from generate_series(1, $1::int) g`,
       [n],
     );
+    // The sequencer numbers them (a pass may skip while another holds the head: try again).
     for (;;) {
-      await c.query("select * from agentid_sequence_revocations(100000, '{}')");
+      await c.query("select * from agentid_sequence_revocations(100000, '{}'::bigint[])");
       const { rows } = await c.query("select count(*)::int as n from revocation_inbox");
       if (rows[0].n === 0) break;
       await new Promise((r) => setTimeout(r, 20));

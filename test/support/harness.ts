@@ -11,6 +11,7 @@ import { loadConfig, type Config } from "../../src/server/config.js";
 import { createAppContext, type AppContext } from "../../src/server/context.js";
 import { startServer, type RunningServer } from "../../src/server/server.js";
 import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
+import { dataDirFor } from "../../bench/lib/cluster.js";
 
 /** Creates a fresh database on the run's PostgreSQL and returns its URL. */
 export async function createTestDatabase(): Promise<string> {
@@ -61,6 +62,8 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
   const adminKey = newSecret(API_KEY_PREFIX);
   const config: Config = {
     ...loadConfig({}),
+    // The data folder holds the log's signing key and its last checkpoint: one per database.
+    dataDir: dataDirFor(databaseUrl),
     adminKey,
     databaseUrl,
     grpcPort: 0,

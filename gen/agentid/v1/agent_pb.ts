@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agentid/v1/agent.proto.
  */
 export const file_agentid_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIvoDCgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRIYChBsaXZlX3Rva2VuX2NvdW50GBQgASgDEjQKEGxhc3RfYWN0aXZpdHlfYXQYFSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3RydXN0X3Njb3JlGBYgASgBSACIAQEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfdHJ1c3Rfc2NvcmUivQEKFFJlZ2lzdGVyQWdlbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSEgoKcHVibGljX2tleRgCIAEoDBI8CgZsYWJlbHMYAyADKAsyLC5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXF1ZXN0LkxhYmVsc0VudHJ5EhYKDmFsbG93ZWRfc2NvcGVzGAQgAygJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoVUmVnaXN0ZXJBZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEuYWdlbnRpZC52MS5BZ2VudCIjCg9HZXRBZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNAoQR2V0QWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLmFnZW50aWQudjEuQWdlbnQi3AEKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEicKBnN0YXR1cxgDIAEoDjIXLmFnZW50aWQudjEuQWdlbnRTdGF0dXMSDQoFcXVlcnkYFCABKAkSOQoGbGFiZWxzGBUgAygLMikuYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlAKEkxpc3RBZ2VudHNSZXNwb25zZRIhCgZhZ2VudHMYASADKAsyES5hZ2VudGlkLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSpeCgtBZ2VudFN0YXR1cxIcChhBR0VOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNBR0VOVF9TVEFUVVNfQUNUSVZFEAESGAoUQUdFTlRfU1RBVFVTX1JFVk9LRUQQAjL4AQoMQWdlbnRTZXJ2aWNlElQKDVJlZ2lzdGVyQWdlbnQSIC5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXF1ZXN0GiEuYWdlbnRpZC52MS5SZWdpc3RlckFnZW50UmVzcG9uc2USRQoIR2V0QWdlbnQSGy5hZ2VudGlkLnYxLkdldEFnZW50UmVxdWVzdBocLmFnZW50aWQudjEuR2V0QWdlbnRSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLmFnZW50aWQudjEuTGlzdEFnZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChZhZ2VudGlkL3YxL2FnZW50LnByb3RvEgphZ2VudGlkLnYxIqwECgVBZ2VudBIQCghhZ2VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnB1YmxpY19rZXkYAyABKAwSLQoGbGFiZWxzGAQgAygLMh0uYWdlbnRpZC52MS5BZ2VudC5MYWJlbHNFbnRyeRInCgZzdGF0dXMYBSABKA4yFy5hZ2VudGlkLnYxLkFnZW50U3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJldm9rZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDnJldm9rZWRfcmVhc29uGAggASgJEhgKEHJldm9rZWRfcmV2aXNpb24YCSABKAMSEgoKcmV2b2tlZF9ieRgKIAEoCRIWCg5hbGxvd2VkX3Njb3BlcxgLIAMoCRIZChFhbGxvd2VkX2F1ZGllbmNlcxgMIAMoCRIVCg1kZXBsb3ltZW50X2lkGA0gASgJEhgKEGxpdmVfdG9rZW5fY291bnQYFCABKAMSNAoQbGFzdF9hY3Rpdml0eV9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLdHJ1c3Rfc2NvcmUYFiABKAFIAIgBARotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQg4KDF90cnVzdF9zY29yZSLYAQoUUmVnaXN0ZXJBZ2VudFJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpwdWJsaWNfa2V5GAIgASgMEjwKBmxhYmVscxgDIAMoCzIsLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QuTGFiZWxzRW50cnkSFgoOYWxsb3dlZF9zY29wZXMYBCADKAkSGQoRYWxsb3dlZF9hdWRpZW5jZXMYBSADKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5ChVSZWdpc3RlckFnZW50UmVzcG9uc2USIAoFYWdlbnQYASABKAsyES5hZ2VudGlkLnYxLkFnZW50IiMKD0dldEFnZW50UmVxdWVzdBIQCghhZ2VudF9pZBgBIAEoCSI0ChBHZXRBZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEuYWdlbnRpZC52MS5BZ2VudCLcAQoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJwoGc3RhdHVzGAMgASgOMhcuYWdlbnRpZC52MS5BZ2VudFN0YXR1cxINCgVxdWVyeRgUIAEoCRI5CgZsYWJlbHMYFSADKAsyKS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUAoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLmFnZW50aWQudjEuQWdlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKl4KC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19BQ1RJVkUQARIYChRBR0VOVF9TVEFUVVNfUkVWT0tFRBACMvgBCgxBZ2VudFNlcnZpY2USVAoNUmVnaXN0ZXJBZ2VudBIgLmFnZW50aWQudjEuUmVnaXN0ZXJBZ2VudFJlcXVlc3QaIS5hZ2VudGlkLnYxLlJlZ2lzdGVyQWdlbnRSZXNwb25zZRJFCghHZXRBZ2VudBIbLmFnZW50aWQudjEuR2V0QWdlbnRSZXF1ZXN0GhwuYWdlbnRpZC52MS5HZXRBZ2VudFJlc3BvbnNlEksKCkxpc3RBZ2VudHMSHS5hZ2VudGlkLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uYWdlbnRpZC52MS5MaXN0QWdlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * Agent is a registered identity.
@@ -81,11 +81,26 @@ export type Agent = Message<"agentid.v1.Agent"> & {
   revokedBy: string;
 
   /**
-   * The scopes this agent may hold; it can issue itself tokens only within them.
+   * The scopes this agent's tokens may carry, whoever issues them. Empty: none.
    *
    * @generated from field: repeated string allowed_scopes = 11;
    */
   allowedScopes: string[];
+
+  /**
+   * The audiences this agent's tokens may list, whoever issues them. Empty: none.
+   *
+   * @generated from field: repeated string allowed_audiences = 12;
+   */
+  allowedAudiences: string[];
+
+  /**
+   * This deployment's id (dep_...), the same for every agent of it. An agent signs it into its
+   * proofs (AgentProof in token.proto), so that a proof cannot be replayed against another one.
+   *
+   * @generated from field: string deployment_id = 13;
+   */
+  deploymentId: string;
 
   /**
    * Tokens of the agent neither revoked nor expired, counted when the agent was read.
@@ -144,12 +159,21 @@ export type RegisterAgentRequest = Message<"agentid.v1.RegisterAgentRequest"> & 
   labels: { [key: string]: string };
 
   /**
-   * Scopes the agent may hold (at most 64). Tokens, self-issued or not, stay within them; empty
-   * means the agent may only be issued scope-less tokens by itself, and any scopes by an issuer.
+   * Scopes the agent's tokens may carry (at most 64). One rule on every issuance path, an issuer's
+   * key or the agent's own proof: a token's scopes stay within them. Deny by default: empty means
+   * the agent can be issued only tokens without scopes.
    *
    * @generated from field: repeated string allowed_scopes = 4;
    */
   allowedScopes: string[];
+
+  /**
+   * Audiences the agent's tokens may list (at most 16), bound exactly like allowed_scopes: empty
+   * means the agent can be issued only tokens without audiences, which no resource server sees.
+   *
+   * @generated from field: repeated string allowed_audiences = 5;
+   */
+  allowedAudiences: string[];
 };
 
 /**

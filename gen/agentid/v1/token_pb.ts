@@ -62,14 +62,19 @@ export const IssueRequestSchema: GenMessage<IssueRequest> = /*@__PURE__*/
 /**
  * AgentProof is an Ed25519 signature by the agent's registered key over the canonical payload
  * (UTF-8, lines joined by "\n"):
- *   agentid-issue-v1
+ *   agentid-issue-v2
+ *   <deployment_id, from the Agent message: binds the proof to this deployment>
  *   <agent_id>
  *   <scopes, sorted, joined by " ">
  *   <audiences, sorted, joined by " ">
  *   <ttl in milliseconds, 0 for the server default>
  *   <signed_at in unix milliseconds>
  *   <nonce>
- * signed_at must be within the server's clock-skew bound; a nonce is accepted once.
+ * signed_at must be within the server's clock-skew bound of the database's clock, which also
+ * times the nonce's expiry (one clock, whichever replica answers); a nonce is accepted once.
+ * Verification is strict: canonical S < L, and neither R nor the key may be a small-order point.
+ * The v1 payload (the same without the deployment line) is refused: a v1 proof could be replayed
+ * against any deployment where the agent id and key are registered.
  *
  * @generated from message agentid.v1.AgentProof
  */

@@ -37,7 +37,7 @@ export function issueRoute(ctx: AppContext) {
     }
 
     const actor = selfIssued ? `agent:${agentId}` : call.principal;
-    const { token, record } = await ctx.issuer.issue({ agentId, scopes, audiences, ttlMs, selfIssued }, actor);
+    const { token, record } = await ctx.issuer.issue({ agentId, scopes, audiences, ttlMs }, actor);
     ctx.logger.debug({ tokenId: record.id, agentId, by: actor }, "token issued");
     ctx.metrics?.issuance(selfIssued);
     return { token, tokenId: record.id, expiresAt: timestampFromDate(record.expiresAt) };

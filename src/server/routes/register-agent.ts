@@ -13,6 +13,7 @@ export function registerAgentRoute(ctx: AppContext) {
       publicKey: requirePublicKey("public_key", req.publicKey),
       labels: requireLabels("labels", req.labels),
       allowedScopes: requireWords("allowed_scopes", req.allowedScopes, 128, 64),
+      allowedAudiences: requireWords("allowed_audiences", req.allowedAudiences, 256, 16),
     }, call.principal);
     ctx.logger.info({ agentId: agent.id }, "agent registered");
     return { agent: agentMessage(agent) };

@@ -4,7 +4,9 @@ import * as m0002 from "./0002-feed.js";
 import * as m0003 from "./0003-audit.js";
 import * as m0004 from "./0004-auth.js";
 import * as m0005 from "./0005-sequenced-logs.js";
+import * as m0010 from "./0010-audit-tree.js";
 import * as m0015 from "./0015-usage.js";
+import * as m0020 from "./0020-agent-audiences.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
 const migrations: Record<string, Migration> = {
@@ -13,7 +15,9 @@ const migrations: Record<string, Migration> = {
   "0003-audit": m0003,
   "0004-auth": m0004,
   "0005-sequenced-logs": m0005,
+  "0010-audit-tree": m0010,
   "0015-usage": m0015,
+  "0020-agent-audiences": m0020,
 };
 
 export const migrationProvider: MigrationProvider = {
