@@ -38,7 +38,7 @@ beforeAll(async () => {
   h = await startHarness();
   env = { AGENTID_URL: `http://127.0.0.1:${h.server.httpPort}`, AGENTID_API_KEY: h.adminKey };
   dir = await mkdtemp(join(tmpdir(), "agentid-cli-"));
-  agentId = (await h.grpc.agents.registerAgent({ name: "cli agent", publicKey: publicKey() })).agent!.agentId;
+  agentId = (await h.grpc.agents.registerAgent({ name: "cli agent", publicKey: publicKey(), allowedScopes: ["read"] })).agent!.agentId;
 });
 afterAll(async () => {
   await h?.close();

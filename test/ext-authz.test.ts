@@ -43,7 +43,7 @@ beforeAll(async () => {
   const keys = createClient(KeyService, createConnectTransport({ baseUrl: `http://127.0.0.1:${h.server.httpPort}`, httpVersion: "1.1", interceptors: [bearer(h.adminKey)] }));
   rsKey = (await keys.createApiKey({ name: "envoy", role: Role.RESOURCE_SERVER, audiences: ["orders"] })).secret;
   issuerKey = (await keys.createApiKey({ name: "issuer", role: Role.ISSUER })).secret;
-  agentId = (await h.grpc.agents.registerAgent({ name: "envoy agent", publicKey: publicKey() })).agent!.agentId;
+  agentId = (await h.grpc.agents.registerAgent({ name: "envoy agent", publicKey: publicKey(), allowedScopes: ["orders:read"], allowedAudiences: ["orders", "billing"] })).agent!.agentId;
 
   const pkg = loadSync(resolve(import.meta.dirname, "../proto/envoy/service/auth/v3/external_auth.proto"), {
     includeDirs: [resolve(import.meta.dirname, "../proto")],
@@ -164,7 +164,7 @@ describe("envoy.service.auth.v3.Authorization/Check", () => {
     await h.grpc.tokens.revoke({ target: { case: "tokenId", value: t.tokenId }, reason: "ext_authz test" });
     await expect.poll(async () => (await check(envoyRequest(t.token))).http_response, { timeout: 5000, interval: 20 }).toBe("denied_response");
 
-    const agent2 = (await h.grpc.agents.registerAgent({ name: "killed", publicKey: publicKey() })).agent!.agentId;
+    const agent2 = (await h.grpc.agents.registerAgent({ name: "killed", publicKey: publicKey(), allowedAudiences: ["orders"] })).agent!.agentId;
     const t2 = await h.grpc.tokens.issue({ agentId: agent2, scopes: [], audiences: ["orders"] });
     expect((await check(envoyRequest(t2.token))).http_response).toBe("ok_response");
     await h.grpc.tokens.revoke({ target: { case: "agentId", value: agent2 }, reason: "kill switch" });

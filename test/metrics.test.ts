@@ -51,7 +51,7 @@ describe("/metrics", () => {
         for (const e of res.events) seen.push(e.revision);
       }
     })().catch(() => {});
-    const agentId = (await h.grpc.agents.registerAgent({ name: "m", publicKey: publicKey() })).agent!.agentId;
+    const agentId = (await h.grpc.agents.registerAgent({ name: "m", publicKey: publicKey(), allowedScopes: ["read"], allowedAudiences: ["orders"] })).agent!.agentId;
     const t = await h.grpc.tokens.issue({ agentId, scopes: ["read"], audiences: ["orders"] });
     await h.grpc.tokens.introspect({ token: t.token });
     await h.connect.tokens.introspect({ token: t.token, requiredScope: "write" });

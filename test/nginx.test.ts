@@ -111,7 +111,7 @@ describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
     h = await startHarness();
     const keys = createClient(KeyService, createConnectTransport({ baseUrl: `http://127.0.0.1:${h.server.httpPort}`, httpVersion: "1.1", interceptors: [bearer(h.adminKey)] }));
     const key = (await keys.createApiKey({ name: "nginx", role: Role.RESOURCE_SERVER, audiences: ["orders"] })).secret;
-    agentId = (await h.grpc.agents.registerAgent({ name: "nginx agent", publicKey: publicKey() })).agent!.agentId;
+    agentId = (await h.grpc.agents.registerAgent({ name: "nginx agent", publicKey: publicKey(), allowedScopes: ["orders:read"], allowedAudiences: ["orders", "billing"] })).agent!.agentId;
 
     upstream = http.createServer((req, res) => {
       seen.push(req.headers);

@@ -19,7 +19,7 @@ beforeAll(async () => {
   rsKey = (await keys.createApiKey({ name: "orders api", role: Role.RESOURCE_SERVER, audiences: ["orders"] })).secret;
   const iss = await keys.createApiKey({ name: "issuer", role: Role.ISSUER });
   issuer = { id: iss.key!.keyId, secret: iss.secret };
-  agentId = (await h.grpc.agents.registerAgent({ name: "oauth agent", publicKey: publicKey() })).agent!.agentId;
+  agentId = (await h.grpc.agents.registerAgent({ name: "oauth agent", publicKey: publicKey(), allowedScopes: ["read", "write"], allowedAudiences: ["orders", "billing"] })).agent!.agentId;
 });
 afterAll(() => h?.close());
 
