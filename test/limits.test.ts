@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
+import { request as httpRequest } from "node:http";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -204,6 +205,31 @@ describe("failed authentication", () => {
     const other = clientsFrom(h, "127.0.0.2", h.adminKey);
     expect(await codeOf(other.connect.agents.listAgents({}))).toBe("ok");
     expect(await codeOf(other.grpc.agents.listAgents({}))).toBe("ok");
+  });
+
+  it("counts failures on the HTTP endpoints (RFC 7662, nginx auth_request) against the same per-peer limit", async () => {
+    const bad = newSecret(API_KEY_PREFIX);
+    const from = (path: string, headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest(
+          { host: "127.0.0.1", port: h.server.httpPort, localAddress: "127.0.0.5", path, method: path === "/auth" ? "GET" : "POST", headers },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          },
+        );
+        req.on("error", reject);
+        req.end(path === "/auth" ? undefined : "token=at_x");
+      });
+    const introspect = () => from("/oauth2/introspect", { authorization: `Bearer ${bad}`, "content-type": "application/x-www-form-urlencoded" });
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push(await introspect());
+    for (let i = 0; i < 2; i++) statuses.push(await from("/auth", { "x-agentid-api-key": bad, authorization: "Bearer at_x" }));
+    expect(statuses).toEqual([401, 401, 401, 401, 401]);
+    // The sixth failure from this address is refused before any lookup, on the gRPC API too.
+    expect(await introspect()).toBe(429);
+    const err = await clientsFrom(h, "127.0.0.5", bad).grpc.agents.listAgents({}).catch((e: unknown) => ConnectError.from(e));
+    expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
   });
 
   it("bounds Issue calls without an API key per peer address", async () => {

@@ -47,7 +47,8 @@ export async function serve(): Promise<void> {
 async function surfaceAdminKey(ctx: AppContext, config: Config): Promise<void> {
   const secret = await keptAdminKey(config.dataDir);
   if (!secret) return;
-  const valid = await ctx.auth.authenticate(`Bearer ${secret}`).then(
+  // The server checking its own kept key: no peer to rate-limit.
+  const valid = await ctx.auth.authenticate(`Bearer ${secret}`, undefined).then(
     (c) => c?.kind === "key" && c.role === "admin",
     () => false,
   );

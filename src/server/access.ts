@@ -49,7 +49,7 @@ function check(caller: Caller | undefined, method: DescMethod, access: Access): 
 }
 
 async function authorize(auth: Authenticator, method: DescMethod, access: Access, call: CallContext): Promise<CallContext> {
-  const caller = await auth.authenticate(call.header("authorization"));
+  const caller = await auth.authenticate(call.header("authorization"), call.peer);
   check(caller, method, access);
   return new AuthedCall(call, caller);
 }

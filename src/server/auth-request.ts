@@ -12,6 +12,7 @@ import type { AppContext } from "./context.js";
 import { boundAudiences } from "./auth.js";
 import { decide, narrow, NO_TOKEN, requiredScope, verdictOf, type Decision } from "./gateway.js";
 import { isDatabaseUnavailable } from "../store/open.js";
+import { peerOf } from "./limits.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -45,7 +46,7 @@ export function authRequestEndpoint(ctx: AppContext) {
       }
       let caller;
       try {
-        caller = await ctx.auth.authenticate(`Bearer ${key}`);
+        caller = await ctx.auth.authenticate(`Bearer ${key}`, peerOf(req));
       } catch (err) {
         if (err instanceof DomainError) return send(res, gatewayRefusal(401, `X-Agentid-Api-Key: ${err.message}`));
         throw err;

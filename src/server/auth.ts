@@ -77,7 +77,7 @@ export class Authenticator {
    * (the transports' check before the body is read), failures are counted against its address
    * and an address over its allowance gets RESOURCE_EXHAUSTED without a lookup.
    */
-  async authenticate(authorization: string | undefined, peer?: string): Promise<Caller | undefined> {
+  async authenticate(authorization: string | undefined, peer: string | undefined): Promise<Caller | undefined> {
     if (authorization === undefined || authorization === "") return undefined;
     const addr = peer === undefined ? undefined : peerAddress(peer);
     const failed = (why: string) => {

@@ -21,6 +21,7 @@ import type { Handler, ServiceRoutes } from "./services.js";
 import type { PlainRoutes } from "./plain-routes.js";
 import { withConsole } from "./console-static.js";
 import { isPreEncoded } from "./encoded.js";
+import { peerOf } from "./limits.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
 const kPeer = createContextKey("");
@@ -157,12 +158,6 @@ function headerOf(req: NodeRequest): (name: string) => string | undefined {
     const v = req.headers[name];
     return Array.isArray(v) ? v[0] : v;
   };
-}
-
-/** "address:port", with an IPv6 address in brackets (see peerAddress). */
-function peerOf(req: NodeRequest): string {
-  const a = req.socket.remoteAddress ?? "";
-  return a.includes(":") ? `[${a}]:${req.socket.remotePort}` : `${a}:${req.socket.remotePort}`;
 }
 
 /**

@@ -63,6 +63,12 @@ export class PeerBuckets {
  * "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000" (grpc-js). Limits are per address, not per
  * connection: a new connection must not buy a fresh allowance.
  */
+/** "address:port" of an HTTP request's client, with an IPv6 address in brackets (see peerAddress). */
+export function peerOf(req: { socket: { remoteAddress?: string; remotePort?: number } }): string {
+  const a = req.socket.remoteAddress ?? "";
+  return a.includes(":") ? `[${a}]:${req.socket.remotePort}` : `${a}:${req.socket.remotePort}`;
+}
+
 export function peerAddress(peer: string): string {
   const p = peer.replace(/^ipv[46]:/, "");
   const v6 = /^\[([^\]]*)\]/.exec(p);

@@ -23,6 +23,7 @@ import { hashSecret } from "../domain/ids.js";
 import { codeOfError } from "./errors.js";
 import { isPreEncoded, type PreEncoded } from "./encoded.js";
 import type { Handler, ServiceRoutes } from "./services.js";
+import { peerOf } from "./limits.js";
 
 /** Where an introspection was answered. */
 export type Surface = "rpc" | "oauth" | "auth_request" | "ext_authz";
@@ -354,7 +355,7 @@ export function metricsEndpoint(metrics: Metrics, auth: Authenticator, metricsKe
       allowed = h.length === dedicated.length && timingSafeEqual(h, dedicated);
     }
     if (!allowed) {
-      const caller = await auth.authenticate(authorization).catch(() => null);
+      const caller = await auth.authenticate(authorization, peerOf(req)).catch(() => null);
       if (caller === undefined || caller === null) {
         res.writeHead(401, { "www-authenticate": 'Bearer realm="agentid metrics"', "content-type": "text/plain" });
         res.end(caller === null ? "unknown or malformed key\n" : "send Authorization: Bearer <admin key or AGENTID_METRICS_KEY>\n");

@@ -12,6 +12,7 @@ import { API_KEY_PREFIX, isWellFormedSecret, isWellFormedToken } from "../domain
 import type { AppContext } from "./context.js";
 import { actorOf, boundAudiences, type Caller } from "./auth.js";
 import { isDatabaseUnavailable } from "../store/open.js";
+import { peerOf } from "./limits.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -51,7 +52,12 @@ function formDecode(s: string): string {
  * The calling API key, from the headers alone (before the body is read). Failures are
  * invalid_client with 401 and a challenge for the scheme the client used (RFC 6749 §5.2).
  */
-export async function oauthClient(ctx: AppContext, authorization: string | undefined, roles: readonly Role[]): Promise<Caller & { kind: "key" }> {
+export async function oauthClient(
+  ctx: AppContext,
+  authorization: string | undefined,
+  peer: string,
+  roles: readonly Role[],
+): Promise<Caller & { kind: "key" }> {
   const scheme = /^Basic /i.test(authorization ?? "") ? "Basic" : "Bearer";
   const challenge = { "www-authenticate": `${scheme} realm="agentid"` };
   const invalidClient = (d: string) => new OAuthError(401, "invalid_client", d, challenge);
@@ -71,8 +77,10 @@ export async function oauthClient(ctx: AppContext, authorization: string | undef
   }
   let caller: Caller | undefined;
   try {
-    caller = await ctx.auth.authenticate(bearer);
+    caller = await ctx.auth.authenticate(bearer, peer);
   } catch (err) {
+    // Too many failed authentications from this address: say so, not "bad credentials".
+    if (err instanceof DomainError && err.kind === "resource_exhausted") throw new OAuthError(429, "temporarily_unavailable", err.message);
     if (err instanceof DomainError) throw invalidClient(err.message);
     throw err;
   }
@@ -163,7 +171,7 @@ export function oauthEndpoint(ctx: AppContext, which: "introspect" | "revoke") {
   return async (req: Req, res: Res): Promise<void> => {
     try {
       if (req.method !== "POST") throw new OAuthError(405, "invalid_request", "use POST", { allow: "POST" });
-      const caller = await oauthClient(ctx, req.headers.authorization, which === "introspect" ? INTROSPECTORS : REVOKERS);
+      const caller = await oauthClient(ctx, req.headers.authorization, peerOf(req), which === "introspect" ? INTROSPECTORS : REVOKERS);
       const form = await readForm(req);
       if (which === "introspect") {
         sendJson(res, 200, await introspectForm(ctx, caller, form));

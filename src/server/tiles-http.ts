@@ -8,6 +8,7 @@ import { entryBytes, storedContent } from "../audit/encoding.js";
 import { TILE_WIDTH, encodeEntryBundle, parseTilePath, type TilePath } from "../audit/tiles.js";
 import { listAuditEntries } from "../store/audit.js";
 import type { AppContext } from "./context.js";
+import { peerOf } from "./limits.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -34,7 +35,7 @@ async function denied(ctx: AppContext, req: Req, entries: boolean): Promise<[num
   const header = req.headers.authorization;
   let caller;
   try {
-    caller = await ctx.auth.authenticate(Array.isArray(header) ? header[0] : header);
+    caller = await ctx.auth.authenticate(Array.isArray(header) ? header[0] : header, peerOf(req));
   } catch (err) {
     if (err instanceof DomainError) return [401, err.message];
     throw err;
