@@ -51,7 +51,7 @@ try {
   const tokens = createClient(TokenService, transport);
   const rsKey = (await createClient(KeyService, transport).createApiKey({ name: "bench", role: Role.RESOURCE_SERVER, audiences: ["bench"] })).secret;
   const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
-  const agentId = (await createClient(AgentService, transport).registerAgent({ name: "bench", publicKey: pub })).agent!.agentId;
+  const agentId = (await createClient(AgentService, transport).registerAgent({ name: "bench", publicKey: pub, allowedScopes: ["read"], allowedAudiences: ["bench"] })).agent!.agentId;
   const issued: string[] = [];
   for (let i = 0; i < tokenCount; i += 200) {
     const batch = await Promise.all(Array.from({ length: Math.min(200, tokenCount - i) }, () => tokens.issue({ agentId, scopes: ["read"], audiences: ["bench"] })));

@@ -41,7 +41,7 @@ export async function introspectViolations(full: boolean): Promise<IntrospectVio
     const issued: string[] = [];
     for (let a = 0; a < 100; a++) {
       const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
-      const { agent } = await createClient(AgentService, transport).registerAgent({ name: "bench", publicKey: pub });
+      const { agent } = await createClient(AgentService, transport).registerAgent({ name: "bench", publicKey: pub, allowedScopes: ["read"], allowedAudiences: ["bench"] });
       const batch = await Promise.all(Array.from({ length: 20 }, () => tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: ["bench"] })));
       issued.push(...batch.map((t) => t.token));
     }
