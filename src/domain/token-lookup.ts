@@ -1,5 +1,6 @@
 import type { Db } from "../store/database.js";
 import { readTokensAtRevision, type TokenState } from "../store/tokens.js";
+import { Batcher } from "./batcher.js";
 
 export interface Lookup {
   revision: bigint;
@@ -19,51 +20,27 @@ interface Waiting {
  * lets Introspect keep up with the transport.
  */
 export class TokenLookup {
-  private queue: Waiting[] = [];
-  private inFlight = 0;
-  private scheduled = false;
+  private readonly batcher: Batcher<Waiting>;
 
   constructor(
     private readonly db: Db,
-    private readonly maxInFlight = 4,
-    private readonly maxBatch = 512,
-  ) {}
+    maxInFlight = 4,
+    maxBatch = 512,
+  ) {
+    this.batcher = new Batcher((batch) => this.read(batch), maxInFlight, maxBatch);
+  }
 
   lookup(tokenHash: Buffer): Promise<Lookup> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ key: tokenHash.toString("base64"), resolve, reject });
-      this.schedule();
-    });
+    return new Promise((resolve, reject) => this.batcher.add({ key: tokenHash.toString("base64"), resolve, reject }));
   }
 
-  private schedule(): void {
-    if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
-    this.scheduled = true;
-    // After the current I/O callbacks: requests read in the same turn share a batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      this.flush();
-    });
-  }
-
-  private flush(): void {
-    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.inFlight++;
-      const keys = [...new Set(batch.map((w) => w.key))];
-      readTokensAtRevision(this.db, keys.map((k) => Buffer.from(k, "base64")))
-        .then(
-          ({ revision, tokens }) => {
-            for (const w of batch) w.resolve({ revision, token: tokens.get(w.key) });
-          },
-          (err: unknown) => {
-            for (const w of batch) w.reject(err);
-          },
-        )
-        .finally(() => {
-          this.inFlight--;
-          this.schedule();
-        });
+  private async read(batch: Waiting[]): Promise<void> {
+    const keys = [...new Set(batch.map((w) => w.key))];
+    try {
+      const { revision, tokens } = await readTokensAtRevision(this.db, keys.map((k) => Buffer.from(k, "base64")));
+      for (const w of batch) w.resolve({ revision, token: tokens.get(w.key) });
+    } catch (err) {
+      for (const w of batch) w.reject(err);
     }
   }
 }

@@ -7,6 +7,7 @@ import { auditRow } from "../audit/append.js";
 import { DomainError, failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { ISSUE_PAYLOAD_VERSION, NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
 import { hashSecret, isWellFormedToken, newToken, newTokenId } from "./ids.js";
+import { Batcher } from "./batcher.js";
 
 export interface TtlPolicy {
   defaultMs: number;
@@ -81,42 +82,27 @@ interface Queued {
  * Issues tokens for active agents, each logged as token.issued in the same statement. One rule
  * on every path, issuer key or the agent's own proof: a token's scopes and audiences must be
  * within its agent's allowed ones, and an agent registered with none can be issued none (deny by
- * default: a forgotten list grants nothing rather than everything). Batched like Introspect's reads: requests that arrive while
- * the database is busy are written together by one statement (one round trip, one commit), each
- * still its own token and its own log entry, accepted or refused on its own. Under light load
- * each runs alone at once.
+ * default: a forgotten list grants nothing rather than everything). Batched (see Batcher):
+ * requests that arrive while the database is busy are written together by one statement (one
+ * round trip, one commit), each still its own token and log entry, accepted or refused on its own.
  */
 export class TokenIssuer {
-  private queue: Queued[] = [];
-  private inFlight = 0;
-  private scheduled = false;
+  private readonly batcher: Batcher<Queued>;
 
   constructor(
     private readonly db: Db,
-    private readonly maxInFlight = 4,
-    private readonly maxBatch = 256,
-  ) {}
+    maxInFlight = 4,
+    maxBatch = 256,
+  ) {
+    this.batcher = new Batcher((batch) => this.write(batch), maxInFlight, maxBatch);
+  }
 
   issue(req: IssueRequest, actor: string): Promise<{ token: string; record: TokenRecord }> {
     const { token, row } = prepare(req, actor);
-    return new Promise((resolve, reject) => {
-      this.queue.push({ req, token, row, resolve, reject });
-      this.schedule();
-    });
-  }
-
-  private schedule(): void {
-    if (this.scheduled || this.inFlight >= this.maxInFlight || this.queue.length === 0) return;
-    this.scheduled = true;
-    // After the current I/O callbacks: requests read in the same turn share a batch.
-    setImmediate(() => {
-      this.scheduled = false;
-      while (this.inFlight < this.maxInFlight && this.queue.length > 0) void this.write(this.queue.splice(0, this.maxBatch));
-    });
+    return new Promise((resolve, reject) => this.batcher.add({ req, token, row, resolve, reject }));
   }
 
   private async write(batch: Queued[]): Promise<void> {
-    this.inFlight++;
     try {
       let inserted: Set<string>;
       try {
@@ -133,9 +119,6 @@ export class TokenIssuer {
       }
     } catch (err) {
       for (const q of batch) q.reject(err);
-    } finally {
-      this.inFlight--;
-      this.schedule();
     }
   }
 }
