@@ -1,6 +1,6 @@
-import pg from "pg";
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
+import { Listener } from "../store/listener.js";
 import { readRevocationsAfter, type LogEvent } from "../store/revocation-reads.js";
 
 export interface TailerOptions {
@@ -32,12 +32,11 @@ export class LogTailer {
   head: bigint;
   /** Database reads made (each a page). */
   reads = 0;
-  private listener: pg.Client | undefined;
+  private listener: Listener | undefined;
   private timer: NodeJS.Timeout | undefined;
   private pulling: Promise<boolean> | undefined;
   private pullAgain = false;
   private closed = false;
-  private listenBackoffMs = 100;
 
   constructor(
     head: bigint,
@@ -47,49 +46,19 @@ export class LogTailer {
   }
 
   async start(): Promise<void> {
-    await this.listen();
+    this.listener = new Listener({
+      databaseUrl: this.o.databaseUrl,
+      channels: [this.o.channel],
+      logger: this.o.logger,
+      name: "feed",
+      onNotification: () => void this.pull(),
+      onReconnect: () => void this.pull(),
+    });
+    await this.listener.start();
+    // Anything committed before we listened.
+    void this.pull();
     this.timer = setInterval(() => void this.tick(), this.o.tickMs);
     this.timer.unref();
-  }
-
-  private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.o.databaseUrl });
-    client.on("notification", () => void this.pull());
-    client.on("error", (err) => {
-      this.o.logger.warn({ err: err.message }, "feed: LISTEN connection lost; reconnecting");
-      this.relisten(client);
-    });
-    client.on("end", () => this.relisten(client));
-    try {
-      await client.connect();
-      await client.query(`listen ${this.o.channel}`);
-    } catch (err) {
-      await client.end().catch(() => {});
-      throw err;
-    }
-    if (this.closed) {
-      await client.end().catch(() => {});
-      return;
-    }
-    this.listener = client;
-    this.listenBackoffMs = 100;
-    // Anything committed while we were not listening.
-    void this.pull();
-  }
-
-  private relisten(client: pg.Client): void {
-    if (this.closed || this.listener !== client) return;
-    this.listener = undefined;
-    client.end().catch(() => {});
-    const retry = (): void => {
-      if (this.closed) return;
-      this.listen().catch((err: Error) => {
-        this.o.logger.warn({ err: err.message, retryMs: this.listenBackoffMs }, "feed: LISTEN reconnect failed");
-        this.listenBackoffMs = Math.min(this.listenBackoffMs * 2, 5000);
-        setTimeout(retry, this.listenBackoffMs).unref();
-      });
-    };
-    setTimeout(retry, this.listenBackoffMs).unref();
   }
 
   private async tick(): Promise<void> {
@@ -149,9 +118,7 @@ export class LogTailer {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    const l = this.listener;
-    this.listener = undefined;
-    await l?.end().catch(() => {});
+    await this.listener?.close();
     await this.pulling;
   }
 }

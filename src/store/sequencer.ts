@@ -1,4 +1,4 @@
-import pg from "pg";
+import { Listener } from "./listener.js";
 import type { Logger } from "pino";
 import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryCompiler, QueryResult, TransactionSettings } from "kysely";
 import type { Db } from "./database.js";
@@ -155,10 +155,9 @@ class LogLoop {
 
 export class Sequencer {
   private readonly loops = new Map<string, LogLoop>();
-  private listener: pg.Client | undefined;
+  private listener: Listener | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private listenBackoffMs = 100;
   private readonly tickMs: number;
 
   constructor(private readonly o: SequencerOptions) {
@@ -168,7 +167,24 @@ export class Sequencer {
 
   /** Numbers what is waiting, starts listening and ticking. */
   async start(): Promise<void> {
-    if (this.o.databaseUrl) await this.listen();
+    if (this.o.databaseUrl) {
+      const byChannel = new Map([...this.loops.values()].map((l) => [l.log.channel, l.log.name]));
+      this.listener = new Listener({
+        databaseUrl: this.o.databaseUrl,
+        channels: [...byChannel.keys()],
+        logger: this.o.logger,
+        name: "sequencer",
+        onNotification: (channel, payload) => {
+          const name = byChannel.get(channel);
+          if (name && payload && /^[0-9]+$/.test(payload)) this.heard(name, BigInt(payload));
+        },
+        // Anything announced while we were not listening.
+        onReconnect: () => {
+          for (const l of this.loops.values()) l.kick();
+        },
+      });
+      await this.listener.start();
+    }
     await Promise.all([...this.loops.values()].map((l) => l.flush()));
     this.timer = setInterval(() => {
       for (const l of this.loops.values()) l.kick();
@@ -220,61 +236,11 @@ export class Sequencer {
     return n;
   }
 
-  private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.o.databaseUrl });
-    const byChannel = new Map([...this.loops.values()].map((l) => [l.log.channel, l.log.name]));
-    client.on("notification", (m) => {
-      const name = byChannel.get(m.channel);
-      if (name && m.payload && /^[0-9]+$/.test(m.payload)) this.heard(name, BigInt(m.payload));
-    });
-    client.on("error", (err) => {
-      this.o.logger.warn({ err: err.message }, "sequencer: LISTEN connection lost; reconnecting");
-      this.relisten(client);
-    });
-    client.on("end", () => this.relisten(client));
-    try {
-      await client.connect();
-      for (const channel of byChannel.keys()) await client.query(`listen ${channel}`);
-    } catch (err) {
-      await client.end().catch(() => {});
-      throw err;
-    }
-    if (this.closed) {
-      await client.end().catch(() => {});
-      return;
-    }
-    this.listener = client;
-    this.listenBackoffMs = 100;
-  }
-
-  private relisten(client: pg.Client): void {
-    if (this.closed || this.listener !== client) return;
-    this.listener = undefined;
-    client.end().catch(() => {});
-    const retry = (): void => {
-      if (this.closed) return;
-      this.listen().then(
-        // Anything announced while we were not listening.
-        () => {
-          for (const l of this.loops.values()) l.kick();
-        },
-        (err: Error) => {
-          this.o.logger.warn({ err: err.message, retryMs: this.listenBackoffMs }, "sequencer: LISTEN reconnect failed");
-          this.listenBackoffMs = Math.min(this.listenBackoffMs * 2, 5000);
-          setTimeout(retry, this.listenBackoffMs).unref();
-        },
-      );
-    };
-    setTimeout(retry, this.listenBackoffMs).unref();
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     for (const l of this.loops.values()) l.rejectAll(new Error("sequencer closed"));
-    const l = this.listener;
-    this.listener = undefined;
-    await l?.end().catch(() => {});
+    await this.listener?.close();
   }
 }
 
