@@ -63,6 +63,14 @@ describe("a decompression bomb", () => {
     const ok = await connectCall(s.httpPort, PATH, Buffer.alloc(0), { authorization: `Bearer ${admin}` });
     expect(ok.code).toBe("ok");
   }, 120_000);
+
+  it("is refused from its headers on Envoy's Check too, when the gateway sends no key or a bad one", async () => {
+    const check = "/envoy.service.auth.v3.Authorization/Check";
+    for (const headers of [{}, { authorization: `Bearer ${newSecret(API_KEY_PREFIX)}` }]) {
+      const a = await grpcCall(s.grpcPort, check, envelope(BOMB, true), { "grpc-encoding": "gzip", ...headers });
+      expect(a.code, JSON.stringify(a)).toBe(UNAUTHENTICATED);
+    }
+  });
 });
 
 /** Resolves when the server closes a socket that never sends a byte. */

@@ -26,7 +26,7 @@ import type { AppContext } from "./context.js";
 import type { CallContext } from "./call.js";
 import { actorOf, boundAudiences, type Caller } from "./auth.js";
 import { isPreEncoded } from "./encoded.js";
-import { guard } from "./access.js";
+import { admission, guard, type Access } from "./access.js";
 import { introspectResponse } from "./messages.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import type { ServiceRoutes } from "./services.js";
@@ -159,9 +159,12 @@ export function createExtAuthz(ctx: AppContext): ExtAuthz {
     return v;
   };
   const method = Authorization.method.check;
+  const access: Access = { roles: ["admin", "resource_server"] };
   const routes: ServiceRoutes = {
     service: Authorization,
-    handlers: { check: guard(method, checkRoute(ctx, verifierFor) as never, { roles: ["admin", "resource_server"] }, ctx.auth) },
+    handlers: { check: guard(method, checkRoute(ctx, verifierFor) as never, access, ctx.auth) },
+    // The gateway's key is checked from the call's headers before its body is read.
+    admit: { check: admission(method, access, ctx.auth) },
   };
   return {
     routes,
