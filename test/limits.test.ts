@@ -66,7 +66,8 @@ describe("a decompression bomb", () => {
 
   it("is refused from its headers on Envoy's Check too, when the gateway sends no key or a bad one", async () => {
     const check = "/envoy.service.auth.v3.Authorization/Check";
-    for (const headers of [{}, { authorization: `Bearer ${newSecret(API_KEY_PREFIX)}` }]) {
+    const callers: Record<string, string>[] = [{}, { authorization: `Bearer ${newSecret(API_KEY_PREFIX)}` }];
+    for (const headers of callers) {
       const a = await grpcCall(s.grpcPort, check, envelope(BOMB, true), { "grpc-encoding": "gzip", ...headers });
       expect(a.code, JSON.stringify(a)).toBe(UNAUTHENTICATED);
     }

@@ -100,12 +100,6 @@ export async function findAgent(db: Db | Tx, id: string): Promise<AgentRecord | 
   return row && toRecord(row);
 }
 
-/** Locks the agent row until the transaction ends. */
-export async function lockAgent(tx: Tx, id: string): Promise<AgentRecord | undefined> {
-  const row = await tx.selectFrom("agents").select(columns).where("id", "=", id).forUpdate().executeTakeFirst();
-  return row && toRecord(row);
-}
-
 /** Newest first; keyset pagination on seq. */
 export async function listAgents(
   db: Db,
@@ -123,19 +117,6 @@ export async function listAgents(
   if (q.beforeSeq !== undefined) query = query.where("seq", "<", q.beforeSeq.toString());
   const rows = await query.orderBy("seq", "desc").limit(q.limit).execute();
   return rows.map(toRecord);
-}
-
-export async function markAgentRevoked(
-  tx: Tx,
-  id: string,
-  r: { reason: string; by: string; at: Date },
-): Promise<void> {
-  await tx
-    .updateTable("agents")
-    // revoked_revision is filled in by the sequencer.
-    .set({ status: "REVOKED", revoked_at: r.at, revoked_reason: r.reason, revoked_by: r.by })
-    .where("id", "=", id)
-    .execute();
 }
 
 /**
