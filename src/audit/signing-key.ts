@@ -1,10 +1,11 @@
 import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
 import { deleteStoredSigningKey, readStoredSigningKey } from "../store/audit.js";
 import { parseSigningKey } from "./note.js";
+import { readIfExists, writePrivateFile } from "../lib/private-file.js";
 
 // The checkpoint signing key never lives in the database it signs: whoever can write the
 // database could otherwise sign a rewritten log. It comes from AGENTID_AUDIT_SIGNING_KEY, or
@@ -31,15 +32,6 @@ function writeOnce(file: string, text: string): string {
     unlinkSync(tmp);
   }
   return readFileSync(file, "utf8");
-}
-
-function readIfExists(file: string): string | undefined {
-  try {
-    return readFileSync(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
 }
 
 function parse(pem: string, where: string): KeyObject {
@@ -102,9 +94,6 @@ export class CheckpointRecord {
 
   /** Replaces the record atomically. */
   write(note: string): void {
-    mkdirSync(dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.${randomBytes(6).toString("hex")}.tmp`;
-    writeFileSync(tmp, note, { mode: 0o600 });
-    renameSync(tmp, this.file);
+    writePrivateFile(this.file, note);
   }
 }

@@ -1,9 +1,10 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { join } from "node:path";
 import { verifyConsistency } from "./merkle.js";
 import { Cosigner, NoteError, noteBody, openCheckpoint, parseSigningKey, type ParsedCheckpoint } from "./note.js";
+import { readIfExists, writePrivateFile } from "../lib/private-file.js";
 
 // A witness (C2SP tlog-witness): a process apart from the log that keeps the latest checkpoint
 // it accepted, accepts a new one only with a consistency proof from it, and cosigns what it
@@ -29,20 +30,6 @@ export interface AddResult {
   contentType?: string;
 }
 
-function readIfExists(file: string): string | undefined {
-  try {
-    return readFileSync(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
-}
-
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, file);
-}
 
 function parseLogKey(vkey: string): { name: string; key: Buffer } {
   const m = /^([^+\s]+)\+([0-9a-f]{8})\+([A-Za-z0-9+/=]+)$/.exec(vkey.trim());
@@ -95,7 +82,7 @@ export class Witness {
       return;
     }
     const parsed = parseLogKey(vkey);
-    writeAtomic(join(this.o.stateDir, "log-key"), `${vkey.trim()}\n`);
+    writePrivateFile(join(this.o.stateDir, "log-key"), `${vkey.trim()}\n`);
     this.logKey = { vkey: vkey.trim(), ...parsed };
   }
 
@@ -174,7 +161,7 @@ export class Witness {
       .find((l) => l.startsWith(`\u2014 ${this.logKey!.name} `));
     const cosignature = this.cosigner.cosign(note);
     const stored = `${noteBody(note)}\n${logLine}\n${cosignature}`;
-    writeAtomic(join(this.o.stateDir, "checkpoint"), stored);
+    writePrivateFile(join(this.o.stateDir, "checkpoint"), stored);
     this.latestNote = stored;
     this.latestCp = cp;
     if (!latest || cp.treeSize !== latest.treeSize) this.o.log?.("info", `cosigned the log at ${cp.treeSize} entries`);

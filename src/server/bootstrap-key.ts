@@ -1,5 +1,6 @@
-import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writePrivateFile } from "../lib/private-file.js";
 
 // The first admin key must survive a start that fails after creating it (a port taken, a crash):
 // it is written here, readable by its owner only, in the same step that stores its hash, and shown
@@ -12,12 +13,7 @@ export function adminKeyPath(dataDir: string): string {
 }
 
 export async function keepAdminKey(dataDir: string, secret: string): Promise<void> {
-  await mkdir(dataDir, { recursive: true });
-  const path = adminKeyPath(dataDir);
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${secret}\n`, { mode: 0o600 });
-  await chmod(tmp, 0o600); // whatever the umask
-  await rename(tmp, path);
+  writePrivateFile(adminKeyPath(dataDir), `${secret}\n`);
 }
 
 /** The kept key, if there is one. */

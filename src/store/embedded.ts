@@ -1,10 +1,11 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, unlinkSync } from "node:fs";
-import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pg from "pg";
+import { writePrivateFile } from "../lib/private-file.js";
 
 export interface EmbeddedOptions {
   dataDir: string;
@@ -159,10 +160,7 @@ async function credential(dataDir: string): Promise<string> {
     if (/^[A-Za-z0-9_-]{32,}$/.test(value)) return value;
   }
   const value = randomBytes(24).toString("base64url");
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${value}\n`, { mode: 0o600 });
-  await chmod(tmp, 0o600); // whatever the umask
-  await rename(tmp, path);
+  writePrivateFile(path, `${value}\n`);
   return value;
 }
 
