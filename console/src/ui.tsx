@@ -112,3 +112,49 @@ export function CopyButton({ text, label }: { text: string; label: string }) {
 
 export const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
 export const base64 = (b: Uint8Array) => btoa(String.fromCharCode(...b));
+
+/**
+ * A destructive row action in two steps: the button, then "Confirm …" and Cancel. `confirming`
+ * is the page's one open confirmation (by row id), so opening another closes this one.
+ */
+export function ConfirmAction(p: {
+  id: string;
+  confirming: string | undefined;
+  setConfirming: (id: string | undefined) => void;
+  label: string;
+  confirmLabel: string;
+  ariaLabel: string;
+  disabled: boolean;
+  run: () => Promise<void>;
+  onError: (err: unknown) => void;
+}) {
+  if (p.confirming !== p.id) {
+    return (
+      <button type="button" class="btn btn-small" disabled={p.disabled} onClick={() => p.setConfirming(p.id)} aria-label={p.ariaLabel}>
+        {p.label}
+      </button>
+    );
+  }
+  return (
+    <>
+      <button
+        type="button"
+        class="btn btn-small btn-danger"
+        onClick={async () => {
+          p.onError(undefined);
+          try {
+            await p.run();
+            p.setConfirming(undefined);
+          } catch (err) {
+            p.onError(err);
+          }
+        }}
+      >
+        {p.confirmLabel}
+      </button>
+      <button type="button" class="btn btn-small" onClick={() => p.setConfirming(undefined)}>
+        Cancel
+      </button>
+    </>
+  );
+}

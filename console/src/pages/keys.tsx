@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { Role } from "../../../gen/agentid/v1/key_pb.js";
 import { can, roleName, whoMayDo, type Session } from "../api.js";
-import { Card, CopyButton, ErrorBox, Time, useLoad } from "../ui.js";
+import { Card, ConfirmAction, CopyButton, ErrorBox, Time, useLoad } from "../ui.js";
 
 const ROLES: Record<string, Role> = { issuer: Role.ISSUER, resource_server: Role.RESOURCE_SERVER, admin: Role.ADMIN };
 
@@ -82,34 +82,22 @@ export function KeysPage({ session }: { session: Session }) {
                   )}
                 </td>
                 <td data-label="" class="actions">
-                  {!k.revokedAt &&
-                    (confirming === k.keyId ? (
-                      <>
-                        <button
-                          type="button"
-                          class="btn btn-small btn-danger"
-                          onClick={async () => {
-                            setActionError(undefined);
-                            try {
-                              await session.api.keys.revokeApiKey({ keyId: k.keyId });
-                              setConfirming(undefined);
-                              list.reload();
-                            } catch (err) {
-                              setActionError(err);
-                            }
-                          }}
-                        >
-                          Confirm revoke {k.name}
-                        </button>
-                        <button type="button" class="btn btn-small" onClick={() => setConfirming(undefined)}>
-                          Cancel
-                        </button>
-                      </>
-                    ) : (
-                      <button type="button" class="btn btn-small" disabled={!admin} onClick={() => setConfirming(k.keyId)} aria-label={`Revoke key ${k.name}`}>
-                        Revoke
-                      </button>
-                    ))}
+                  {!k.revokedAt && (
+                    <ConfirmAction
+                      id={k.keyId}
+                      confirming={confirming}
+                      setConfirming={setConfirming}
+                      label="Revoke"
+                      confirmLabel={`Confirm revoke ${k.name}`}
+                      ariaLabel={`Revoke key ${k.name}`}
+                      disabled={!admin}
+                      run={async () => {
+                        await session.api.keys.revokeApiKey({ keyId: k.keyId });
+                        list.reload();
+                      }}
+                      onError={setActionError}
+                    />
+                  )}
                   {k.keyId === session.principal.keyId && <span class="muted small"> (this session)</span>}
                 </td>
               </tr>

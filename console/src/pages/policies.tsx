@@ -1,7 +1,7 @@
 import { useState } from "preact/hooks";
 import { PolicyKind, type Policy } from "../../../gen/agentid/v1/policy_pb.js";
 import { can, whoMayDo, type Session } from "../api.js";
-import { Card, ErrorBox, Time, useLoad } from "../ui.js";
+import { Card, ConfirmAction, ErrorBox, Time, useLoad } from "../ui.js";
 
 function span(seconds: number): string {
   if (seconds % 86400 === 0) return `${seconds / 86400} d`;
@@ -66,33 +66,20 @@ export function PoliciesPage({ session }: { session: Session }) {
                   {p.createdBy}
                 </td>
                 <td data-label="" class="actions">
-                  {confirming === p.name ? (
-                    <>
-                      <button
-                        type="button"
-                        class="btn btn-small btn-danger"
-                        onClick={async () => {
-                          setActionError(undefined);
-                          try {
-                            await session.api.policies.deletePolicy({ name: p.name });
-                            setConfirming(undefined);
-                            list.reload();
-                          } catch (err) {
-                            setActionError(err);
-                          }
-                        }}
-                      >
-                        Confirm delete {p.name}
-                      </button>
-                      <button type="button" class="btn btn-small" onClick={() => setConfirming(undefined)}>
-                        Cancel
-                      </button>
-                    </>
-                  ) : (
-                    <button type="button" class="btn btn-small" disabled={!admin} onClick={() => setConfirming(p.name)} aria-label={`Delete policy ${p.name}`}>
-                      Delete
-                    </button>
-                  )}
+                  <ConfirmAction
+                    id={p.name}
+                    confirming={confirming}
+                    setConfirming={setConfirming}
+                    label="Delete"
+                    confirmLabel={`Confirm delete ${p.name}`}
+                    ariaLabel={`Delete policy ${p.name}`}
+                    disabled={!admin}
+                    run={async () => {
+                      await session.api.policies.deletePolicy({ name: p.name });
+                      list.reload();
+                    }}
+                    onError={setActionError}
+                  />
                 </td>
               </tr>
             ))}
