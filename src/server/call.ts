@@ -17,3 +17,13 @@ export interface CallContext {
   /** Who is calling, as recorded in events and logs: "key:<id>", "agent:<id>" or "anonymous". */
   readonly principal: string;
 }
+
+/** onCancel over a Connect handler's AbortSignal (Connect transports and in-process calls). */
+export function onAbort(signal: AbortSignal, listener: () => void): () => void {
+  if (signal.aborted) {
+    queueMicrotask(listener);
+    return () => {};
+  }
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
+}

@@ -23,7 +23,7 @@ import { bearer } from "../client/middleware.js";
 import { introspect } from "../domain/tokens.js";
 import { DomainError } from "../domain/errors.js";
 import type { AppContext } from "./context.js";
-import type { CallContext } from "./call.js";
+import { onAbort, type CallContext } from "./call.js";
 import { actorOf, boundAudiences, type Caller } from "./auth.js";
 import { isPreEncoded } from "./encoded.js";
 import { admission, guard, type Access } from "./access.js";
@@ -61,14 +61,7 @@ function inProcessTransport(ctx: AppContext, caller: KeyCaller) {
 
 function internalCall(hctx: HandlerContext, caller: KeyCaller): CallContext {
   return {
-    onCancel(listener) {
-      if (hctx.signal.aborted) {
-        queueMicrotask(listener);
-        return () => {};
-      }
-      hctx.signal.addEventListener("abort", listener, { once: true });
-      return () => hctx.signal.removeEventListener("abort", listener);
-    },
+    onCancel: (listener) => onAbort(hctx.signal, listener),
     header: () => undefined,
     peer: "in-process:ext_authz",
     caller,

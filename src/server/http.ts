@@ -13,7 +13,7 @@ import {
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import type { CallContext } from "./call.js";
+import { onAbort, type CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Admit } from "./access.js";
 import type { AppContext } from "./context.js";
@@ -28,14 +28,7 @@ const kPeer = createContextKey("");
 
 function connectCall(hctx: HandlerContext): CallContext {
   return {
-    onCancel(listener) {
-      if (hctx.signal.aborted) {
-        queueMicrotask(listener);
-        return () => {};
-      }
-      hctx.signal.addEventListener("abort", listener, { once: true });
-      return () => hctx.signal.removeEventListener("abort", listener);
-    },
+    onCancel: (listener) => onAbort(hctx.signal, listener),
     header: (name) => hctx.requestHeader.get(name) ?? undefined,
     peer: hctx.values.get(kPeer),
     principal: "anonymous",
