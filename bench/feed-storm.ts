@@ -2,9 +2,10 @@
 // Revoke p99 on the same idle server in the same run; plus how long the storm took to be served
 // and what the feed's counters say. One embedded PostgreSQL, one `agentid serve` (its own
 // process); the streams are another process over 100 HTTP/2 connections.
-// Run: npx tsx bench/feed-storm.ts [streams] [seeded log rows] [--cpu-prof]
+// Run: npx tsx bench/feed-storm.ts [streams] [seeded log rows] [--cpu-prof] [--node=<flag for the server's node>...]
+// (SERVER_LOG=<file> appends the server's stdout there, e.g. with --node=--trace-gc.)
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { appendFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -39,10 +40,11 @@ const server = await startAgentid(
     AGENTID_MAX_WATCHERS_PER_KEY: "20000",
     LOG_LEVEL: "info",
   },
-  profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [],
+  [...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []), ...process.argv.filter((a) => a.startsWith("--node=")).map((a) => a.slice(7))],
 );
 // The feed logs its counters every 10 s: echo them.
 server.proc.stdout?.on("data", (d: Buffer) => {
+  if (process.env.SERVER_LOG) appendFileSync(process.env.SERVER_LOG, d);
   for (const l of String(d).split("\n")) if (l.includes("feed: stats")) console.error(`[server] ${l}`);
 });
 const fleet = new Ctl("bench/load/watch-streams.ts");
@@ -75,8 +77,9 @@ try {
   }
   let next = 0;
   /** Revokes at `perSecond` for `ms`; latencies from the call being sent to its answer. */
-  async function revokeFor(ms: number, perSecond: number): Promise<{ lat: number[]; failed: number }> {
+  async function revokeFor(ms: number, perSecond: number): Promise<{ lat: number[]; slowest: string; failed: number }> {
     const lat: number[] = [];
+    const at: [number, number][] = [];
     let failed = 0;
     const inFlight: Promise<void>[] = [];
     const start = Date.now();
@@ -85,17 +88,29 @@ try {
       const t0 = performance.now();
       inFlight.push(
         tokens.revoke({ target: { case: "tokenId", value: id }, reason: "storm" }, { timeoutMs: 60_000 }).then(
-          () => void lat.push(performance.now() - t0),
+          () => {
+            lat.push(performance.now() - t0);
+            at.push([Date.now() - start, performance.now() - t0]);
+          },
           () => void failed++,
         ),
       );
       await sleep(Math.max(0, start + ((i + 1) * 1000) / perSecond - Date.now()));
     }
     await Promise.all(inFlight);
-    return { lat, failed };
+    // When the slowest were sent (ms into the run): tells a start-up burst from a steady cost.
+    const slowest = at.sort((a, b) => b[1] - a[1]).slice(0, 5).map(([t, l]) => `${l.toFixed(0)} ms at +${t} ms`).join(", ");
+    return { lat, slowest, failed };
   }
+  /** The server's own figures (the event-loop delay quantiles cover the time since the last scrape). */
+  const scrape = () =>
+    fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${adminKey}` } }).then((r) => (r.ok ? r.text() : ""), () => "");
+  log("Revoke, warming up");
+  await revokeFor(1000, 20);
   log("Revoke, idle");
-  const idle = await revokeFor(5000, 20);
+  // As long as the storm phase, so that both p99s are the same rank of the same number of calls.
+  const idle = await revokeFor(10_000, 20);
+  const idleLoop = await scrape();
   await fleet.ready;
   const body = Buffer.from(toBinary(WatchRevocationsRequestSchema, create(WatchRevocationsRequestSchema, { afterRevision: 0n }))).toString("base64");
   log(`storm: ${streams} streams from 0`);
@@ -110,7 +125,7 @@ try {
   }
   const servedMs = Date.now() - t0;
   const busy = await storm;
-  const metrics = await fetch(`${server.url}/metrics`).then((r) => (r.ok ? r.text() : ""), () => "");
+  const metrics = await scrape();
   const b99 = pct(busy.lat, 0.99);
   const i99 = pct(idle.lat, 0.99);
   console.log(`feed storm: ${streams} streams subscribing from 0 over 100 connections, ${seeded + idle.lat.length} events in the log, 20 Revoke/s asked`);
@@ -120,7 +135,15 @@ try {
   console.log(`| Revoke p50 during the storm | ${pct(busy.lat, 0.5).toFixed(1)} ms | ${pct(idle.lat, 0.5).toFixed(1)} ms | ${(pct(busy.lat, 0.5) / pct(idle.lat, 0.5)).toFixed(2)}x | |`);
   console.log(`| Revokes failed during the storm | ${busy.failed} of ${busy.lat.length + busy.failed} | ${idle.failed} | | 0 |`);
   console.log(`| Streams served (first message) | ${report.ready} of ${streams} in ${(servedMs / 1000).toFixed(1)} s, ${report.closedEarly} closed | | | all |`);
-  if (metrics) console.log(metrics.split("\n").filter((l) => l.includes("feed")).join("\n"));
+  const revokeHist = (m: string) =>
+    new Map(m.split("\n").filter((l) => l.startsWith("agentid_rpc_duration_seconds_bucket") && l.includes('method="Revoke"') && l.includes('transport="grpc"')).map((l) => [l.match(/le="([^"]+)"/)![1]!, Number(l.split(" ").at(-1))]));
+  const [hi, hs] = [revokeHist(idleLoop), revokeHist(metrics)];
+  console.log(`server-side Revoke time (decoded request -> response), cumulative counts by bound: idle ${[...hi].map(([k, v]) => `${k}:${v}`).join(" ")}; storm ${[...hs].map(([k, v]) => `${k}:${v - (hi.get(k) ?? 0)}`).join(" ")}`);
+  console.log(`slowest Revokes: idle ${idle.slowest}; storm ${busy.slowest}`);
+  const loopLines = (m: string) => m.split("\n").filter((l) => l.startsWith("agentid_event_loop_delay_seconds"));
+  console.log(`server event-loop delay, idle phase: ${loopLines(idleLoop).join("; ")}`);
+  console.log(`server event-loop delay, storm: ${loopLines(metrics).join("; ")}`);
+  if (metrics) console.log(metrics.split("\n").filter((l) => l.startsWith("agentid_feed")).join("\n"));
   if (profDir) console.log(`CPU profile of the server: ${profDir} (written at exit)`);
 } finally {
   await fleet.kill();

@@ -11,6 +11,8 @@ import { FeedRefusal } from "../src/feed/refusal.js";
 import { makeView, type View } from "../src/feed/view.js";
 import type { Frame, FrameEncoder } from "../src/feed/frame.js";
 import { feedFrames } from "../src/server/messages.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { WatchRevocationsResponseSchema } from "../gen/agentid/v1/revocation_pb.js";
 import { openDatabase } from "../src/store/open.js";
 import { openFeedPool } from "../src/store/feed-pool.js";
 import type { LogEvent } from "../src/store/revocation-reads.js";
@@ -111,6 +113,26 @@ describe("fan-out", () => {
 });
 
 describe("watcher queue", () => {
+  it("hands a stream that fell behind its batches over as one message, joined once for all the view's streams", async () => {
+    const fan = new FanOut(0n, feedFrames);
+    const [a, b] = [watcher(ADMIN), watcher(ADMIN)];
+    for (const w of [a, b]) {
+      fan.join(w);
+      await drain(w); // the joining bookmark
+    }
+    for (let r = 1; r <= 5; r++) fan.publish([ev(r, [])], BigInt(r));
+    fan.progress();
+    fan.publish([ev(6, [])], 6n);
+    expect(a.queued).toBe(7);
+    const [fa, fb] = [await drain(a), await drain(b)];
+    // Events 1-5 in one message, the bookmark, then event 6: a bookmark is never moved past events.
+    expect(fa.map((f) => [f.kind, f.after, f.through])).toEqual([["events", 0n, 5n], ["progress", 5n, 5n], ["events", 5n, 6n]]);
+    expect(revisions(fa)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(fb[0]).toBe(fa[0]);
+    // The bytes are the protobuf concatenation, which decodes to the joined message.
+    expect(fromBinary(WatchRevocationsResponseSchema, fa[0]!.bytes).events.map((e) => Number(e.revision))).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it("cuts a slow watcher with RESOURCE_EXHAUSTED and the revision to resume from", async () => {
     const fan = new FanOut(0n, feedFrames);
     const w = watcher(ADMIN, 0n, 3);

@@ -210,6 +210,15 @@ export class RevocationFeed {
     return w;
   }
 
+  /**
+   * Resolves in the dispatcher's next slice with room, after the writes queued before it: a
+   * subscription admitted now is set up in its turn, so a burst of them is spread over
+   * event-loop turns instead of being taken in one.
+   */
+  turn(): Promise<void> {
+    return new Promise((resolve) => this.dispatcher.schedule({ flush: () => (resolve(), SUBSCRIPTION_COST) }));
+  }
+
   /** Ends every stream opened with this API key: it was just revoked on this replica. */
   endStreamsOf(keyId: string): number {
     let n = 0;
@@ -287,6 +296,9 @@ export class RevocationFeed {
     await this.pool.close();
   }
 }
+
+/** What setting up a stream costs in the dispatcher's byte budget: a little more than a live batch. */
+const SUBSCRIPTION_COST = 1024;
 
 function bump(m: Map<string, number>, k: string, d: number): void {
   const n = (m.get(k) ?? 0) + d;

@@ -1,5 +1,6 @@
 import { DomainError } from "../domain/errors.js";
-import type { Frame } from "./frame.js";
+import { Frame } from "./frame.js";
+import { MAX_FRAME_EVENTS } from "./fanout.js";
 import type { View } from "./view.js";
 import type { Dispatcher } from "./dispatcher.js";
 
@@ -112,17 +113,34 @@ export class Watcher {
     }
   }
 
-  /** Hands the next frame to the waiting stream (the dispatcher calls it, a slice at a time). */
-  flush(): void {
+  /** Hands what is queued to the waiting stream (the dispatcher calls it, a slice at a time); the bytes handed. */
+  flush(): number {
     this.flushing = false;
     const waiting = this.waiting;
-    const f = this.queue.shift();
-    if (!waiting || !f) {
-      if (f) this.queue.unshift(f);
-      return;
-    }
+    const f = waiting && this.take();
+    if (!f) return 0;
     this.waiting = undefined;
     waiting.resolve(f);
+    return f.bytes.length;
+  }
+
+  /**
+   * The next message: the queue's first frame, or its leading run of event frames joined into one
+   * (up to MAX_FRAME_EVENTS events). A stream behind by many small batches then costs one write,
+   * not one per batch, so a busy feed writes less, not more.
+   */
+  private take(): Frame | undefined {
+    const first = this.queue[0];
+    if (first?.kind !== "events") return this.queue.shift();
+    let n = 0;
+    let count = first.message.events.length;
+    while (n + 1 < this.queue.length) {
+      const f = this.queue[n + 1]!;
+      if (f.kind !== "events" || count + f.message.events.length > MAX_FRAME_EVENTS) break;
+      count += f.message.events.length;
+      n++;
+    }
+    return Frame.join(this.queue.splice(0, n + 1));
   }
 
   /** The highest revision the client is known to have been handed everything up to. */
@@ -133,11 +151,18 @@ export class Watcher {
 
   /** Next frame, or undefined once the watcher is ended; rejects when it failed. */
   next(): Promise<Frame | undefined> {
-    const f = this.queue.shift();
-    if (f) return Promise.resolve(f);
     if (this.failure) return Promise.reject(this.failure);
+    if (this.queue.length > 0 && (!this.dispatcher || this.ended)) return Promise.resolve(this.take());
     if (this.ended) return Promise.resolve(undefined);
-    return new Promise((resolve, reject) => (this.waiting = { resolve, reject }));
+    return new Promise((resolve, reject) => {
+      this.waiting = { resolve, reject };
+      // Even a stream with frames queued waits its turn: its writes count against the slice
+      // like everyone's, whatever resumed it (a drained socket, the previous write).
+      if (this.queue.length > 0 && !this.flushing) {
+        this.flushing = true;
+        this.dispatcher!.schedule(this);
+      }
+    });
   }
 
   fail(err: Error): void {

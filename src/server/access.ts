@@ -10,6 +10,12 @@ import { validateRequest } from "./validate-message.js";
 export interface Access {
   roles: readonly Role[];
   anonymous?: boolean;
+  /**
+   * Admitted calls wait for this before the transport goes on (reads the body, starts the
+   * handler): the feed's turn of the event loop, so that thousands of subscriptions arriving at
+   * once are set up in slices between other requests rather than in one run.
+   */
+  paced?: () => Promise<void>;
 }
 
 class AuthedCall implements CallContext {
@@ -69,6 +75,7 @@ export function admission(method: DescMethod, access: Access, auth: Authenticato
     const caller = await auth.authenticate(header("authorization"), peer);
     check(caller, method, access);
     if (!caller) auth.admitAnonymous(peer, method.name);
+    if (access.paced) await access.paced();
   };
 }
 

@@ -107,7 +107,7 @@ export function routes(ctx: AppContext): ServiceRoutes[] {
       ctx,
       RevocationService,
       { watchRevocations: watchRevocationsRoute(ctx) },
-      { watchRevocations: { roles: ["admin", "resource_server"] } },
+      { watchRevocations: { roles: ["admin", "resource_server"], paced: () => ctx.feed.turn() } },
     ),
     service(
       ctx,
