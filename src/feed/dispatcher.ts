@@ -1,3 +1,5 @@
+import { performance, type EventLoopUtilization } from "node:perf_hooks";
+
 /**
  * Hands queued frames to waiting streams in slices, yielding to the event loop between slices.
  * Without it, one batch fanned out to 10,000 streams resumes 10,000 stream writers in one
@@ -6,21 +8,31 @@
  * A slice ends after `slice` streams or `sliceBytes` bytes, whichever comes first: the streams'
  * writes run in the same turn, and their cost grows with the bytes (a catch-up frame of 1,000
  * events costs what a hundred live ones do).
+ *
+ * The feed also leaves the loop room: while the loop was busier than `maxUtilization` over the
+ * last window, slices wait a millisecond (a timer) instead of following at once (setImmediate).
+ * Under a storm the feed then delivers more slowly, joining more per write, and the time and
+ * the garbage it would have taken stay with Revoke, Issue and Introspect.
  */
 export class Dispatcher {
   private pending: { flush(): number }[] = [];
   private scheduled = false;
+  private window = performance.eventLoopUtilization();
+  private windowStart = performance.now();
+  private busy = false;
 
   constructor(
     private readonly slice = 16,
     private readonly sliceBytes = 16 * 1024,
+    private readonly maxUtilization = 0.6,
+    private readonly windowMs = 25,
   ) {}
 
   schedule(w: { flush(): number }): void {
     this.pending.push(w);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.run());
+      this.next();
     }
   }
 
@@ -29,7 +41,19 @@ export class Dispatcher {
     let bytes = 0;
     while (i < this.pending.length && i < this.slice && bytes < this.sliceBytes) bytes += this.pending[i++]!.flush();
     this.pending = i === this.pending.length ? [] : this.pending.slice(i);
-    if (this.pending.length > 0) setImmediate(() => this.run());
+    if (this.pending.length > 0) this.next();
     else this.scheduled = false;
+  }
+
+  private next(): void {
+    const now = performance.now();
+    if (now - this.windowStart >= this.windowMs) {
+      const u: EventLoopUtilization = performance.eventLoopUtilization(this.window);
+      this.window = performance.eventLoopUtilization();
+      this.windowStart = now;
+      this.busy = u.utilization > this.maxUtilization;
+    }
+    if (this.busy) setTimeout(() => this.run(), 1);
+    else setImmediate(() => this.run());
   }
 }

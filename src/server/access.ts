@@ -2,9 +2,10 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import type { Role } from "../store/database.js";
 import { DomainError } from "../domain/errors.js";
 import { actorOf, type Authenticator, type Caller } from "./auth.js";
-import type { CallContext } from "./call.js";
+import type { Admitted, CallContext } from "./call.js";
 import type { Handler } from "./services.js";
 import { validateRequest } from "./validate-message.js";
+import { lazily } from "../lib/iterables.js";
 
 /** Which roles may call a method; `anonymous` admits calls without credentials (the route then demands other proof). */
 export interface Access {
@@ -55,20 +56,21 @@ function check(caller: Caller | undefined, method: DescMethod, access: Access): 
 }
 
 async function authorize(auth: Authenticator, method: DescMethod, access: Access, call: CallContext): Promise<CallContext> {
-  const caller = await auth.authenticate(call.header("authorization"), call.peer);
+  const caller = call.admitted ? call.admitted.caller : await auth.authenticate(call.header("authorization"), call.peer);
   check(caller, method, access);
   return new AuthedCall(call, caller);
 }
 
 /** The check a transport makes from the headers alone, before it reads the request body. */
-export type Admit = (header: (name: string) => string | undefined, peer: string) => Promise<void>;
+export type Admit = (header: (name: string) => string | undefined, peer: string) => Promise<Admitted>;
 
 /**
  * Admission from headers: credentials and role are checked before a byte of the body is read, so
  * a caller with no key or a bad one costs its headers. Failures count against the peer's address
  * (see Authenticator); anonymous calls (Issue with an agent's proof, which costs a signature
- * check) take from a per-address allowance of their own. The handler's guard checks again from
- * its cache.
+ * check) take from a per-address allowance of their own. The transport hands the caller it admitted
+ * to the handler's guard (CallContext.admitted), which then checks the role without authenticating
+ * again.
  */
 export function admission(method: DescMethod, access: Access, auth: Authenticator): Admit {
   return async (header, peer) => {
@@ -76,6 +78,7 @@ export function admission(method: DescMethod, access: Access, auth: Authenticato
     check(caller, method, access);
     if (!caller) auth.admitAnonymous(peer, method.name);
     if (access.paced) await access.paced();
+    return { caller };
   };
 }
 
@@ -91,9 +94,7 @@ export function guard(method: DescMethod, h: Handler, access: Access, auth: Auth
     return authed;
   };
   if (method.methodKind === "server_streaming") {
-    return async function* (req: never, call: CallContext) {
-      yield* h(req, await admit(req, call)) as AsyncIterable<unknown>;
-    };
+    return (req: never, call: CallContext) => lazily(async () => h(req, await admit(req, call)) as AsyncIterable<unknown>);
   }
   return async (req: never, call: CallContext) => h(req, await admit(req, call));
 }

@@ -1,5 +1,10 @@
 import type { Caller } from "./auth.js";
 
+/** The caller a transport's admission let in (undefined: anonymous, where the method allows it). */
+export interface Admitted {
+  caller: Caller | undefined;
+}
+
 /** What a handler may know about the call, whichever transport carried it. */
 export interface CallContext {
   /**
@@ -14,6 +19,12 @@ export interface CallContext {
   readonly peer: string;
   /** The authenticated caller; undefined only where a method admits anonymous calls (Issue with a proof). */
   readonly caller?: Caller;
+  /**
+   * Who the transport admitted from the headers before it read the body (see access.ts
+   * admission), so that the handler's guard does not authenticate the same credentials again.
+   * Absent where nothing was admitted (in-process calls).
+   */
+  readonly admitted?: Admitted;
   /** Who is calling, as recorded in events and logs: "key:<id>", "agent:<id>" or "anonymous". */
   readonly principal: string;
 }

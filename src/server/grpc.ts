@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { create, fromBinary, toBinary, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import type { CallContext } from "./call.js";
+import type { Admitted, CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Admit } from "./access.js";
 import type { Handler, ServiceRoutes } from "./services.js";
@@ -67,6 +67,10 @@ class GrpcCall implements CallContext {
 
   get peer(): string {
     return this.call.getPeer();
+  }
+
+  get admitted(): Admitted | undefined {
+    return admittedBy.get(this.call.metadata);
   }
 
   get principal(): string {
@@ -169,6 +173,9 @@ export function addGrpcServices(server: grpc.Server, services: ServiceRoutes[], 
   }
 }
 
+/** What the admission interceptor admitted, by the call's metadata (grpc-js hands the handler the same object). */
+const admittedBy = new WeakMap<grpc.Metadata, Admitted>();
+
 /**
  * Admission before the body (see access.ts admission): grpc-js reads a request message only once
  * the metadata listener lets it, so a call refused here costs its headers.
@@ -191,7 +198,10 @@ export function admissionInterceptor(services: ServiceRoutes[], logger: Logger):
           return typeof v === "string" ? v : undefined;
         };
         admit(header, call.getPeer()).then(
-          () => next(metadata),
+          (admitted) => {
+            admittedBy.set(metadata, admitted);
+            next(metadata);
+          },
           (err: unknown) => {
             const e = toConnectError(err, logger);
             call.sendStatus({ code: e.code as number as grpc.status, details: e.rawMessage });

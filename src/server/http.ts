@@ -13,7 +13,7 @@ import {
 import type { UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
-import { onAbort, type CallContext } from "./call.js";
+import { onAbort, type Admitted, type CallContext } from "./call.js";
 import { toConnectError } from "./errors.js";
 import type { Admit } from "./access.js";
 import type { AppContext } from "./context.js";
@@ -25,12 +25,15 @@ import { peerOf } from "./limits.js";
 
 /** The client's socket, as "address:port", for per-connection limits. */
 const kPeer = createContextKey("");
+/** Who admission let in, once it has (see rpcHandler). */
+const kAdmitted = createContextKey<{ admitted?: Admitted }>({});
 
 function connectCall(hctx: HandlerContext): CallContext {
   return {
     onCancel: (listener) => onAbort(hctx.signal, listener),
     header: (name) => hctx.requestHeader.get(name) ?? undefined,
     peer: hctx.values.get(kPeer),
+    admitted: hctx.values.get(kAdmitted).admitted,
     principal: "anonymous",
   };
 }
@@ -191,12 +194,18 @@ function rpcHandler(services: ServiceRoutes[], logger: Logger, maxRequestBytes: 
     if (!h) return false;
     const peer = peerOf(req);
     const admit = admits.get(path);
-    const gate = admit ? admit(headerOf(req), peer).catch((err: unknown) => Promise.reject(toConnectError(err, logger))) : Promise.resolve();
+    const admission: { admitted?: Admitted } = {};
+    const gate = admit
+      ? admit(headerOf(req), peer).then(
+          (a) => void (admission.admitted = a),
+          (err: unknown) => Promise.reject(toConnectError(err, logger)),
+        )
+      : Promise.resolve();
     // A refused HTTP/1.1 request's body is not drained: the connection closes after the answer.
     gate.catch(() => {
       if (req.httpVersionMajor === 1) (res as http.ServerResponse).shouldKeepAlive = false;
     });
-    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(kPeer, peer));
+    const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(kPeer, peer).set(kAdmitted, admission));
     if (Symbol.asyncIterator in Object(uReq.body)) uReq.body = admitted(gate, uReq.body as AsyncIterable<Uint8Array>);
     h(uReq)
       .then(async (uRes) => universalResponseToNodeResponse(await mapParseError(uRes), res))

@@ -22,6 +22,7 @@ import type { Verifier } from "../client/verifier.js";
 import { hashSecret } from "../domain/ids.js";
 import { codeOfError } from "./errors.js";
 import { isPreEncoded, type PreEncoded } from "./encoded.js";
+import { tap } from "../lib/iterables.js";
 import type { Handler, ServiceRoutes } from "./services.js";
 import { peerOf } from "./limits.js";
 
@@ -284,27 +285,18 @@ export class Metrics {
       });
     if (m.methodKind === "server_streaming") {
       const feedDelay = m.parent.typeName === "agentid.v1.RevocationService" && m.name === "WatchRevocations" ? this.eventDelay : undefined;
-      return async function* (req: never, call) {
-        let code = 0 as Code;
-        try {
-          if (!feedDelay) {
-            yield* h(req, call) as AsyncIterable<unknown>;
-            return;
-          }
-          for await (const res of h(req, call) as AsyncIterable<WatchRevocationsResponse>) {
-            // Once per message, for its newest event: a catch-up message carries up to 1,000 old
-            // events, and observing each (per stream) cost more than writing the message.
-            const newest = revocationsIn(res).at(-1)?.revokedAt;
-            if (newest) feedDelay.observe(Math.max(0, Date.now() - timestampMs(newest)) / 1000);
-            yield res;
-          }
-        } catch (err) {
-          code = codeOfError(err);
-          throw err;
-        } finally {
-          child(code).count.inc();
-        }
+      // Once per message, for its newest event: a catch-up message carries up to 1,000 old
+      // events, and observing each (per stream) cost more than writing the message.
+      const observe = (res: WatchRevocationsResponse | PreEncoded) => {
+        const newest = revocationsIn(res).at(-1)?.revokedAt;
+        if (newest) feedDelay!.observe(Math.max(0, Date.now() - timestampMs(newest)) / 1000);
       };
+      return (req: never, call) =>
+        tap(
+          h(req, call) as AsyncIterable<WatchRevocationsResponse | PreEncoded>,
+          feedDelay ? observe : () => {},
+          (err) => child(err === undefined ? (0 as Code) : codeOfError(err)).count.inc(),
+        );
     }
     return async (req: never, call) => {
       const t0 = performance.now();

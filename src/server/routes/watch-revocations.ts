@@ -5,22 +5,38 @@ import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 
 export function watchRevocationsRoute(ctx: AppContext) {
-  return async function* (req: WatchRevocationsRequest, call: CallContext): AsyncGenerator<Frame> {
+  // A plain iterator over the watcher rather than an async generator: see src/lib/iterables.ts.
+  return function (req: WatchRevocationsRequest, call: CallContext): AsyncIterable<Frame> {
     if (req.afterRevision < 0n) throw invalidArgument("after_revision", "must not be negative");
     const caller = call.caller;
     // The access rule admits API keys only; the stream is bound to the key (its audiences, its life).
     if (caller?.kind !== "key") throw new DomainError("unauthenticated", "WatchRevocations needs an API key");
     const watcher = ctx.feed.subscribe(req.afterRevision, { keyId: caller.keyId, role: caller.role, audiences: caller.audiences }, call.peer);
     const unsubscribe = call.onCancel(() => watcher.end());
-    try {
-      for (;;) {
-        const frame = await watcher.next();
-        if (!frame) return;
-        yield frame;
-      }
-    } finally {
+    const close = () => {
       unsubscribe();
       watcher.end();
-    }
+    };
+    const done = { done: true, value: undefined } as const;
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () =>
+          watcher.next().then(
+            (frame): IteratorResult<Frame> => {
+              if (frame) return { done: false, value: frame };
+              close();
+              return done;
+            },
+            (err: unknown) => {
+              close();
+              throw err;
+            },
+          ),
+        return: () => {
+          close();
+          return Promise.resolve(done);
+        },
+      }),
+    };
   };
 }

@@ -1,0 +1,58 @@
+// Async iterables for long-lived streams, without an async generator per layer. Every generator
+// between a stream and its transport keeps a few promises per message alive while the stream
+// waits; with 10,000 waiting streams those were most of what each young-generation GC copied,
+// and its pauses were what Revoke waited on during a storm. These delegate to the inner iterator
+// and add at most one promise per message.
+
+/** Iterates what `start` resolves to; `start` runs at the first next(), and its failure is that next()'s. */
+export function lazily<T>(start: () => Promise<AsyncIterable<T>>): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      let inner: AsyncIterator<T> | undefined;
+      let opening: Promise<AsyncIterator<T>> | undefined;
+      const open = () => (opening ??= start().then((it) => (inner = it[Symbol.asyncIterator]())));
+      return {
+        next: () => (inner ? inner.next() : open().then((it) => it.next())),
+        return: async (value?: unknown): Promise<IteratorResult<T>> => {
+          const it = inner ?? (opening && (await opening.catch(() => undefined)));
+          await it?.return?.();
+          return { done: true, value: value as T };
+        },
+      };
+    },
+  };
+}
+
+/** Passes every value of `source` to `onValue` as it goes by, and calls `onEnd` once: with the error, or undefined. */
+export function tap<T>(source: AsyncIterable<T>, onValue: (v: T) => void, onEnd: (err: unknown) => void): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = source[Symbol.asyncIterator]();
+      let ended = false;
+      const end = (err: unknown) => {
+        if (ended) return;
+        ended = true;
+        onEnd(err);
+      };
+      return {
+        next: () =>
+          it.next().then(
+            (r) => {
+              if (r.done) end(undefined);
+              else onValue(r.value);
+              return r;
+            },
+            (err: unknown) => {
+              end(err);
+              throw err;
+            },
+          ),
+        return: async (value?: unknown): Promise<IteratorResult<T>> => {
+          end(undefined);
+          await it.return?.();
+          return { done: true, value: value as T };
+        },
+      };
+    },
+  };
+}
