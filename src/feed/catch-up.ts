@@ -19,6 +19,9 @@ export interface CatchUpOptions {
   retryAfterMs(): number;
 }
 
+/** New subscribers' bounds are read at most this often while they keep arriving. */
+const BOUNDS_EVERY_MS = 100;
+
 export function compactedError(cursor: bigint): DomainError {
   return new DomainError(
     "out_of_range",
@@ -40,6 +43,7 @@ export class CatchUp {
   /** Subscribers refused because they waited past their deadline. */
   refused = 0;
   private readonly group = new Set<Watcher>();
+  private lastBoundsRead = -Infinity;
   /** The compaction floor as of the last read. */
   private compactedThrough = 0n;
   private running: Promise<void> | undefined;
@@ -55,7 +59,9 @@ export class CatchUp {
   add(w: Watcher): void {
     this.group.add(w);
     w.onClose((x) => this.group.delete(x));
-    this.kick();
+    // A running loop takes it at its next round; waking it for each arrival would make a round
+    // (a pass over the group) per subscriber during a storm.
+    if (!this.running) this.kick();
   }
 
   /** Something changed (a new watcher, the fan-out moved, a queue drained): run a round. */
@@ -64,7 +70,8 @@ export class CatchUp {
     this.wake = undefined;
     wake?.();
     if (!this.running && !this.closed) {
-      this.running = this.loop().finally(() => {
+      // From the next turn: subscribers arriving together start in one round.
+      this.running = new Promise<void>((r) => setImmediate(r)).then(() => this.loop()).finally(() => {
         this.running = undefined;
         if (this.group.size > 0 && !this.closed) this.kick();
       });
@@ -102,16 +109,18 @@ export class CatchUp {
     }
     if (eligible.length === 0) return false;
 
-    // New subscribers are checked against the log once: one read for however many arrived.
+    // New subscribers are checked against the log together: one read for however many arrived
+    // since the last, and at most one every BOUNDS_EVERY_MS while they keep arriving.
     const unchecked = eligible.filter((w) => !w.validated);
-    if (unchecked.length > 0) {
+    if (unchecked.length > 0 && now - this.lastBoundsRead >= BOUNDS_EVERY_MS) {
+      this.lastBoundsRead = now;
       this.reads++;
       const bounds = await logBounds(this.o.db);
       this.compactedThrough = bounds.compactedThrough;
       this.validate(unchecked, bounds.head, bounds.compactedThrough);
     }
     const ready = eligible.filter((w) => !w.closed && w.validated);
-    if (ready.length === 0) return unchecked.length > 0;
+    if (ready.length === 0) return false;
     const min = ready.reduce((m, w) => (w.cursor < m ? w.cursor : m), ready[0]!.cursor);
     if (min >= this.joinFloor()) {
       // Everyone is within the fan-out's memory (or ahead of it): no page read needed.
