@@ -24,7 +24,7 @@ export class Dispatcher {
   constructor(
     private readonly slice = 16,
     private readonly sliceBytes = 16 * 1024,
-    private readonly maxUtilization = 0.6,
+    private readonly maxUtilization = 0.5,
     private readonly windowMs = 25,
   ) {}
 
