@@ -150,4 +150,35 @@ describe("stream limits", () => {
     while (h.ctx.feed.watcherCount > 3) await new Promise((r) => setTimeout(r, 10));
     expect(await watch(three)).toBe("ok");
   });
+
+  it("answers a connection that comes back before its retry-after only when that has passed", async () => {
+    const h = await harness({ maxWatchersPerConnection: 1 });
+    const c = clientsFor(createGrpcTransport({ baseUrl: `http://${h.grpcAddress}`, interceptors: [bearer(h.adminKey)] }));
+    const holding = new AbortController();
+    open.push(async () => holding.abort());
+    expect(await firstMessage(c, holding.signal)).toBe("ok");
+    const attempt = async () => {
+      try {
+        await c.revocations.watchRevocations({ afterRevision: 0n })[Symbol.asyncIterator]().next();
+        return undefined;
+      } catch (e) {
+        return ConnectError.from(e);
+      }
+    };
+    // Refused at once, and told how long to wait.
+    const first = await attempt();
+    expect(first?.code).toBe(Code.ResourceExhausted);
+    const advice = Number(first?.metadata.get("retry-after-ms"));
+    expect(advice).toBeGreaterThan(0);
+    // Back at once: the answer is held. Other calls on the connection go on meanwhile.
+    let early: { answer: ConnectError | undefined } | undefined;
+    const answered = attempt().then((e) => (early = { answer: e }));
+    await c.agents.listAgents({});
+    expect(early).toBeUndefined();
+    // ...then it is the same refusal, with advice again.
+    await answered;
+    expect(early!.answer?.code).toBe(Code.ResourceExhausted);
+    expect(Number(early!.answer?.metadata.get("retry-after-ms"))).toBeGreaterThan(0);
+    expect(h.ctx.feed.stats().refusals).toBeGreaterThanOrEqual(2);
+  });
 });

@@ -17,6 +17,8 @@ export interface CatchUpOptions {
   pull(): void;
   /** How long a refused subscriber should wait before it tries again. */
   retryAfterMs(): number;
+  /** The waiting room is full: nobody else can arrive, so waiting to check more at once is pointless. */
+  roomFull?(): boolean;
 }
 
 /** New subscribers' bounds are read at most this often while they keep arriving. */
@@ -110,9 +112,10 @@ export class CatchUp {
     if (eligible.length === 0) return false;
 
     // New subscribers are checked against the log together: one read for however many arrived
-    // since the last, and at most one every BOUNDS_EVERY_MS while they keep arriving.
+    // since the last, and at most one every BOUNDS_EVERY_MS while they keep arriving (unless the
+    // room is full).
     const unchecked = eligible.filter((w) => !w.validated);
-    if (unchecked.length > 0 && now - this.lastBoundsRead >= BOUNDS_EVERY_MS) {
+    if (unchecked.length > 0 && (now - this.lastBoundsRead >= BOUNDS_EVERY_MS || this.o.roomFull?.())) {
       this.lastBoundsRead = now;
       this.reads++;
       const bounds = await logBounds(this.o.db);

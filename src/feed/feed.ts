@@ -89,6 +89,9 @@ export class RevocationFeed {
   private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
   private refusals = 0;
+  /** Capacity refusals of the last two seconds, and until when each connection was told to wait. */
+  private readonly recent = new RecentCount(1000);
+  private readonly refusedUntil = new Map<string, number>();
   private closed = false;
   private started = false;
 
@@ -132,6 +135,7 @@ export class RevocationFeed {
       pageSize: MAX_FRAME_EVENTS,
       pull: () => void this.tailer.pull(),
       retryAfterMs: () => this.retryAfterMs(),
+      roomFull: () => this.catchUp.size >= this.o.maxWaiting,
     });
   }
 
@@ -163,8 +167,7 @@ export class RevocationFeed {
    */
   subscribe(after: bigint, subscriber: Subscriber, connection = ""): Watcher {
     const refuse = (message: string, retryAfterMs: number): never => {
-      this.refusals++;
-      throw new FeedRefusal("resource_exhausted", message, retryAfterMs);
+      throw this.refusal(connection, message, retryAfterMs);
     };
     if (this.closed || !this.started) {
       this.refusals++;
@@ -217,6 +220,25 @@ export class RevocationFeed {
    */
   turn(): Promise<void> {
     return new Promise((resolve) => this.dispatcher.schedule({ flush: () => (resolve(), SUBSCRIPTION_COST) }));
+  }
+
+  /**
+   * A capacity refusal for `connection`. One that comes back before the retry-after it was last
+   * given is answered only once that has passed: clients that ignore the advice and retry at once
+   * then cost a held stream and a timer each, not a refusal every few hundred milliseconds, and a
+   * storm of them dies out instead of taking the CPU the catch-up needs.
+   */
+  private refusal(connection: string, message: string, retryAfterMs: number): FeedRefusal {
+    const now = Date.now();
+    this.refusals++;
+    this.recent.add(now);
+    const until = this.refusedUntil.get(connection) ?? 0;
+    const holdMs = until > now ? until - now : 0;
+    if (this.refusedUntil.size >= 10_000) for (const [c, t] of this.refusedUntil) if (t <= now) this.refusedUntil.delete(c);
+    // Held answers keep the time already given: the connection's next early attempt is answered
+    // then too, and one after it starts a new wait.
+    if (holdMs === 0) this.refusedUntil.set(connection, now + retryAfterMs);
+    return new FeedRefusal("resource_exhausted", message, retryAfterMs, holdMs);
   }
 
   /** Ends every stream opened with this API key: it was just revoked on this replica. */
@@ -282,9 +304,13 @@ export class RevocationFeed {
     if (s.watchers > 0 || s.refusals > 0) this.o.logger.info(JSON.parse(line) as object, "feed: stats");
   }
 
-  /** Back-off advice for a refused subscriber: longer as more are waiting (the client adds jitter). */
+  /**
+   * Back-off advice for a refused subscriber (the client adds jitter): the time to catch up those
+   * waiting and those refused in the last seconds, who will be back, at about 2,000 subscribers a
+   * second (what one replica served in bench/feed-storm.ts); at least 1 s, at most 30 s.
+   */
   private retryAfterMs(): number {
-    return Math.min(30_000, 1000 + Math.round(this.catchUp.size / 5));
+    return Math.min(30_000, 1000 + Math.round((this.catchUp.size + this.recent.count(Date.now())) / 2));
   }
 
   async close(): Promise<void> {
@@ -294,6 +320,32 @@ export class RevocationFeed {
     await this.catchUp.close();
     await this.tailer.close();
     await this.pool.close();
+  }
+}
+
+/** Events in the current and the previous window of `windowMs`. */
+class RecentCount {
+  private start = 0;
+  private current = 0;
+  private previous = 0;
+
+  constructor(private readonly windowMs: number) {}
+
+  add(now: number): void {
+    this.roll(now);
+    this.current++;
+  }
+
+  count(now: number): number {
+    this.roll(now);
+    return this.previous + this.current;
+  }
+
+  private roll(now: number): void {
+    if (now - this.start < this.windowMs) return;
+    this.previous = now - this.start < 2 * this.windowMs ? this.current : 0;
+    this.current = 0;
+    this.start = now;
   }
 }
 
