@@ -9,10 +9,11 @@ import { performance, type EventLoopUtilization } from "node:perf_hooks";
  * writes run in the same turn, and their cost grows with the bytes (a catch-up frame of 1,000
  * events costs what a hundred live ones do).
  *
- * The feed also leaves the loop room: while the loop was busier than `maxUtilization` over the
- * last window, slices wait a millisecond (a timer) instead of following at once (setImmediate).
- * Under a storm the feed then delivers more slowly, joining more per write, and the time and
- * the garbage it would have taken stay with Revoke, Issue and Introspect.
+ * Revoke, Issue and Introspect go first: while any of them is in flight (`contended`) and the
+ * loop was busier than `maxUtilization` over the last window, slices wait a millisecond (a timer)
+ * instead of following at once (setImmediate). Under a storm the feed then delivers more slowly,
+ * joining more per write, and the time and the garbage it would have taken stay with those calls;
+ * with none in flight, it runs at full speed.
  */
 export class Dispatcher {
   private pending: { flush(): number }[] = [];
@@ -22,6 +23,7 @@ export class Dispatcher {
   private busy = false;
 
   constructor(
+    private readonly contended: () => boolean = () => false,
     private readonly slice = 16,
     private readonly sliceBytes = 16 * 1024,
     private readonly maxUtilization = 0.5,
@@ -53,7 +55,7 @@ export class Dispatcher {
       this.windowStart = now;
       this.busy = u.utilization > this.maxUtilization;
     }
-    if (this.busy) setTimeout(() => this.run(), 1);
+    if (this.busy && this.contended()) setTimeout(() => this.run(), 2);
     else setImmediate(() => this.run());
   }
 }

@@ -41,6 +41,8 @@ export interface FeedOptions {
   minRetentionMs?: number;
   /** How often the counters are logged while streams are open. */
   statsLogMs?: number;
+  /** Calls on the write path (Revoke, Issue, Introspect...) are in flight: they go first (see Dispatcher). */
+  contended?: () => boolean;
 }
 
 /** The feed's counters, for logs and metrics. */
@@ -85,8 +87,8 @@ export class RevocationFeed {
   private readonly fanOut: FanOut;
   private readonly tailer: LogTailer;
   private readonly catchUp: CatchUp;
-  private readonly dispatcher = new Dispatcher();
-  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder">> & FeedOptions;
+  private readonly dispatcher: Dispatcher;
+  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder" | "contended">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
   private refusals = 0;
   /** Capacity refusals of the last two seconds, and until when each connection was told to wait. */
@@ -112,6 +114,7 @@ export class RevocationFeed {
       statsLogMs: 10_000,
       ...opts,
     };
+    this.dispatcher = new Dispatcher(opts.contended ?? (() => false));
     this.pool = openFeedPool(opts.databaseUrl, this.o.poolSize);
     this.fanOut = new FanOut(0n, opts.encoder, this.o.historyLimit);
     this.tailer = new LogTailer(0n, {
