@@ -10,7 +10,7 @@ import { performance, type EventLoopUtilization } from "node:perf_hooks";
  * events costs what a hundred live ones do).
  *
  * Revoke, Issue and Introspect go first: while any of them is in flight (`contended`) and the
- * loop was busier than `maxUtilization` over the last window, slices wait a millisecond (a timer)
+ * loop was busier than `maxUtilization` over the last window, slices wait 2 ms (a timer)
  * instead of following at once (setImmediate). Under a storm the feed then delivers more slowly,
  * joining more per write, and the time and the garbage it would have taken stay with those calls;
  * with none in flight, it runs at full speed.
