@@ -176,6 +176,16 @@ async function allEntries(c = audit): Promise<AuditEntry[]> {
   return out;
 }
 
+/** An agent's first entry: RegisterAgent returns at its commit, and a sequencer numbers the entry just after. */
+async function firstEntryOf(agentId: string): Promise<AuditEntry> {
+  for (let i = 0; i < 200; i++) {
+    const [entry] = (await audit.listEntries({ agentId })).entries;
+    if (entry) return entry;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`no entry for ${agentId} was numbered`);
+}
+
 async function codeOf(p: Promise<unknown>): Promise<Code | "ok"> {
   try {
     await p;
@@ -394,7 +404,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
 
   it("signs new checkpoints on its own, at least every second while entries arrive", async () => {
     const { agent } = await h.grpc.agents.registerAgent({ name: "ticker", publicKey: publicKey() });
-    const size = BigInt((await audit.listEntries({ agentId: agent!.agentId })).entries[0]!.seq) + 1n;
+    const size = BigInt((await firstEntryOf(agent!.agentId)).seq) + 1n;
     // Poll the table (never calling GetCheckpoint, which would sign on demand); no timing assertion.
     for (let i = 0; i < 100; i++) {
       const { rows } = await sqlClient.query<{ n: string }>("select max(tree_size) as n from audit_checkpoints");
@@ -411,7 +421,7 @@ describe("Merkle tree, checkpoints and proofs, checked by an independent impleme
       expect((await other.getPublicKey({})).verifierKey).toBe((await audit.getPublicKey({})).verifierKey);
       // An entry written through one replica is in the other's next checkpoint.
       const { agent } = await replica.grpc.agents.registerAgent({ name: "via-replica", publicKey: publicKey() });
-      const seq = (await audit.listEntries({ agentId: agent!.agentId })).entries[0]!.seq;
+      const seq = (await firstEntryOf(agent!.agentId)).seq;
       const a = (await audit.getCheckpoint({})).checkpoint!;
       const b = (await other.getCheckpoint({})).checkpoint!;
       expect(a.treeSize).toBeGreaterThan(seq);

