@@ -8,7 +8,6 @@ import { generateKeyPairSync } from "node:crypto";
 import { appendFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Interceptor } from "@connectrpc/connect";
@@ -20,6 +19,7 @@ import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { startAgentid } from "./lib/procs.js";
 import { startOwnPostgres } from "./lib/cluster.js";
 import { Ctl } from "./lib/ctl.js";
+import { appendLogRows } from "./lib/sequenced-db.js";
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith("--"));
 const streams = Number(args[0] ?? 10_000);
@@ -59,22 +59,7 @@ try {
     const b = await Promise.all(Array.from({ length: 100 }, () => tokens.issue({ agentId: agent!.agentId, ttl: durationFromMs(3_600_000) })));
     ids.push(...b.map((t) => t.tokenId));
   }
-  {
-    const c = new pg.Client({ connectionString: pgs.url });
-    await c.connect();
-    await c.query(
-      `insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
-       select 'tok_seed' || g, 'agt_seed', 'seeded', 'bench', now() + interval '1 hour' from generate_series(1, $1::int) g`,
-      [seeded],
-    );
-    // Numbered as the sequencer does (a pass skips while the server's holds the head: again).
-    for (;;) {
-      await c.query("select * from agentid_sequence_revocations(100000, '{}')");
-      if ((await c.query("select count(*)::int as n from revocation_inbox")).rows[0].n === 0) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await c.end();
-  }
+  await appendLogRows(pgs.url, seeded);
   let next = 0;
   /** Revokes at `perSecond` for `ms`; latencies from the call being sent to its answer. */
   async function revokeFor(ms: number, perSecond: number): Promise<{ lat: number[]; slowest: string; failed: number }> {

@@ -155,6 +155,22 @@ describe("caller authentication", () => {
     }
   });
 
+  it("authenticates a call once: the handler trusts what the transport admitted from the headers", async () => {
+    const auth = h.ctx.auth;
+    const original = auth.authenticate.bind(auth);
+    let calls = 0;
+    auth.authenticate = (...args) => (calls++, original(...args));
+    try {
+      for (const c of [h.grpc, h.connect]) {
+        calls = 0;
+        expect((await c.agents.listAgents({})).agents).toBeDefined();
+        expect(calls).toBe(1);
+      }
+    } finally {
+      auth.authenticate = original;
+    }
+  });
+
   it("stops a revoked key at once", async () => {
     const { key, secret } = await admin().keys.createApiKey({ name: "short-lived", role: Role.ISSUER });
     const c = clientsWith(secret);

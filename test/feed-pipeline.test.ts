@@ -18,7 +18,7 @@ import { openFeedPool } from "../src/store/feed-pool.js";
 import type { LogEvent } from "../src/store/revocation-reads.js";
 import { REVOCATION_CHANNEL } from "../src/store/revocations.js";
 import { createTestDatabase } from "./support/harness.js";
-import { appendLogRows } from "./support/feed.js";
+import { appendLogRows } from "../bench/lib/sequenced-db.js";
 
 const logger = pino({ level: "silent" });
 const ADMIN = makeView({ keyId: "key_admin", role: "admin", audiences: [] });

@@ -9,7 +9,8 @@ import { WatchRevocationsRequestSchema } from "../gen/agentid/v1/revocation_pb.j
 import { Ctl } from "../bench/lib/ctl.js";
 import { createTestDatabase, startHarness, type Harness } from "./support/harness.js";
 import { CLUSTER_ADMIN_KEY, freePort, replicaClients, startReplica, type Replica } from "../bench/lib/cluster.js";
-import { appendLogRows, steadyRevoker, workload } from "./support/feed.js";
+import { steadyRevoker, workload } from "./support/feed.js";
+import { appendLogRows } from "../bench/lib/sequenced-db.js";
 import type { Config } from "../src/server/config.js";
 
 const cleanup: (() => Promise<unknown>)[] = [];

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { appendLogRows, StreamRecorder } from "./support/feed.js";
+import { StreamRecorder } from "./support/feed.js";
+import { appendLogRows } from "../bench/lib/sequenced-db.js";
 
 let h: Harness;
 beforeAll(async () => {

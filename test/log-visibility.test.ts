@@ -6,7 +6,8 @@ import { AuditService, type AuditEntry } from "../gen/agentid/v1/audit_pb.js";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
 import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { entryBytes, leafHash, type JsonValue } from "../src/audit/encoding.js";
+import { entryBytes, leafHash } from "../src/audit/encoding.js";
+import type { JsonValue } from "../src/audit/canonical-json.js";
 
 // The log's visibility follows the RPCs' rules (issue 9.12).
 

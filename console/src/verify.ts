@@ -1,25 +1,14 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { AuditEntry } from "../../gen/agentid/v1/audit_pb.js";
 import type { Api } from "./api.js";
+import { canonicalJson, type JsonValue as Json } from "../../src/audit/canonical-json.js";
 
 // Checks an audit entry in the browser, trusting nothing but the server's published key:
 // the leaf hash is recomputed from the entry's fields, an inclusion proof leads from it to a
 // root, and that root must be the one in a checkpoint whose Ed25519 signature verifies with Web
 // Crypto. The formats are those of src/audit/encoding.ts, merkle.ts and note.ts (documented in
-// docs/transparency-log.md); this is their browser twin, with no node:crypto.
-
-type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-
-function canonicalJson(v: Json): string {
-  if (v === null || typeof v === "boolean" || typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "number") {
-    if (!Number.isSafeInteger(v)) throw new Error(`canonical JSON allows only safe integers, got ${v}`);
-    return JSON.stringify(v);
-  }
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  const keys = Object.keys(v).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k]!)}`).join(",")}}`;
-}
+// docs/transparency-log.md); this is their browser twin, with no node:crypto (the canonical JSON
+// is the server's own, which imports nothing).
 
 const enc = new TextEncoder();
 

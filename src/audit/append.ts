@@ -1,7 +1,8 @@
 import type { Tx } from "../store/database.js";
 import { insertAuditEntry, type AuditRow } from "../store/audit.js";
 import type { AuditTemplate } from "../store/revocations.js";
-import { canonicalJson, leafPrefix, leafSuffix, type JsonValue } from "./encoding.js";
+import { leafPrefix, leafSuffix } from "./encoding.js";
+import { canonicalJson, type JsonValue } from "./canonical-json.js";
 
 /**
  * What happened. The kinds written today; others (key.created, policy.changed,

@@ -1,10 +1,8 @@
 import { createHash } from "node:crypto";
+import { canonicalJson, type JsonValue } from "./canonical-json.js";
 
-// The canonical entry encoding, documented in docs/transparency-log.md: RFC 8785 (JCS) JSON
-// restricted to strings, safe integers, booleans, null, arrays and objects, so that any language
-// can reproduce the exact bytes. Keys are sorted by UTF-16 code units, no whitespace.
-
-export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+// The canonical entry encoding, documented in docs/transparency-log.md: the entry's fields in
+// canonical JSON (canonical-json.ts), so that any language can reproduce the exact bytes.
 
 /** The fields a leaf covers. Absent ids and reasons are empty strings, never missing keys. */
 export interface EntryContent {
@@ -22,17 +20,6 @@ export interface EntryContent {
 export function storedContent(r: Omit<EntryContent, "time" | "details"> & { at: Date; details: Record<string, unknown> }): EntryContent {
   const { at, details, ...rest } = r;
   return { ...rest, time: at, details: details as { [key: string]: JsonValue } };
-}
-
-export function canonicalJson(v: JsonValue): string {
-  if (v === null || typeof v === "boolean" || typeof v === "string") return JSON.stringify(v);
-  if (typeof v === "number") {
-    if (!Number.isSafeInteger(v)) throw new Error(`canonical JSON allows only safe integers, got ${v}`);
-    return JSON.stringify(v);
-  }
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
-  const keys = Object.keys(v).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k]!)}`).join(",")}}`;
 }
 
 /** RFC 3339 in UTC with exactly three fractional digits, as Date.toISOString writes it. */

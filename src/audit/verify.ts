@@ -1,7 +1,8 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
-import { entryBytes, leafHash, type JsonValue } from "./encoding.js";
+import { entryBytes, leafHash } from "./encoding.js";
+import type { JsonValue } from "./canonical-json.js";
 import { MerkleTree, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
 import { TILE_WIDTH, decodeEntryBundle, tilePath } from "./tiles.js";
 import { NoteError, findCosignature, openCheckpoint, parseCosignerKey, verifierKey, type ParsedCheckpoint } from "./note.js";

@@ -154,6 +154,11 @@ export class RevocationFeed {
     await this.tailer.start();
     this.started = true;
     this.every(this.o.keyCheckMs, () => this.checkKeys());
+    // Connections told to wait are remembered only until their wait is over.
+    this.every(this.o.keyCheckMs, () => {
+      const now = Date.now();
+      for (const [c, until] of this.refusedUntil) if (until <= now) this.refusedUntil.delete(c);
+    });
     this.every(this.o.statsLogMs, () => this.logStats());
     if (this.o.compactIntervalMs > 0) this.every(this.o.compactIntervalMs, () => this.compact().catch(() => 0));
   }
@@ -237,7 +242,6 @@ export class RevocationFeed {
     this.recent.add(now);
     const until = this.refusedUntil.get(connection) ?? 0;
     const holdMs = until > now ? until - now : 0;
-    if (this.refusedUntil.size >= 10_000) for (const [c, t] of this.refusedUntil) if (t <= now) this.refusedUntil.delete(c);
     // Held answers keep the time already given: the connection's next early attempt is answered
     // then too, and one after it starts a new wait.
     if (holdMs === 0) this.refusedUntil.set(connection, now + retryAfterMs);

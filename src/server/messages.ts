@@ -19,7 +19,7 @@ import type { AuditEntrySchema, CheckpointSchema } from "../../gen/agentid/v1/au
 import type { EntryWithLeaf } from "../domain/audit.js";
 import type { SignedCheckpoint } from "../audit/log.js";
 import type { StoredCheckpoint } from "../store/audit.js";
-import { canonicalJson, type JsonValue } from "../audit/encoding.js";
+import { canonicalJson, type JsonValue } from "../audit/canonical-json.js";
 
 export function agentMessage(a: AgentRecord, summary?: AgentActivitySummary) {
   return create(AgentSchema, {

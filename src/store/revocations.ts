@@ -4,16 +4,6 @@ import type { PassResult, SequencedLog } from "./sequencer.js";
 
 export const REVOCATION_CHANNEL = "agentid_revocations";
 
-export interface RevocationRecord {
-  revision: bigint;
-  tokenId: string | null;
-  agentId: string;
-  reason: string;
-  revokedBy: string;
-  revokedAt: Date;
-  expiresAt: Date | null;
-}
-
 /** The revocation log, as the sequencer numbers it (migration 0005: agentid_sequence_revocations). */
 export const revocationLog: SequencedLog = {
   name: "revocations",

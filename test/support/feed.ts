@@ -187,36 +187,6 @@ export function shuffle<T>(xs: T[]): T[] {
   return a;
 }
 
-/**
- * Appends `n` token revocations straight to the log (as committed, numbered rows) to give a
- * catch-up something to read; returns the head. Faster than n Revoke calls, and the feed reads
- * only the table, so it cannot tell the difference.
- */
-export async function appendLogRows(databaseUrl: string, n: number): Promise<bigint> {
-  const c = new pg.Client({ connectionString: databaseUrl });
-  await c.connect();
-  try {
-    // Appended as a revoker would (to the inbox), then numbered by the sequencer's function (a
-    // pass skips while another replica's holds the head: try again).
-    await c.query(
-      `insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
-       select 'tok_seed' || g, 'agt_seed', 'seeded', 'test', now() + interval '1 hour' from generate_series(1, $1::int) g`,
-      [n],
-    );
-    // The sequencer numbers them (a pass may skip while another holds the head: try again).
-    for (;;) {
-      await c.query("select * from agentid_sequence_revocations(100000, '{}'::bigint[])");
-      const { rows } = await c.query("select count(*)::int as n from revocation_inbox");
-      if (rows[0].n === 0) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    const { rows } = await c.query("select max(revision) as head from revocations");
-    return BigInt(rows[0].head);
-  } finally {
-    await c.end();
-  }
-}
-
 /** Revokes the given tokens at a steady rate, in the background, until stopped or out of tokens. */
 export function steadyRevoker(c: Clients, tokenIds: string[], perSecond: number) {
   let stopped = false;
