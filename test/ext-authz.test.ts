@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { resolve } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
@@ -19,7 +20,7 @@ let client: grpc.Client & { Check: Function };
 interface CheckResponse {
   status?: { code: number; message: string };
   http_response: "ok_response" | "denied_response";
-  ok_response?: { headers: { header: { key: string; value: string }; append_action: string }[] };
+  ok_response?: { headers: { header: { key: string; value: string }; append_action: string; keep_empty_value: boolean }[]; headers_to_remove: string[] };
   denied_response?: { status: { code: string }; headers: { header: { key: string; value: string } }[]; body: string };
 }
 
@@ -65,8 +66,9 @@ afterAll(async () => {
   await h?.close();
 });
 
-function envoyRequest(token: string | undefined, o: { scope?: string; raw?: boolean } = {}) {
+function envoyRequest(token: string | undefined, o: { scope?: string; raw?: boolean; extra?: Record<string, string> } = {}) {
   const headers: Record<string, string> = {
+    ...o.extra,
     ":authority": "orders.example.com",
     ":method": "GET",
     ":path": "/orders/42?x=1",
@@ -107,7 +109,53 @@ function check(req: unknown, o: { key?: string; scopeMetadata?: string } = {}): 
 const headersOf = (r: CheckResponse) =>
   Object.fromEntries((r.ok_response?.headers ?? r.denied_response?.headers ?? []).map((o) => [o.header.key, o.header.value]));
 
+/**
+ * The request Envoy's ext_authz filter forwards upstream after an OK Check, as its API documents
+ * it: each header by its append_action (an empty value is dropped unless keep_empty_value), then
+ * headers_to_remove.
+ */
+function upstreamRequest(sent: Record<string, string>, r: CheckResponse): Record<string, string[]> {
+  const out = new Map<string, string[]>(Object.entries(sent).map(([k, v]) => [k.toLowerCase(), [v]]));
+  for (const { header, append_action, keep_empty_value } of r.ok_response!.headers) {
+    if (header.value === "" && !keep_empty_value) continue;
+    const key = header.key.toLowerCase();
+    const had = out.get(key);
+    if (append_action === "OVERWRITE_IF_EXISTS_OR_ADD") out.set(key, [header.value]);
+    else if (append_action === "APPEND_IF_EXISTS_OR_ADD") out.set(key, [...(had ?? []), header.value]);
+    else if (append_action === "ADD_IF_ABSENT" && !had) out.set(key, [header.value]);
+    else if (append_action === "OVERWRITE_IF_EXISTS" && had) out.set(key, [header.value]);
+  }
+  for (const key of r.ok_response!.headers_to_remove ?? []) out.delete(key.toLowerCase());
+  return Object.fromEntries(out);
+}
+
 describe("envoy.service.auth.v3.Authorization/Check", () => {
+  it("leaves the upstream no client-sent identity header, also for a token with no scopes", async () => {
+    const forged = {
+      "x-agentid-agent-id": "agt_forged",
+      "x-agentid-token-id": "tok_forged",
+      "x-agentid-scopes": "orders:read orders:write admin",
+      "x-agentid-audiences": "orders billing admin",
+      "x-agentid-expires-at": "2099-01-01T00:00:00Z",
+    };
+    for (const scopes of [["orders:read"], []]) {
+      const t = await h.grpc.tokens.issue({ agentId, scopes, audiences: ["orders"] });
+      for (const raw of [false, true]) {
+        const r = await check(envoyRequest(t.token, { raw, extra: forged }));
+        expect(r.http_response).toBe("ok_response");
+        const upstream = upstreamRequest({ ...forged, authorization: `Bearer ${t.token}` }, r);
+        const identity = Object.fromEntries(Object.entries(upstream).filter(([k]) => k.startsWith("x-agentid-")));
+        expect(identity).toEqual({
+          "x-agentid-agent-id": [agentId],
+          "x-agentid-token-id": [t.tokenId],
+          ...(scopes.length ? { "x-agentid-scopes": [scopes.join(" ")] } : {}),
+          "x-agentid-audiences": ["orders"],
+          "x-agentid-expires-at": [timestampDate(t.expiresAt!).toISOString()],
+        });
+      }
+    }
+  });
+
   it("allows a valid token and hands the upstream its agent, token id and scopes, overwriting client-sent copies", async () => {
     const t = await h.grpc.tokens.issue({ agentId, scopes: ["orders:read"], audiences: ["orders"] });
     for (const raw of [false, true]) {

@@ -8,6 +8,7 @@ import http from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
@@ -25,7 +26,7 @@ if (!NGINX) {
 }
 
 /** The nginx configuration docs/gateways.md shows, with this test's ports, key and folder. */
-function nginxConf(o: { dir: string; port: number; agentid: number; upstream: number; key: string }): string {
+function nginxConf(o: { dir: string; port: number; agentid: number; upstream: number; key: string; documented: string }): string {
   return `
 daemon off;
 master_process off;
@@ -41,6 +42,8 @@ http {
   scgi_temp_path ${o.dir}/scgi;
 
   upstream orders { server 127.0.0.1:${o.upstream}; }
+
+  ${o.documented}
 
   server {
     listen 127.0.0.1:${o.port};
@@ -76,11 +79,40 @@ const UPSTREAM_CONF = `
 auth_request_set $agentid_agent_id $upstream_http_x_agentid_agent_id;
 auth_request_set $agentid_token_id $upstream_http_x_agentid_token_id;
 auth_request_set $agentid_scopes $upstream_http_x_agentid_scopes;
+auth_request_set $agentid_audiences $upstream_http_x_agentid_audiences;
+auth_request_set $agentid_expires_at $upstream_http_x_agentid_expires_at;
 proxy_set_header X-Agentid-Agent-Id $agentid_agent_id;
 proxy_set_header X-Agentid-Token-Id $agentid_token_id;
 proxy_set_header X-Agentid-Scopes $agentid_scopes;
+proxy_set_header X-Agentid-Audiences $agentid_audiences;
+proxy_set_header X-Agentid-Expires-At $agentid_expires_at;
 proxy_pass http://orders;
 `;
+
+/**
+ * Every nginx block the README and docs/gateways.md show, made runnable: each becomes a server of
+ * its own (with its own port and upstream name), with this test's ports and key put in for the
+ * placeholders. A block without its own server gets one around it.
+ */
+async function documentedServers(o: { agentid: number; upstream: number; key: string }): Promise<{ source: string; port: number; conf: string }[]> {
+  const out: { source: string; port: number; conf: string }[] = [];
+  for (const file of ["README.md", "docs/gateways.md"]) {
+    const text = await readFile(new URL(`../${file}`, import.meta.url), "utf8");
+    for (const [, block] of text.matchAll(/```nginx\n([\s\S]*?)```/g)) {
+      const n = out.length;
+      const port = await freePort();
+      let conf = block
+        .replace(/"ak_\.\.\.[^"]*"/g, `"${o.key}"`)
+        .replace(/http:\/\/127\.0\.0\.1:8080\//g, `http://127.0.0.1:${o.agentid}/`)
+        .replace(/\borders\b(?=[ ;{])/g, `orders_${n}`)
+        .replace(/server 127\.0\.0\.1:8000;/g, `server 127.0.0.1:${o.upstream};`)
+        .replace(/listen 80;/g, `listen 127.0.0.1:${port};`);
+      if (!/\bserver\s*\{/.test(conf)) conf = `upstream orders_${n} { server 127.0.0.1:${o.upstream}; }\nserver {\n  listen 127.0.0.1:${port};\n${conf}}\n`;
+      out.push({ source: `${file} block ${n}`, port, conf });
+    }
+  }
+  return out;
+}
 
 function waitForPort(port: number, child: ChildProcess, dir: string): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -105,6 +137,7 @@ describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
   let upstream: http.Server;
   let front: string;
   let agentId: string;
+  let documented: { source: string; port: number }[];
   const seen: http.IncomingHttpHeaders[] = [];
 
   beforeAll(async () => {
@@ -121,7 +154,10 @@ describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
     dir = await mkdtemp(join(tmpdir(), "agentid-nginx-"));
     const port = await freePort();
     await writeFile(join(dir, "agentid-upstream.conf"), UPSTREAM_CONF);
-    await writeFile(join(dir, "nginx.conf"), nginxConf({ dir, port, agentid: h.server.httpPort, upstream: (upstream.address() as { port: number }).port, key }));
+    const ports = { agentid: h.server.httpPort, upstream: (upstream.address() as { port: number }).port, key };
+    const servers = await documentedServers(ports);
+    documented = servers;
+    await writeFile(join(dir, "nginx.conf"), nginxConf({ dir, port, ...ports, documented: servers.map((s) => s.conf).join("\n") }));
     nginx = spawn(NGINX!, ["-p", dir, "-e", join(dir, "error.log"), "-c", join(dir, "nginx.conf")], { stdio: "ignore" });
     await waitForPort(port, nginx, dir);
     front = `http://127.0.0.1:${port}`;
@@ -176,5 +212,35 @@ describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
     expect((await get("/orders/2", t2.token)).status).toBe(200);
     await h.grpc.tokens.revoke({ target: { case: "agentId", value: agentId }, reason: "kill switch" });
     expect((await get("/orders/2", t2.token)).status).toBe(401);
+  });
+
+  it("hands the upstream only agentid's identity headers, whatever the client sent, with every documented config", async () => {
+    expect(documented.map((d) => d.source)).toEqual(["README.md block 0", "docs/gateways.md block 1"]);
+    const fresh = await h.grpc.agents.registerAgent({ name: "forger", publicKey: publicKey(), allowedScopes: ["orders:read"], allowedAudiences: ["orders"] });
+    const t = await h.grpc.tokens.issue({ agentId: fresh.agent!.agentId, scopes: ["orders:read"], audiences: ["orders"] });
+    const forged: [string, string][] = [
+      ["X-Agentid-Agent-Id", "agt_forged"],
+      ["X-Agentid-Token-Id", "tok_forged"],
+      ["X-Agentid-Scopes", "orders:read orders:write admin"],
+      ["x-agentid-scopes", "admin"],
+      ["X-AGENTID-AUDIENCES", "orders billing admin"],
+      ["X-Agentid-Audiences", "billing"],
+      ["X-Agentid-Expires-At", "2099-01-01T00:00:00Z"],
+    ];
+    const expected = {
+      "x-agentid-agent-id": fresh.agent!.agentId,
+      "x-agentid-token-id": t.tokenId,
+      "x-agentid-scopes": "orders:read",
+      "x-agentid-audiences": "orders",
+      "x-agentid-expires-at": timestampDate(t.expiresAt!).toISOString(),
+    };
+    for (const { source, port } of [...documented, { source: "this test's config", port: Number(new URL(front).port) }]) {
+      const res = await fetch(`http://127.0.0.1:${port}/orders/7`, { headers: [["authorization", `Bearer ${t.token}`], ...forged] });
+      expect(res.status, source).toBe(200);
+      const got = seen.at(-1)!;
+      // Exactly one value each (node joins repeated x- headers with ", "), and it is agentid's.
+      const agentidHeaders = Object.fromEntries(Object.entries(got).filter(([k]) => k.startsWith("x-agentid-")));
+      expect(agentidHeaders, source).toEqual(expected);
+    }
   });
 });

@@ -83,12 +83,17 @@ function requestHeader(http: AttributeContext_HttpRequest | undefined, name: str
 const GRPC_CODE: Record<number, Code> = { 401: Code.Unauthenticated, 403: Code.PermissionDenied, 503: Code.Unavailable };
 
 function checkResponse(d: Decision): MessageInitShape<typeof CheckResponseSchema> {
-  const headers = Object.entries(d.headers).map(([key, value]) => ({
-    header: { key, value },
-    // The upstream must see our values, never ones the client smuggled in under the same names.
-    appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
-  }));
-  if (d.allow) return { status: { code: 0 }, httpResponse: { case: "okResponse", value: { headers } } };
+  // The upstream must see our values, never ones the client smuggled in under the same names.
+  // Envoy drops a header whose value is empty instead of setting it, which would leave the
+  // client's copy in place: those names are removed instead.
+  const entries = Object.entries(d.headers);
+  const headers = entries
+    .filter(([, value]) => value !== "")
+    .map(([key, value]) => ({ header: { key, value }, appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD }));
+  if (d.allow) {
+    const headersToRemove = entries.filter(([, value]) => value === "").map(([key]) => key);
+    return { status: { code: 0 }, httpResponse: { case: "okResponse", value: { headers, headersToRemove } } };
+  }
   return {
     status: { code: GRPC_CODE[d.status] ?? Code.PermissionDenied, message: d.body },
     httpResponse: { case: "deniedResponse", value: { status: { code: d.status }, headers, body: d.body } },
