@@ -183,6 +183,34 @@ describe("audit witness", () => {
     expect(untrusted.ok).toBe(false);
   });
 
+  it("stores only what it verified: a resubmission with a bogus signature line by the log's name changes nothing", async () => {
+    const a = await server();
+    await fill(a.h, 1);
+    const state = await tempDir();
+    const witness = Witness.open({ stateDir: state, name: "witness.example/w1" });
+    witness.pinLogKey((await a.audit.getPublicKey({})).verifierKey);
+    const { server: http, url } = await witness.listen("127.0.0.1", 0);
+    cleanup.push(() => new Promise((r) => http.close(r)));
+    const cp = (await a.audit.getCheckpoint({})).checkpoint!;
+    expect((await fetch(`${url}/add-checkpoint`, { method: "POST", body: `old 0\n\n${cp.note}` })).status).toBe(200);
+    const before = await (await fetch(`${url}/checkpoint`)).text();
+
+    // No credentials: the witness's own checkpoint, with a bogus line by the log's name first.
+    const split = before.indexOf("\n\n") + 2;
+    const logName = before.split("\n", 1)[0]!;
+    const bogus = `\u2014 ${logName} ${Buffer.alloc(68).toString("base64")}\n`;
+    const poisoned = `${before.slice(0, split)}${bogus}${before.slice(split)}`;
+    await fetch(`${url}/add-checkpoint`, { method: "POST", body: `old ${cp.treeSize}\n\n${poisoned}` });
+
+    const after = await (await fetch(`${url}/checkpoint`)).text();
+    expect(after).not.toContain(bogus);
+    expect(after.slice(0, split)).toBe(before.slice(0, split));
+    // The stored note still carries the log's real signature, and the witness restarts.
+    const reopened = Witness.open({ stateDir: state, name: "witness.example/w1" });
+    expect(reopened.latestSize).toBe(cp.treeSize);
+    expect(reopened.latest).not.toContain(bogus);
+  });
+
   it("speaks tlog-witness add-checkpoint, and its cosignatures follow tlog-cosignature", async () => {
     const a = await server();
     await fill(a.h, 2);

@@ -78,6 +78,8 @@ export class NoteSigner {
 
 export interface ParsedCheckpoint extends CheckpointBody {
   note: string;
+  /** The signature line that verified (a note may carry other lines under the same name). */
+  signature: string;
 }
 
 export class NoteError extends Error {}
@@ -98,17 +100,17 @@ export function openCheckpoint(note: string, name: string, publicKey: Uint8Array
   if (rootHash.length !== 32 || rootHash.toString("base64") !== rootText) throw new NoteError("bad root hash line");
   const id = keyId(name, publicKey);
   const key = publicKeyObject(publicKey);
-  let signed = false;
+  let signature: string | undefined;
   for (const line of note.slice(split + 2, -1).split("\n")) {
     if (!line.startsWith(SIG_PREFIX)) throw new NoteError(`bad signature line ${JSON.stringify(line)}`);
     const [signer, b64] = line.slice(SIG_PREFIX.length).split(" ");
     const raw = Buffer.from(b64 ?? "", "base64");
     if (signer !== name || raw.length !== 68 || !raw.subarray(0, 4).equals(id)) continue;
     if (!verify(null, Buffer.from(body, "utf8"), key, raw.subarray(4))) throw new NoteError(`signature by ${name} does not verify`);
-    signed = true;
+    signature = line;
   }
-  if (!signed) throw new NoteError(`no signature by key ${verifierKey(name, publicKey)}`);
-  return { origin, treeSize: BigInt(sizeText), rootHash, note };
+  if (!signature) throw new NoteError(`no signature by key ${verifierKey(name, publicKey)}`);
+  return { origin, treeSize: BigInt(sizeText), rootHash, note, signature };
 }
 
 // Witness cosignatures, C2SP tlog-cosignature (Ed25519, "cosignature/v1"): a note signature

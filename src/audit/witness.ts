@@ -154,13 +154,10 @@ export class Witness {
     } else if (proof.length > 0) {
       return bad("the proof must be empty when the old size is 0");
     }
-    // Only the log's own signature is kept beside ours: other lines are the submitter's.
-    const logLine = note
-      .slice(noteBody(note).length + 1)
-      .split("\n")
-      .find((l) => l.startsWith(`\u2014 ${this.logKey!.name} `));
+    // Only the log's signature that verified is kept beside ours: other lines are the submitter's,
+    // even those under the log's name.
     const cosignature = this.cosigner.cosign(note);
-    const stored = `${noteBody(note)}\n${logLine}\n${cosignature}`;
+    const stored = `${noteBody(note)}\n${cp.signature}\n${cosignature}`;
     writePrivateFile(join(this.o.stateDir, "checkpoint"), stored);
     this.latestNote = stored;
     this.latestCp = cp;
