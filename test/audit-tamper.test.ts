@@ -96,6 +96,7 @@ function forgeLeafHash(row: Record<string, unknown>): Buffer {
     actor: row.actor,
     reason: row.reason,
     details: row.details,
+    ...(row.salt ? { salt: row.salt } : {}),
   };
   return createHash("sha256").update(Buffer.from([0])).update(canonical(doc)).digest();
 }

@@ -56,7 +56,7 @@ async function rewrite(databaseUrl: string, seq: number): Promise<void> {
     await sql.query(`update audit_entries set reason = 'routine decommission', actor = 'key:someone' where seq = $1`, [seq]);
     const { rows } = await sql.query("select * from audit_entries where seq = $1", [seq]);
     const r = rows[0];
-    const doc = `{"actor":${JSON.stringify(r.actor)},"agent_id":${JSON.stringify(r.agent_id ?? "")},"details":${canonical(r.details)},"kind":${JSON.stringify(r.kind)},"reason":${JSON.stringify(r.reason)},"seq":${seq},"time":"${(r.at as Date).toISOString()}","token_id":${JSON.stringify(r.token_id ?? "")}}`;
+    const doc = `{"actor":${JSON.stringify(r.actor)},"agent_id":${JSON.stringify(r.agent_id ?? "")},"details":${canonical(r.details)},"kind":${JSON.stringify(r.kind)},"reason":${JSON.stringify(r.reason)},${r.salt ? `"salt":${JSON.stringify(r.salt)},` : ""}"seq":${seq},"time":"${(r.at as Date).toISOString()}","token_id":${JSON.stringify(r.token_id ?? "")}}`;
     const leaf = createHash("sha256").update(Buffer.from([0])).update(doc).digest();
     await sql.query("update audit_entries set leaf_hash = $1 where seq = $2", [leaf, seq]);
     await sql.query("update audit_tree set hash = $1 where height = 0 and idx = $2", [leaf, seq]);

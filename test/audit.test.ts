@@ -129,6 +129,8 @@ function entryBytes(e: AuditEntry): Buffer {
     actor: e.actor,
     reason: e.reason,
     details: JSON.parse(e.detailsJson),
+    // Entries from before salts have no salt key.
+    ...(e.salt ? { salt: e.salt } : {}),
   };
   return Buffer.from(canonical(doc), "utf8");
 }

@@ -6,7 +6,7 @@ import { AuditService, type AuditEntry } from "../gen/agentid/v1/audit_pb.js";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
 import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { entryBytes, leafHash } from "../src/audit/encoding.js";
+import { entryBytes, leafHash, type EntryContent } from "../src/audit/encoding.js";
 import type { JsonValue } from "../src/audit/canonical-json.js";
 
 // The log's visibility follows the RPCs' rules (issue 9.12).
@@ -60,23 +60,23 @@ async function all(c: Client<typeof AuditService>, q: { kind?: string; agentId?:
   return out;
 }
 
+function contentOf(e: AuditEntry): EntryContent {
+  return {
+    seq: e.seq,
+    time: timestampDate(e.time!),
+    kind: e.kind,
+    agentId: e.agentId,
+    tokenId: e.tokenId,
+    actor: e.actor,
+    reason: e.reason,
+    details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
+    salt: e.salt,
+  };
+}
+
 /** Entries are whole: each still hashes to the leaf the log committed to. */
 function expectWhole(entries: AuditEntry[]): void {
-  for (const e of entries) {
-    const leaf = leafHash(
-      entryBytes({
-        seq: e.seq,
-        time: timestampDate(e.time!),
-        kind: e.kind,
-        agentId: e.agentId,
-        tokenId: e.tokenId,
-        actor: e.actor,
-        reason: e.reason,
-        details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
-      }),
-    );
-    expect(Buffer.from(e.leafHash).equals(leaf), `entry ${e.seq}`).toBe(true);
-  }
+  for (const e of entries) expect(Buffer.from(e.leafHash).equals(leafHash(entryBytes(contentOf(e)))), `entry ${e.seq}`).toBe(true);
 }
 
 describe.each(transports)("ListEntries by role over %s", (t) => {
@@ -115,6 +115,25 @@ describe.each(transports)("ListEntries by role over %s", (t) => {
     const [entry] = await all(c);
     const proof = await c.getInclusionProof({ leafIndex: entry!.seq });
     expect(proof.treeSize).toBeGreaterThan(entry!.seq);
+  });
+
+  it("an issuer cannot confirm a guess of a hidden policy entry from its leaf hash (new leaves are salted)", async () => {
+    // The issuer learns the tree's leaf hashes from the hash tiles any role may read.
+    const head = await audit(t, issuerKey).getCheckpoint({});
+    const size = Number(head.checkpoint!.treeSize);
+    const res = await fetch(`http://127.0.0.1:${h.server.httpPort}/tile/0/000.p/${size}`, { headers: { authorization: `Bearer ${issuerKey}` } });
+    expect(res.status).toBe(200);
+    const tile = Buffer.from(await res.arrayBuffer());
+    // Its best guess: everything the admin sees of the entry, the threshold included, but the salt.
+    const [policy] = await all(audit(t, h.adminKey), { kind: "policy.created" });
+    const guess = leafHash(entryBytes({ ...contentOf(policy!), salt: "" }));
+    expect(tile.subarray(Number(policy!.seq) * 32, Number(policy!.seq) * 32 + 32).equals(guess)).toBe(false);
+    expect(tile.subarray(Number(policy!.seq) * 32, Number(policy!.seq) * 32 + 32).equals(Buffer.from(policy!.leafHash))).toBe(true);
+    expect(policy!.salt).toMatch(/^[0-9a-f]{32}$/);
+    // The salt is shown only with the entry, and an issuer never gets this one.
+    const seen = await all(audit(t, issuerKey));
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((e) => /^[0-9a-f]{32}$/.test(e.salt) && e.salt !== policy!.salt)).toBe(true);
   });
 
   it("a malformed key reads nothing", async () => {

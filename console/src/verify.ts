@@ -29,6 +29,8 @@ export async function leafHashOf(e: AuditEntry): Promise<Uint8Array> {
     details: JSON.parse(e.detailsJson) as Json,
     kind: e.kind,
     reason: e.reason,
+    // Entries from before salts have no salt key.
+    ...(e.salt ? { salt: e.salt } : {}),
     seq: Number(e.seq),
     time: (e.time ? timestampDate(e.time) : new Date(0)).toISOString(),
     token_id: e.tokenId,

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Tx } from "../store/database.js";
 import { insertAuditEntry, type AuditRow } from "../store/audit.js";
 import type { AuditTemplate } from "../store/revocations.js";
@@ -58,6 +59,7 @@ export function auditRow(e: AuditEntryInput): AuditRow {
     actor: e.actor,
     reason: e.reason ?? "",
     details: e.details ?? {},
+    salt: randomBytes(16).toString("hex"),
   };
   if (!content.actor) throw new Error("audit entry actor is required");
   for (const f of ["agentId", "tokenId", "actor", "reason"] as const) checkText(f, content[f], MAX_TEXT);

@@ -14,6 +14,11 @@ export interface EntryContent {
   actor: string;
   reason: string;
   details: { [key: string]: JsonValue };
+  /**
+   * Random per entry (32 hex digits), so that a leaf hash cannot confirm a guess of an entry a
+   * caller may not read. "" for entries written before salts: their bytes have no salt key.
+   */
+  salt: string;
 }
 
 /** The content of a stored entry row (seq, at, ids, details as read from PostgreSQL). */
@@ -27,15 +32,17 @@ export function entryTime(t: Date): string {
   return t.toISOString();
 }
 
-// Key order is fixed by the sort: actor, agent_id, details, kind, reason, seq, time, token_id.
-// Once committed, the sequencer (agentid_sequence_audit, migration 0005-sequenced-logs) puts seq
-// and time between the two halves below, in SQL; the halves must stay in step with entryBytes.
+// Key order is fixed by the sort: actor, agent_id, details, kind, reason, salt, seq, time,
+// token_id. Once committed, the sequencer (agentid_sequence_audit, migration 0025-entry-salt)
+// puts seq and time between the two halves below, in SQL, and reads the salt back from the end
+// of the first half; the halves must stay in step with entryBytes.
 
 /** Everything before the seq value, with the 0x00 leaf prefix. */
 export function leafPrefix(e: Omit<EntryContent, "seq" | "time">): Buffer {
   const head =
     `{"actor":${JSON.stringify(e.actor)},"agent_id":${JSON.stringify(e.agentId)},` +
-    `"details":${canonicalJson(e.details)},"kind":${JSON.stringify(e.kind)},"reason":${JSON.stringify(e.reason)},"seq":`;
+    `"details":${canonicalJson(e.details)},"kind":${JSON.stringify(e.kind)},"reason":${JSON.stringify(e.reason)},` +
+    `${e.salt ? `"salt":${JSON.stringify(e.salt)},` : ""}"seq":`;
   return Buffer.concat([Buffer.from([0]), Buffer.from(head, "utf8")]);
 }
 
@@ -53,6 +60,7 @@ export function entryBytes(e: EntryContent): Buffer {
       details: e.details,
       kind: e.kind,
       reason: e.reason,
+      ...(e.salt ? { salt: e.salt } : {}),
       seq: Number(e.seq),
       time: entryTime(e.time),
       token_id: e.tokenId,

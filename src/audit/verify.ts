@@ -329,6 +329,7 @@ async function* rpcEntries(client: Client<typeof AuditService>, pageSize: number
             actor: e.actor,
             reason: e.reason,
             details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
+            salt: e.salt,
           }),
         );
       } catch (err) {

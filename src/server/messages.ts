@@ -177,6 +177,7 @@ export function auditEntryMessage(e: EntryWithLeaf): MessageInitShape<typeof Aud
     // Re-encoded canonically: jsonb keeps values but not key order.
     detailsJson: canonicalJson(e.details as JsonValue),
     leafHash: e.committedLeafHash,
+    salt: e.salt,
   };
 }
 

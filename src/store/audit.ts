@@ -11,6 +11,7 @@ export interface AuditEntryRecord {
   actor: string;
   reason: string;
   details: Record<string, unknown>;
+  salt: string;
   leafHash: Buffer;
 }
 
@@ -126,7 +127,7 @@ export interface EntryFilter {
 export async function listAuditEntries(db: Db, f: EntryFilter): Promise<AuditEntryRecord[]> {
   let q = db
     .selectFrom("audit_entries")
-    .select(["seq", "at", "kind", "agent_id", "token_id", "actor", "reason", "details", "leaf_hash"])
+    .select(["seq", "at", "kind", "agent_id", "token_id", "actor", "reason", "details", "salt", "leaf_hash"])
     .where("seq", ">=", f.fromSeq.toString() as never);
   if (f.agentId) q = q.where("agent_id", "=", f.agentId);
   if (f.kind) q = q.where("kind", "=", f.kind);
@@ -154,6 +155,7 @@ export async function listAuditEntries(db: Db, f: EntryFilter): Promise<AuditEnt
     actor: r.actor,
     reason: r.reason,
     details: r.details,
+    salt: r.salt,
     leafHash: r.leaf_hash ?? Buffer.alloc(0),
   }));
 }

@@ -162,6 +162,7 @@ export interface AuditEntriesTable {
   reason: string;
   details: ColumnType<Record<string, unknown>, string, string>;
   leaf_hash: ColumnType<Buffer, never, never>;
+  salt: ColumnType<string, never, never>;
 }
 
 /** Entries committed by writers and not numbered yet, with the canonical bytes around seq and time. */

@@ -7,6 +7,7 @@ import * as m0005 from "./0005-sequenced-logs.js";
 import * as m0010 from "./0010-audit-tree.js";
 import * as m0015 from "./0015-usage.js";
 import * as m0020 from "./0020-agent-audiences.js";
+import * as m0025 from "./0025-entry-salt.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
 const migrations: Record<string, Migration> = {
@@ -18,6 +19,7 @@ const migrations: Record<string, Migration> = {
   "0010-audit-tree": m0010,
   "0015-usage": m0015,
   "0020-agent-audiences": m0020,
+  "0025-entry-salt": m0025,
 };
 
 export const migrationProvider: MigrationProvider = {
