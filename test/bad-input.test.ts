@@ -5,6 +5,8 @@ import { TimestampSchema } from "@bufbuild/protobuf/wkt";
 import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { ActivityService } from "../gen/agentid/v1/activity_pb.js";
 import { AgentService } from "../gen/agentid/v1/agent_pb.js";
+import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
+import { TokenService } from "../gen/agentid/v1/token_pb.js";
 import { publicKey, startHarness, type Harness } from "./support/harness.js";
 import { METHODS } from "./support/fuzz.js";
 
@@ -56,6 +58,37 @@ describe.each(transports)("bad input over %s", (t) => {
       expectNamed(await error(activity.listTrustScores({ agentId, until: ts(seconds) })), "until");
     }
     expectNamed(await error(audit.listEntries({ since: create(TimestampSchema, { seconds: 0n, nanos: -1 }) })), "since");
+  });
+
+  it("free text that could rewrite a terminal (controls, newlines, tabs, ESC, C1, bidi overrides) on every free-text field", async () => {
+    const agents = createClient(AgentService, transport(t));
+    const tokens = createClient(TokenService, transport(t));
+    const keys = createClient(KeyService, transport(t));
+    const activity = createClient(ActivityService, transport(t));
+    for (const bad of ["line\n2026-12-07T00:00:00.000Z  revoked by admin", "a\tb", "\u001b[2J", "\u009b31m", "\u007f", "evil\u202etxt.exe", "\u2066x\u2069", "\u200fx", "a\u2028b"]) {
+      const why = JSON.stringify(bad);
+      const revoke = await error(tokens.revoke({ target: { case: "agentId", value: agentId }, reason: bad }));
+      expectNamed(revoke, "reason");
+      expect(revoke.rawMessage, why).toMatch(/control|direction/);
+      expectNamed(await error(agents.registerAgent({ name: bad, publicKey: publicKey() })), "name");
+      expectNamed(await error(agents.registerAgent({ name: "ok", publicKey: publicKey(), labels: { team: bad } })), "labels");
+      expectNamed(await error(keys.createApiKey({ name: bad, role: Role.ISSUER })), "name");
+      expectNamed(await error(activity.reportActivity({ agentId, kind: 2, detail: bad })), "detail");
+    }
+    // The agent is still active: nothing was half-written.
+    expect((await agents.getAgent({ agentId })).agent!.status).toBe(1);
+  });
+
+  it("a registration whose log entry would not fit is INVALID_ARGUMENT naming the field, within the documented limits", async () => {
+    const agents = createClient(AgentService, transport(t));
+    const labels = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`label-${i}`, "v".repeat(256)]));
+    const big = await error(agents.registerAgent({ name: "big labels", publicKey: publicKey(), labels }));
+    expectNamed(big, "labels");
+    const quoted = Array.from({ length: 64 }, (_, i) => `${i}${'"'.repeat(120)}`);
+    expectNamed(await error(agents.registerAgent({ name: "quoted scopes", publicKey: publicKey(), allowedScopes: quoted })), "allowed_scopes");
+    // Just within the bound, registration works and is logged.
+    const fits = Object.fromEntries(Array.from({ length: 24 }, (_, i) => [`label-${i}`, "v".repeat(256)]));
+    expect((await agents.registerAgent({ name: "fits", publicKey: publicKey(), labels: fits })).agent!.labels).toEqual(fits);
   });
 
   it("a NUL in ReportActivity's detail", async () => {

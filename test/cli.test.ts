@@ -5,6 +5,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import pg from "pg";
 import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { freePort } from "../bench/lib/cluster.js";
 
@@ -167,6 +168,63 @@ describe("answers and exit statuses", () => {
     const grpcPort = await cli(["agent", "list"], { ...env, AGENTID_URL: `http://${h.grpcAddress}` });
     expect(grpcPort.code).toBe(2);
     expect(grpcPort.stderr).toMatch(/is it the gRPC port\? The CLI talks to agentid's HTTP port/);
+  });
+});
+
+describe("what the server sends is shown, never acted on by the terminal", () => {
+  // Data written before the server refused such text (or by a server one does not trust).
+  const HOSTILE = 'rotated\n2026-12-07T10:00:00.000Z  token.revoked  forged line\t\u001b[2K\u009b2J\u007f\u202eevil\u2066';
+  // What a terminal would act on: every control but the CLI's own newlines and tabs, DEL, C1, bidi.
+  const ACTS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+
+  it("escapes controls, newlines and bidi overrides in audit log, agent list, agent activity and watch; --json keeps the value", async () => {
+    const databaseUrl = await createTestDatabase();
+    let server = await startHarness({ databaseUrl });
+    const adminKey = server.adminKey;
+    const agent = (await server.grpc.agents.registerAgent({ name: "plain", publicKey: publicKey(), allowedAudiences: ["orders"] })).agent!.agentId;
+    const t = await server.grpc.tokens.issue({ agentId: agent, audiences: ["orders"] });
+    await server.grpc.tokens.revoke({ target: { case: "tokenId", value: t.tokenId }, reason: "plain" });
+    await server.close();
+    const sql = new pg.Client({ connectionString: databaseUrl });
+    await sql.connect();
+    try {
+      await sql.query("update audit_entries set reason = $1 where token_id = $2 and kind = 'token.revoked'", [HOSTILE, t.tokenId]);
+      await sql.query("update revocations set reason = $1 where token_id = $2", [HOSTILE, t.tokenId]);
+      await sql.query("update agents set name = $1 where id = $2", [HOSTILE, agent]);
+    } finally {
+      await sql.end();
+    }
+    server = await startHarness({ databaseUrl, config: { adminKey } });
+    const e = { AGENTID_URL: `http://127.0.0.1:${server.server.httpPort}`, AGENTID_API_KEY: adminKey };
+    try {
+      for (const argv of [["audit", "log", "--agent", agent], ["agent", "list"], ["agent", "activity", agent, "--since", "1h"]]) {
+        const r = await cli(argv, e);
+        expect(r.code, `${argv.join(" ")}: ${r.stderr}`).toBe(0);
+        expect(r.stdout, argv.join(" ")).not.toMatch(ACTS);
+        expect(r.stdout, argv.join(" ")).not.toContain("\nforged");
+        expect(r.stdout.split("\n").filter((l) => l.startsWith("2026-12-07T10:00:00.000Z"))).toEqual([]);
+        expect(r.stdout, argv.join(" ")).toMatch(/\\u202e|\\n2026/);
+      }
+      const j = await cli(["audit", "log", "--agent", agent, "--json"], e);
+      expect(j.stdout).not.toMatch(ACTS);
+      const reasons = j.stdout.trim().split("\n").map((l) => (JSON.parse(l) as { reason: string }).reason);
+      expect(reasons).toContain(HOSTILE);
+
+      const child = spawn(process.execPath, [BIN, "watch"], { env: { ...process.env, ...e }, stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      child.stdout.on("data", (d) => (stdout += d));
+      const exited = new Promise((r) => child.on("close", r));
+      try {
+        await expect.poll(() => stdout, { timeout: 15_000 }).toContain("evil");
+      } finally {
+        child.kill("SIGINT");
+        await exited;
+      }
+      expect(stdout).not.toMatch(ACTS);
+      expect(stdout.trim().split("\n")).toHaveLength(1);
+    } finally {
+      await server.close();
+    }
   });
 });
 

@@ -128,6 +128,20 @@ describe("POST /oauth2/revoke (RFC 7009)", () => {
     expect(entries).not.toContain(t.token);
   });
 
+  it("refuses an agentid_reason the log cannot take or a terminal would misshow, as invalid_request, and revokes nothing", async () => {
+    const auth = { authorization: `Bearer ${issuer.secret}` };
+    const t = await issue();
+    for (const reason of ["a\u0000b", "x".repeat(513), "line\nforged line", "\u001b[31m", "\u009b", "evil\u202e"]) {
+      const res = await post("/oauth2/revoke", new URLSearchParams({ token: t.token, agentid_reason: reason }).toString(), auth);
+      expect(res.status, JSON.stringify(reason)).toBe(400);
+      const body = (await res.json()) as { error: string; error_description: string };
+      expect(body.error).toBe("invalid_request");
+      expect(body.error_description).toMatch(/^agentid_reason: /);
+    }
+    expect((await h.grpc.tokens.introspect({ token: t.token })).active).toBe(true);
+    expect((await post("/oauth2/revoke", new URLSearchParams({ token: t.token, agentid_reason: "rotated by CI" }).toString(), auth)).status).toBe(200);
+  });
+
   it("answers 200 for a repeat, an unknown token and the RFC's example string (§2.2)", async () => {
     const t = await issue();
     const auth = { authorization: `Bearer ${issuer.secret}` };

@@ -2,6 +2,7 @@ import type { Client } from "@connectrpc/connect";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ActivityEvent, ActivityService } from "../../gen/agentid/v1/activity_pb.js";
 import { parseTime } from "./audit.js";
+import { json, shown } from "./terminal.js";
 
 type Fail = (message: string) => never;
 
@@ -10,7 +11,7 @@ export function formatTimeline(events: readonly ActivityEvent[]): string {
   return events
     .map((e) => {
       const t = e.at ? timestampDate(e.at).toISOString() : "-";
-      return `${t}  ${e.kind.padEnd(11)}  ${e.summary}`;
+      return `${t}  ${shown(e.kind).padEnd(11)}  ${shown(e.summary)}`;
     })
     .join("\n");
 }
@@ -28,7 +29,7 @@ export async function agentActivity(
   if (o.json) {
     for (const e of events) {
       process.stdout.write(
-        JSON.stringify({
+        json({
           at: e.at ? timestampDate(e.at).toISOString() : null,
           kind: e.kind,
           summary: e.summary,

@@ -5,6 +5,7 @@ import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { openCheckpoint, parseCosignerKey } from "../audit/note.js";
 import { Witness } from "../audit/witness.js";
 import { parseVerifierKey, verifyLog } from "../audit/verify.js";
+import { json, shown } from "./terminal.js";
 
 type Fail = (message: string) => never;
 
@@ -45,7 +46,7 @@ export async function auditLog(
       const time = e.time ? timestampDate(e.time).toISOString() : "-";
       if (o.json) {
         const line = { seq: e.seq.toString(), time, kind: e.kind, agent_id: e.agentId, token_id: e.tokenId, actor: e.actor, reason: e.reason, details: JSON.parse(e.detailsJson) as unknown };
-        process.stdout.write(JSON.stringify(line) + "\n");
+        process.stdout.write(json(line) + "\n");
         continue;
       }
       const cols = [time, `#${e.seq}`, e.kind.padEnd(16)];
@@ -53,7 +54,7 @@ export async function auditLog(
       cols.push(e.tokenId || "-", `by ${e.actor}`);
       if (e.reason) cols.push(`reason ${JSON.stringify(e.reason)}`);
       if (e.detailsJson !== "{}") cols.push(e.detailsJson);
-      process.stdout.write(cols.join("  ") + "\n");
+      process.stdout.write(shown(cols.join("  ")) + "\n");
     }
     pageToken = page.nextPageToken;
   } while (pageToken);
@@ -121,7 +122,7 @@ export async function auditVerify(
     return true;
   }
   out(`FAILED: the log does not verify (${r.problems.length} problem${r.problems.length === 1 ? "" : "s"})`);
-  for (const p of r.problems) out(p.seq === undefined ? p.message : `entry ${p.seq}: ${p.message}`);
+  for (const p of r.problems) out(shown(p.seq === undefined ? p.message : `entry ${p.seq}: ${p.message}`));
   if (o.saveTo) out(`not saving a checkpoint of a log that does not verify`);
   return false;
 }

@@ -16,6 +16,7 @@ import type { RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
 import { NoteError, openCheckpoint } from "../audit/note.js";
 import { auditCheckpoint, auditLog, auditVerify, auditWitness, parseTime as parseTimeOrFail } from "./audit.js";
 import { DEFAULT_URL, version } from "./about.js";
+import { json, shown } from "./terminal.js";
 import type { Common } from "./rpc.js";
 
 /** The server's clients, loaded on first use (see rpc.ts). */
@@ -56,7 +57,7 @@ function args<T extends NonNullable<ParseArgsConfig["options"]>>(argv: string[],
 }
 
 function printJson<D extends DescMessage>(schema: D, m: MessageShape<D>): void {
-  process.stdout.write(JSON.stringify(toJson(schema, m), null, 2) + "\n");
+  process.stdout.write(json(toJson(schema, m), 2) + "\n");
 }
 
 /** A duration such as 90s, 15m, 2h or 7d; zero is refused rather than read as "the default". */
@@ -122,7 +123,7 @@ function readSavedCheckpoint(file: string): string {
 
 function printEvent(e: RevocationEvent): void {
   const target = e.target.case === "tokenId" ? `token ${e.target.value} (agent ${e.tokenAgentId})` : `agent ${e.target.value}`;
-  process.stdout.write(`${e.revision}\t${iso(e.revokedAt)}\trevoked ${target}\tby ${e.revokedBy}\treason ${JSON.stringify(e.reason)}\n`);
+  process.stdout.write(`${e.revision}\t${iso(e.revokedAt)}\t${shown(`revoked ${target}`)}\tby ${shown(e.revokedBy)}\treason ${json(e.reason)}\n`);
 }
 
 const HELP_SERVE = `Usage: agentid serve
@@ -211,7 +212,7 @@ Prints one agent per line: id, status, name. The next page token, if any, goes t
         pageSize: values["page-size"] ? Number(values["page-size"]) : 0,
         pageToken: values["page-token"] ?? "",
       });
-      for (const a of res.agents) process.stdout.write(`${a.agentId}\t${AgentStatus[a.status]}\t${a.name}\n`);
+      for (const a of res.agents) process.stdout.write(`${shown(a.agentId)}\t${AgentStatus[a.status]}\t${shown(a.name)}\n`);
       if (res.nextPageToken) process.stderr.write(`next page: --page-token ${res.nextPageToken}\n`);
     },
   },
@@ -244,7 +245,7 @@ TIME is RFC 3339 (2026-01-02T15:04:05Z), a date (2026-01-02), or an age such as 
         : [(await c.getTrustScore({ agentId: positionals[0] })).trustScore!];
       for (const t of scores) {
         process.stdout.write(`${iso(t.computedAt)}\tscore ${t.score.toFixed(1)}\n`);
-        if (!values.history) for (const f of t.factors) process.stdout.write(`  ${f.name.padEnd(16)} ${f.contribution >= 0 ? "+" : ""}${f.contribution.toFixed(1).padStart(6)}  ${f.detail}\n`);
+        if (!values.history) for (const f of t.factors) process.stdout.write(`  ${f.name.padEnd(16)} ${f.contribution >= 0 ? "+" : ""}${f.contribution.toFixed(1).padStart(6)}  ${shown(f.detail)}\n`);
       }
     },
   },
@@ -296,7 +297,7 @@ Exit status 0: the token is active (with --scope: and holds it); 1: it is not (t
       if (positionals.length !== 1) fail(COMMANDS[cmd]!.help);
       const token = positionals[0] === "-" ? await readStdin() : positionals[0]!;
       const res = await (await clients(values)).tokens.introspect({ token, requiredScope: values.scope ?? "" });
-      process.stdout.write(JSON.stringify(toJson(IntrospectResponseSchema, res, { alwaysEmitImplicit: true }), null, 2) + "\n");
+      process.stdout.write(json(toJson(IntrospectResponseSchema, res, { alwaysEmitImplicit: true }), 2) + "\n");
       if (!res.active) process.exitCode = EXIT.negative;
     },
   },
@@ -352,7 +353,7 @@ Resource server keys need at least one --audience: they introspect only tokens i
       const { values } = args(rest, {}, cmd);
       for (const k of (await (await clients(values)).keys.listApiKeys({})).keys) {
         const state = k.revokedAt ? `revoked ${iso(k.revokedAt)}` : "active";
-        process.stdout.write(`${k.keyId}\t${Role[k.role].toLowerCase()}\t${state}\t${k.name}\t${k.audiences.join(",")}\n`);
+        process.stdout.write(`${shown(k.keyId)}\t${Role[k.role].toLowerCase()}\t${state}\t${shown(k.name)}\t${shown(k.audiences.join(","))}\n`);
       }
     },
   },
@@ -399,7 +400,7 @@ Prints a new random ak_ key without contacting a server, for AGENTID_ADMIN_KEY.`
       const { values } = args(rest, {}, cmd);
       for (const p of (await (await clients(values)).policies.listPolicies({})).policies) {
         const rule = p.kind === PolicyKind.SCOPE_VIOLATIONS ? `more than ${p.threshold} scope violations within ${Number(p.window?.seconds ?? 0n)}s` : `trust score below ${p.threshold}`;
-        process.stdout.write(`${p.name}\t${rule}\tby ${p.createdBy}\n`);
+        process.stdout.write(`${shown(p.name)}\t${rule}\tby ${shown(p.createdBy)}\n`);
       }
     },
   },
@@ -590,5 +591,5 @@ for (const stream of [process.stdout, process.stderr]) {
 
 main(process.argv.slice(2)).catch(async (err: unknown) => {
   // rpc.ts is loaded already whenever a call could have failed.
-  fail((await import("./rpc.js")).describeError(err) ?? (err as Error).message);
+  fail(shown((await import("./rpc.js")).describeError(err) ?? (err as Error).message));
 });

@@ -11,6 +11,7 @@ import { TokenService } from "../../gen/agentid/v1/token_pb.js";
 import { RevocationService, type RevocationEvent } from "../../gen/agentid/v1/revocation_pb.js";
 import { AuditService } from "../../gen/agentid/v1/audit_pb.js";
 import { DEFAULT_URL } from "./about.js";
+import { shown } from "./terminal.js";
 
 export type Common = { url?: string; "api-key"?: string };
 type Fail = (message: string) => never;
@@ -72,7 +73,7 @@ export async function watch(values: Common & { after?: string }, fail: Fail, pri
         done();
         return;
       }
-      process.stderr.write(`agentid watch: ${Code[err.code]}: ${err.rawMessage}; reconnecting, resuming after revision ${follower.revision}\n`);
+      process.stderr.write(`agentid watch: ${Code[err.code]}: ${shown(err.rawMessage)}; reconnecting, resuming after revision ${follower.revision}\n`);
     },
   });
   follower.start();

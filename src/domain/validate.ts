@@ -29,11 +29,39 @@ export function encodePageToken(n: bigint): string {
 // Printable ASCII without spaces: what RFC 6749 allows in a scope token, and safe in logs.
 const NO_SPACE = /^[\x21-\x7e]+$/;
 
-export function requireText(field: string, value: string, max: number): string {
-  if (value.length === 0) throw invalidArgument(field, "is required");
+/**
+ * What free text may not hold, because a terminal or a log viewer would act on it instead of
+ * showing it: C0 controls (tab, newline and ESC included), DEL, C1 controls (U+009B is a CSI on
+ * its own), the line and paragraph separators, and the bidirectional controls that reorder what
+ * is shown (U+061C, U+200E-F, U+202A-E, U+2066-9). The CLI escapes the same set in what it prints.
+ */
+export const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+
+/**
+ * The one check for free text (names, reasons, label values, details) on every surface: bounded,
+ * storable, and shown as written. Empty is refused unless `optional`.
+ */
+export function requireText(field: string, value: string, max: number, o: { optional?: boolean } = {}): string {
+  if (value.length === 0 && !o.optional) throw invalidArgument(field, "is required");
   if (value.length > max) throw invalidArgument(field, `must be at most ${max} characters`);
-  if (/[\x00-\x1f\x7f]/.test(value)) throw invalidArgument(field, "must not contain control characters");
+  const unsafe = UNSAFE_TEXT.exec(value);
+  if (unsafe) {
+    const at = `U+${unsafe[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")} at character ${unsafe.index + 1}`;
+    const what = unsafe[0] >= "\u0600" ? "a text direction control" : "a control character";
+    throw invalidArgument(field, `must not contain ${what} (${at})`);
+  }
+  const problem = storableTextProblem(value);
+  if (problem) throw invalidArgument(field, problem);
   return value;
+}
+
+/**
+ * Bounds a field by the room it takes in its log entry (as JSON, escapes included), so that a
+ * request within every per-item limit is refused by name rather than failing at the log.
+ */
+export function requireEntryRoom(field: string, value: unknown, max: number): void {
+  const used = JSON.stringify(value).length;
+  if (used > max) throw invalidArgument(field, `takes ${used} characters in the log entry, at most ${max} (fewer or shorter entries)`);
 }
 
 export function requireAgentId(field: string, value: string): string {
@@ -66,10 +94,7 @@ export function requireLabels(field: string, labels: Record<string, string>): Re
     if (!/^[A-Za-z0-9][A-Za-z0-9._\/-]{0,62}$/.test(k)) {
       throw invalidArgument(`${field}[${JSON.stringify(k.slice(0, 70))}]`, "key must be 1 to 63 of A-Z a-z 0-9 . _ / -, starting with a letter or digit");
     }
-    const v = labels[k]!;
-    if (v.length > 256 || /[\x00-\x1f\x7f]/.test(v)) {
-      throw invalidArgument(`${field}[${k}]`, "value must be at most 256 characters without control characters");
-    }
+    requireText(`${field}[${k}]`, labels[k]!, 256, { optional: true });
   }
   return labels;
 }

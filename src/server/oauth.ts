@@ -9,6 +9,7 @@ import { introspect } from "../domain/tokens.js";
 import { revoke } from "../domain/revocation.js";
 import { DomainError } from "../domain/errors.js";
 import { API_KEY_PREFIX, isWellFormedSecret, isWellFormedToken } from "../domain/ids.js";
+import { requireText } from "../domain/validate.js";
 import type { AppContext } from "./context.js";
 import { actorOf, boundAudiences, type Caller } from "./auth.js";
 import { isDatabaseUnavailable } from "../store/open.js";
@@ -146,16 +147,28 @@ async function introspectForm(ctx: AppContext, caller: Caller, form: Map<string,
   };
 }
 
+/** agentid_reason, checked as the Revoke RPC checks its reason. */
+function optionalReason(reason: string | undefined): string | undefined {
+  if (!reason) return undefined;
+  try {
+    return requireText("agentid_reason", reason, 512);
+  } catch (err) {
+    if (err instanceof DomainError) throw invalidRequest(err.message);
+    throw err;
+  }
+}
+
 /** RFC 7009 §2.2: 200 whether or not the token was known or already revoked. */
 async function revokeForm(ctx: AppContext, caller: Caller, form: Map<string, string>): Promise<void> {
   const token = requireToken(form);
   if (isWellFormedSecret(token, API_KEY_PREFIX)) {
     throw new OAuthError(400, "unsupported_token_type", "API keys are revoked with KeyService.RevokeApiKey (agentid key revoke), not here");
   }
+  const reason = optionalReason(form.get("agentid_reason"));
   // A string that is no agentid token names nothing to revoke: §2.2 answers 200 for invalid tokens.
   if (!isWellFormedToken(token)) return;
   try {
-    const r = await revoke(ctx.db, ctx.sequencer, { token }, form.get("agentid_reason") || "revoked through /oauth2/revoke (RFC 7009)", actorOf(caller));
+    const r = await revoke(ctx.db, ctx.sequencer, { token }, reason ?? "revoked through /oauth2/revoke (RFC 7009)", actorOf(caller));
     ctx.logger.info({ target: "token", revision: r.revision.toString(), tokensRevoked: r.tokensRevoked.toString(), by: actorOf(caller) }, "revoked");
   } catch (err) {
     if (err instanceof DomainError && err.kind === "not_found") return;

@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ActivityKind, type ReportActivityRequest, type ReportActivityResponseSchema } from "../../../gen/agentid/v1/activity_pb.js";
 import { invalidArgument } from "../../domain/errors.js";
-import { requireAgentId, requireTokenId } from "../../domain/validate.js";
+import { requireAgentId, requireText, requireTokenId } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 import { trustScoreMessage } from "../messages.js";
@@ -28,8 +28,7 @@ export function reportActivityRoute(ctx: AppContext) {
       default:
         throw invalidArgument("kind", "must be ACTIVITY_KIND_SCOPE_VIOLATION or ACTIVITY_KIND_ANOMALOUS_REQUEST");
     }
-    if (req.detail.length > 1024) throw invalidArgument("detail", "must be at most 1024 characters");
-    if (/[\x00-\x1f\x7f]/.test(req.detail.replace(/[\t\n]/g, ""))) throw invalidArgument("detail", "must not contain control characters");
+    requireText("detail", req.detail, 1024, { optional: true });
     const reporter = reporterOf(call);
     const r = await ctx.activity.report(target, kind, req.detail, reporter);
     // A resource server learns nothing about the agent beyond what the feed tells it.
