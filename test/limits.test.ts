@@ -324,3 +324,104 @@ describe("peer addresses", () => {
     }
   });
 });
+
+/**
+ * Sends a request whose body is `total` bytes, as fast as the server takes it, and stops when the
+ * server closes the connection (HTTP/1.1) or the stream (HTTP/2), or the body is sent.
+ */
+async function sendHugeBody(port: number, path: string, version: 1 | 2, total: number): Promise<{ status: number; sent: number }> {
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  if (version === 1) {
+    return new Promise((resolve) => {
+      const socket = net.connect(port, "127.0.0.1");
+      let sent = 0;
+      let head = "";
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        socket.destroy();
+        resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 0), sent });
+      };
+      socket.on("data", (d) => (head += d.toString("latin1")));
+      socket.on("close", finish);
+      socket.on("error", finish);
+      socket.write(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${total}\r\n\r\n`);
+      const pump = () => {
+        while (!done && sent < total) {
+          sent += chunk.length;
+          if (!socket.write(chunk)) return void socket.once("drain", pump);
+        }
+        if (sent >= total) setTimeout(finish, 500);
+      };
+      pump();
+    });
+  }
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    return await new Promise((resolve) => {
+      const stream = session.request({ ":method": "POST", ":path": path, "content-type": "application/x-www-form-urlencoded" });
+      let status = 0;
+      let sent = 0;
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        resolve({ status, sent });
+      };
+      stream.on("response", (h) => (status = Number(h[":status"])));
+      stream.on("close", finish);
+      stream.on("error", finish);
+      stream.resume();
+      const pump = () => {
+        while (!done && sent < total) {
+          sent += chunk.length;
+          if (!stream.write(chunk)) return void stream.once("drain", pump);
+        }
+        if (sent >= total) stream.end();
+      };
+      pump();
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
+describe("a refused request on the plain HTTP routes", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(() => h?.close());
+
+  const TOTAL = 300 * 1024 * 1024;
+  it.each(["/oauth2/introspect", "/oauth2/revoke", "/auth", "/metrics", "/checkpoint", "/tile/0/000"])(
+    "%s closes instead of reading a body far over the limit, on HTTP/1.1 and HTTP/2",
+    async (path) => {
+      for (const version of [1, 2] as const) {
+        const r = await sendHugeBody(h.server.httpPort, path, version, TOTAL);
+        expect(r.status, `HTTP/${version}`).toBeGreaterThanOrEqual(400);
+        // Socket buffers take a few MiB at most; draining took all 300 MiB.
+        expect(r.sent, `HTTP/${version}: bytes the server took`).toBeLessThan(32 * 1024 * 1024);
+      }
+    },
+  );
+
+  it("keeps the connection of a request whose body it read", async () => {
+    const body = "token=at_not_a_real_token";
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(h.server.httpPort, "127.0.0.1");
+      let text = "";
+      socket.on("data", (d) => {
+        text += d.toString("latin1");
+        if (text.includes("\r\n\r\n")) (socket.destroy(), resolve(text));
+      });
+      socket.on("error", reject);
+      socket.write(
+        `POST /oauth2/introspect HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${h.adminKey}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(answer.toLowerCase()).toContain("connection: keep-alive");
+  });
+});
