@@ -315,13 +315,32 @@ describe("peer addresses", () => {
     for (const [peer, addr] of [
       ["127.0.0.1:5000", "127.0.0.1"],
       ["ipv4:127.0.0.1:5000", "127.0.0.1"],
-      ["[::1]:5000", "::1"],
-      ["ipv6:[::1]:5000", "::1"],
+      ["[::1]:5000", "0:0:0:0::/64"],
+      ["ipv6:[::1]:5000", "0:0:0:0::/64"],
       ["[::ffff:10.0.0.7]:5000", "10.0.0.7"],
       ["ipv6:[::ffff:10.0.0.7]:5000", "10.0.0.7"],
     ]) {
       expect(peerAddress(peer!), peer).toBe(addr);
     }
+  });
+
+  it("aggregate IPv6 by /64, so that one network cannot mint fresh allowances from its addresses", () => {
+    for (const [peer, addr] of [
+      ["[2001:db8:1:2::5]:5000", "2001:db8:1:2::/64"],
+      ["ipv6:[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:1", "2001:db8:1:2::/64"],
+      ["[2001:DB8:1:2:ffff::1]:9", "2001:db8:1:2::/64"],
+      ["[2001:0db8:0001:0002::]:9", "2001:db8:1:2::/64"],
+      ["[2001:db8:1:3::5]:5000", "2001:db8:1:3::/64"],
+      ["[2001:db8::1]:1", "2001:db8:0:0::/64"],
+      ["[fe80::1%eth0]:5", "fe80:0:0:0::/64"],
+      ["[::2]:5000", "0:0:0:0::/64"],
+    ]) {
+      expect(peerAddress(peer!), peer).toBe(addr);
+    }
+    const auth = new Authenticator(new Kysely<Database>({ dialect: new PostgresDialect({ pool: new pg.Pool({ max: 1 }) }) }), { anonymousPerMinute: 3 });
+    for (let i = 1; i <= 3; i++) auth.admitAnonymous(`[2001:db8:1:2::${i}]:4000`, "Issue");
+    expect(() => auth.admitAnonymous("[2001:db8:1:2:9:9:9:9]:4000", "Issue")).toThrow(/too many Issue calls/);
+    expect(() => auth.admitAnonymous("[2001:db8:1:3::1]:4000", "Issue")).not.toThrow();
   });
 });
 

@@ -58,22 +58,41 @@ export class PeerBuckets {
   }
 }
 
-/**
- * The address part of a transport's peer string: "127.0.0.1:5000", "[::1]:5000" (Connect) or
- * "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000" (grpc-js). Limits are per address, not per
- * connection: a new connection must not buy a fresh allowance.
- */
 /** "address:port" of an HTTP request's client, with an IPv6 address in brackets (see peerAddress). */
 export function peerOf(req: { socket: { remoteAddress?: string; remotePort?: number } }): string {
   const a = req.socket.remoteAddress ?? "";
   return a.includes(":") ? `[${a}]:${req.socket.remotePort}` : `${a}:${req.socket.remotePort}`;
 }
 
+/**
+ * Whom a limit counts, from a transport's peer string: "127.0.0.1:5000", "[::1]:5000" (Connect)
+ * or "ipv4:127.0.0.1:5000" / "ipv6:[::1]:5000" (grpc-js). Per address, not per connection, so a
+ * new connection buys no fresh allowance; and an IPv6 client by its /64 ("2001:db8:1:2::/64"),
+ * the block a single host or subscriber is routinely given, so its addresses buy none either.
+ * IPv4-mapped IPv6 addresses count as the IPv4 address.
+ */
 export function peerAddress(peer: string): string {
   const p = peer.replace(/^ipv[46]:/, "");
   const v6 = /^\[([^\]]*)\]/.exec(p);
-  if (v6) return v6[1]!.replace(/^::ffff:/, "");
-  const i = p.lastIndexOf(":");
-  const host = i > 0 && p.indexOf(":") === i ? p.slice(0, i) : p;
-  return host.replace(/^::ffff:/, "");
+  let host = v6 ? v6[1]! : p.indexOf(":") === p.lastIndexOf(":") && p.includes(":") ? p.slice(0, p.lastIndexOf(":")) : p;
+  host = host.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
+  return host.includes(":") ? (ipv6Slash64(host) ?? host) : host;
+}
+
+/** The /64 an IPv6 address is in, as its first four groups ("2001:db8:0:0::/64"); undefined if malformed. */
+function ipv6Slash64(address: string): string | undefined {
+  let a = address.replace(/%.*$/, "").toLowerCase();
+  // A trailing dotted IPv4 part (64:ff9b::192.0.2.1) is the last two groups.
+  const v4 = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(a);
+  if (v4) {
+    const [b0, b1, b2, b3] = v4.slice(1).map(Number) as [number, number, number, number];
+    a = `${a.slice(0, v4.index)}${((b0 << 8) | b1).toString(16)}:${((b2 << 8) | b3).toString(16)}`;
+  }
+  const halves = a.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves[1] ? halves[1].split(":") : [];
+  const groups = halves.length === 2 ? [...head, ...Array<string>(Math.max(0, 8 - head.length - tail.length)).fill("0"), ...tail] : head;
+  if (groups.length !== 8 || groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  return `${groups.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(":")}::/64`;
 }
