@@ -1,10 +1,13 @@
 // The feed filtered by audience (issue 9.4): a resource_server key sees token events for its
-// audiences' tokens and agent events for agents that held such a token, without reason or
-// revoker; bookmarks still advance past what it does not see, so it can resume, gap-free.
+// audiences' tokens and agent events for agents that held such a token, each whole, as its log
+// entry is (issue 24.7); bookmarks still advance past what it does not see, so it can resume,
+// gap-free.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
-import { publicKey, startHarness, type Harness } from "./support/harness.js";
+import { AuditService } from "../gen/agentid/v1/audit_pb.js";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { StreamRecorder } from "./support/feed.js";
 
 let h: Harness;
@@ -44,7 +47,7 @@ const revoke = async (target: { case: "tokenId" | "agentId"; value: string }) =>
 const target = (e: { target: { value?: string } }) => e.target.value ?? "";
 
 describe.each(["grpc", "connect"] as const)("audience filter over %s", (transport) => {
-  it("sends a resource server only its audiences' events, with ids only, and bookmarks past the rest", async () => {
+  it("sends a resource server only its audiences' events, each whole as in its log, and bookmarks past the rest", async () => {
     const admin = new StreamRecorder(h[transport], 0n);
     const rs = new StreamRecorder(h.as(ordersKey)[transport], 0n);
     await Promise.all([admin, rs].map((r) => r.until((x) => x.progress.length > 0)));
@@ -63,10 +66,15 @@ describe.each(["grpc", "connect"] as const)("audience filter over %s", (transpor
     await rs.until((x) => x.progress.some((p) => p >= last), 10_000);
     const seen = rs.events.filter((e) => revs.includes(e.revision));
     expect(seen.map(target)).toEqual([a.tokens[0], a.tokens[2], ordersAgent.agentId]);
-    for (const e of rs.events) {
-      expect(entitled.has(target(e)) || !everything.has(target(e))).toBe(true);
-      expect(e.reason).toBe("");
-      expect(e.revokedBy).toBe("");
+    for (const e of rs.events) expect(entitled.has(target(e)) || !everything.has(target(e))).toBe(true);
+    // One rule on both surfaces: what the log shows this key of a revocation, the feed sends it.
+    const audit = createClient(AuditService, createGrpcTransport({ baseUrl: `http://${h.grpcAddress}`, interceptors: [bearer(ordersKey)] }));
+    const log = (await audit.listEntries({ pageSize: 1000 })).entries;
+    for (const e of seen) {
+      const entry = log.find((x) => (e.target.case === "tokenId" ? x.kind === "token.revoked" && x.tokenId === target(e) : x.kind === "agent.revoked" && x.agentId === target(e)));
+      expect(entry, `${e.target.case} ${target(e)}`).toBeDefined();
+      expect([e.reason, e.revokedBy]).toEqual([entry!.reason, entry!.actor]);
+      expect(e.reason).toBe("secret reason");
     }
     // The token's agent stays, so the SDK can evict by agent too.
     expect(seen[0]!.tokenAgentId).toBe(a.agentId);

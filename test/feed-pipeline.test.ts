@@ -29,7 +29,7 @@ const BILLING = makeView({ keyId: "key_rs2", role: "resource_server", audiences:
 function countingEncoder() {
   const counts = { events: 0, progress: 0 };
   const encoder: FrameEncoder = {
-    events: (e, r) => (counts.events++, feedFrames.events(e, r)),
+    events: (e) => (counts.events++, feedFrames.events(e)),
     progress: (r) => (counts.progress++, feedFrames.progress(r)),
   };
   return { encoder, counts };
@@ -66,8 +66,8 @@ describe("fan-out", () => {
     expect(revisions(fa1!)).toEqual([1, 2, 3]);
     expect(revisions(fo1!)).toEqual([1, 3]);
     expect(revisions(fb1!)).toEqual([2, 3]);
-    // Resource servers get ids, not reasons or who revoked.
-    expect(fo1![0]!.message.events[0]!.reason).toBe("");
+    // Every view gets what it sees whole.
+    expect(fo1![0]!.message.events[0]!.reason).toBe("why");
     expect(fa1![0]!.message.events[0]!.reason).toBe("why");
 
     // A batch a view may not see sends it nothing, but its cursor (and so its bookmarks) moves on.

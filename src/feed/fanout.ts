@@ -133,7 +133,7 @@ export class FanOut {
 
   /** An event frame for a view; catch-up uses it too, so every frame is built one way. */
   eventFrame(visible: readonly LogEvent[], view: View, after: bigint, through: bigint): Frame {
-    const { message, bytes } = this.encoder.events(visible, view.redact);
+    const { message, bytes } = this.encoder.events(visible);
     return new Frame("events", after, through, message, bytes);
   }
 

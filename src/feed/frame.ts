@@ -52,7 +52,7 @@ const joined = new WeakMap<Frame, Map<bigint, Frame>>();
 
 /** Builds the messages; the server's message mapping (src/server/messages.ts) implements it. */
 export interface FrameEncoder {
-  /** A batch of events, redacted for resource servers when `redact`. */
-  events(events: readonly LogEvent[], redact: boolean): { message: WatchRevocationsResponse; bytes: Uint8Array };
+  /** A batch of events. */
+  events(events: readonly LogEvent[]): { message: WatchRevocationsResponse; bytes: Uint8Array };
   progress(revision: bigint): { message: WatchRevocationsResponse; bytes: Uint8Array };
 }

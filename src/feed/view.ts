@@ -13,18 +13,17 @@ export interface Subscriber {
  * share every encoded frame (one encoding per view and batch, not per stream).
  *
  * Rules (docs/feed-and-sdk.md, "Who sees what"):
- * - admin (and issuer) keys see every event, in full;
+ * - admin (and issuer) keys see every event;
  * - a resource_server key sees token events for tokens that list one of its audiences, and agent
  *   events for agents that hold or held such a token: exactly the set it may have cached answers
- *   for. Reason text and revoked_by are left out: evicting needs only the ids.
+ *   for. What it sees, it sees whole, as the log shows it the same revocations' entries.
  */
 export interface View {
   readonly key: string;
-  readonly redact: boolean;
   sees(e: LogEvent): boolean;
 }
 
-const EVERYTHING: View = { key: "*", redact: false, sees: () => true };
+const EVERYTHING: View = { key: "*", sees: () => true };
 
 export function viewKey(s: Subscriber): string {
   if (s.role !== "resource_server") return EVERYTHING.key;
@@ -36,7 +35,6 @@ export function makeView(s: Subscriber): View {
   const mine = new Set(s.audiences);
   return {
     key: viewKey(s),
-    redact: true,
     sees: (e) => e.audiences.some((a) => mine.has(a)),
   };
 }

@@ -131,14 +131,14 @@ export function introspectResponse(r: Introspection): MessageInitShape<typeof In
   };
 }
 
-function revocationEvent(e: LogEvent, redact: boolean): MessageInitShape<typeof RevocationEventSchema> {
+function revocationEvent(e: LogEvent): MessageInitShape<typeof RevocationEventSchema> {
   return {
     revision: e.revision,
     target: e.tokenId ? { case: "tokenId", value: e.tokenId } : { case: "agentId", value: e.agentId },
     tokenAgentId: e.tokenId ? e.agentId : "",
-    // A resource server needs ids to evict, not why or by whom (docs/feed-and-sdk.md).
-    reason: redact ? "" : e.reason,
-    revokedBy: redact ? "" : e.revokedBy,
+    // Whole for every caller that may see it, as its log entry is (docs/feed-and-sdk.md).
+    reason: e.reason,
+    revokedBy: e.revokedBy,
     revokedAt: timestampFromDate(e.revokedAt),
     expiresAt: e.expiresAt ? timestampFromDate(e.expiresAt) : undefined,
   };
@@ -146,8 +146,8 @@ function revocationEvent(e: LogEvent, redact: boolean): MessageInitShape<typeof 
 
 /** Feed batches and bookmarks, built and encoded once for every stream that shares them. */
 export const feedFrames: FrameEncoder = {
-  events(events, redact) {
-    const message = create(WatchRevocationsResponseSchema, { events: events.map((e) => revocationEvent(e, redact)) });
+  events(events) {
+    const message = create(WatchRevocationsResponseSchema, { events: events.map(revocationEvent) });
     return { message: deepFreeze(message), bytes: toBinary(WatchRevocationsResponseSchema, message) };
   },
   progress(revision) {
