@@ -89,7 +89,8 @@ describe("the first admin key", () => {
     for (let i = 0; i < 400 && !keyLine.test(out); i++) await new Promise((r) => setTimeout(r, 50));
     const key = keyLine.exec(out)?.[1];
     expect(key, out).toBeDefined();
-    expect(existsSync(join(dataDir, "admin-key"))).toBe(false);
+    // Removed right after it is printed.
+    await expect.poll(() => existsSync(join(dataDir, "admin-key")), { timeout: 5000 }).toBe(false);
     const c = clientsFor(createConnectTransport({ baseUrl: `http://127.0.0.1:${env.AGENTID_HTTP_PORT}`, httpVersion: "1.1", interceptors: [bearer(key!)] }));
     expect((await c.agents.listAgents({})).agents).toEqual([]);
     proc.kill("SIGTERM");
