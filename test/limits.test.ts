@@ -414,7 +414,7 @@ describe("a refused request on the plain HTTP routes", () => {
   afterAll(() => h?.close());
 
   const TOTAL = 300 * 1024 * 1024;
-  it.each(["/oauth2/introspect", "/oauth2/revoke", "/auth", "/metrics", "/checkpoint", "/tile/0/000"])(
+  it.each(["/oauth2/introspect", "/oauth2/revoke", "/auth", "/metrics", "/checkpoint", "/tile/0/000", "/console/", "/no-such-path"])(
     "%s closes instead of reading a body far over the limit, on HTTP/1.1 and HTTP/2",
     async (path) => {
       for (const version of [1, 2] as const) {
@@ -426,9 +426,9 @@ describe("a refused request on the plain HTTP routes", () => {
     },
   );
 
-  it("keeps the connection of a request whose body it read", async () => {
+  it("keeps the connection of a request whose body it read, or that had none", async () => {
     const body = "token=at_not_a_real_token";
-    const answer = await new Promise<string>((resolve, reject) => {
+    const ask = (request: string) => new Promise<string>((resolve, reject) => {
       const socket = net.connect(h.server.httpPort, "127.0.0.1");
       let text = "";
       socket.on("data", (d) => {
@@ -436,11 +436,17 @@ describe("a refused request on the plain HTTP routes", () => {
         if (text.includes("\r\n\r\n")) (socket.destroy(), resolve(text));
       });
       socket.on("error", reject);
-      socket.write(
-        `POST /oauth2/introspect HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${h.adminKey}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
-      );
+      socket.write(request);
     });
-    expect(answer).toMatch(/^HTTP\/1\.1 200/);
-    expect(answer.toLowerCase()).toContain("connection: keep-alive");
+    const auth = `authorization: Bearer ${h.adminKey}`;
+    for (const request of [
+      `POST /oauth2/introspect HTTP/1.1\r\nhost: x\r\n${auth}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      `GET /checkpoint HTTP/1.1\r\nhost: x\r\n${auth}\r\n\r\n`,
+      `GET /console/ HTTP/1.1\r\nhost: x\r\n\r\n`,
+    ]) {
+      const answer = await ask(request);
+      expect(answer, request).toMatch(/^HTTP\/1\.1 200/);
+      expect(answer.toLowerCase(), request).toContain("connection: keep-alive");
+    }
   });
 });

@@ -216,6 +216,26 @@ function rpcHandler(services: ServiceRoutes[], logger: Logger, maxRequestBytes: 
   };
 }
 
+/**
+ * A request answered before its body was read (every refusal is: credentials, method and size
+ * come first) has the rest of its body refused too, not drained: HTTP/1.1 answers with
+ * `connection: close` and closes, as the RPC routes do; HTTP/2 resets the stream with NO_ERROR
+ * after the answer (RFC 9113 §8.1). A body the handler read to its end keeps the connection.
+ */
+function closeUnread(req: NodeRequest, res: NodeResponse): void {
+  if (req.httpVersionMajor === 1) {
+    if (req.headers["transfer-encoding"] === undefined && !(Number(req.headers["content-length"]) > 0)) return;
+    const r = res as http.ServerResponse;
+    const keepAlive = r.shouldKeepAlive;
+    r.shouldKeepAlive = false;
+    req.once("end", () => (r.shouldKeepAlive = keepAlive));
+    return;
+  }
+  res.once("finish", () => {
+    if (!req.complete) (res as http2.Http2ServerResponse).stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  });
+}
+
 export interface HttpServer {
   server: net.Server;
   close(): Promise<void>;
@@ -229,14 +249,20 @@ export interface HttpServer {
  */
 export function createHttpServer(ctx: AppContext, services: ServiceRoutes[], plain?: PlainRoutes): HttpServer {
   const { logger, config } = ctx;
-  // Surfaces of this port, tried in order; the RPCs last. Add one per line.
-  const surfaces: PathHandler[] = [...(plain ? [plain] : []), rpcHandler(services, logger, config.maxRequestBytes)];
-  // The console's static files come first (GET /console/...).
-  const handler = withConsole((req: NodeRequest, res: NodeResponse) => {
-    for (const s of surfaces) if (s(req, res)) return;
+  // The RPCs own their paths (/agentid.v1.X/Y and the like) and their bodies; every other
+  // request goes to the console's static files (GET /console/...), the plain routes, or 404,
+  // none of which reads a body it has not admitted.
+  const rpc = rpcHandler(services, logger, config.maxRequestBytes);
+  const rest = withConsole((req: NodeRequest, res: NodeResponse) => {
+    if (plain?.(req, res)) return;
     res.writeHead(404);
     res.end();
   });
+  const handler = (req: NodeRequest, res: NodeResponse) => {
+    if (rpc(req, res)) return;
+    closeUnread(req, res);
+    rest(req, res);
+  };
   const h1 = http.createServer({ connectionsCheckingInterval: Math.min(config.handshakeTimeoutMs, 30_000) }, handler);
   // Whole headers within the handshake timeout; then silence for idleTimeoutMs closes the socket.
   h1.headersTimeout = config.handshakeTimeoutMs;

@@ -56,17 +56,12 @@ async function tile(ctx: AppContext, t: TilePath): Promise<Buffer | undefined> {
   return encodeEntryBundle(rows.map((r) => entryBytes(storedContent(r))));
 }
 
-/** Whether the path is the log's: /checkpoint or /tile/... */
-export function isTilesPath(path: string): boolean {
-  return path === "/checkpoint" || path.startsWith("/tile/");
-}
-
 /** Answers /checkpoint and /tile/...; returns false for any other path. */
 export function tilesRoute(ctx: AppContext, logger: Logger): (req: Req, res: Res) => boolean {
   return (req, res) => {
     const path = req.url?.split("?", 2)[0] ?? "";
-    if (!isTilesPath(path)) return false;
     const tilePath = path.startsWith("/tile/") ? path.slice("/tile/".length) : undefined;
+    if (path !== "/checkpoint" && tilePath === undefined) return false;
     void (async () => {
       if (req.method !== "GET" && req.method !== "HEAD") return text(res, 405, "use GET", { allow: "GET, HEAD" });
       const t = tilePath === undefined ? undefined : parseTilePath(tilePath);
