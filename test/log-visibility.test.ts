@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { AuditService, type AuditEntry } from "../gen/agentid/v1/audit_pb.js";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
 import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
-import { entryBytes, leafHash, type EntryContent } from "../src/audit/encoding.js";
-import type { JsonValue } from "../src/audit/canonical-json.js";
+import { entryBytes, leafHash } from "../src/audit/encoding.js";
+import { messageContent } from "../src/audit/verify.js";
 
 // The log's visibility follows the RPCs' rules (issue 9.12).
 
@@ -60,23 +59,9 @@ async function all(c: Client<typeof AuditService>, q: { kind?: string; agentId?:
   return out;
 }
 
-function contentOf(e: AuditEntry): EntryContent {
-  return {
-    seq: e.seq,
-    time: timestampDate(e.time!),
-    kind: e.kind,
-    agentId: e.agentId,
-    tokenId: e.tokenId,
-    actor: e.actor,
-    reason: e.reason,
-    details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
-    salt: e.salt,
-  };
-}
-
 /** Entries are whole: each still hashes to the leaf the log committed to. */
 function expectWhole(entries: AuditEntry[]): void {
-  for (const e of entries) expect(Buffer.from(e.leafHash).equals(leafHash(entryBytes(contentOf(e)))), `entry ${e.seq}`).toBe(true);
+  for (const e of entries) expect(Buffer.from(e.leafHash).equals(leafHash(entryBytes(messageContent(e)))), `entry ${e.seq}`).toBe(true);
 }
 
 describe.each(transports)("ListEntries by role over %s", (t) => {
@@ -126,7 +111,7 @@ describe.each(transports)("ListEntries by role over %s", (t) => {
     const tile = Buffer.from(await res.arrayBuffer());
     // Its best guess: everything the admin sees of the entry, the threshold included, but the salt.
     const [policy] = await all(audit(t, h.adminKey), { kind: "policy.created" });
-    const guess = leafHash(entryBytes({ ...contentOf(policy!), salt: "" }));
+    const guess = leafHash(entryBytes({ ...messageContent(policy!), salt: "" }));
     expect(tile.subarray(Number(policy!.seq) * 32, Number(policy!.seq) * 32 + 32).equals(guess)).toBe(false);
     expect(tile.subarray(Number(policy!.seq) * 32, Number(policy!.seq) * 32 + 32).equals(Buffer.from(policy!.leafHash))).toBe(true);
     expect(policy!.salt).toMatch(/^[0-9a-f]{32}$/);

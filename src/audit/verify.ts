@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import type { AuditService } from "../../gen/agentid/v1/audit_pb.js";
-import { entryBytes, leafHash } from "./encoding.js";
+import type { AuditEntry, AuditService } from "../../gen/agentid/v1/audit_pb.js";
+import { entryBytes, leafHash, type EntryContent } from "./encoding.js";
 import type { JsonValue } from "./canonical-json.js";
 import { MerkleTree, rootFromInclusionProof, verifyConsistency } from "./merkle.js";
 import { TILE_WIDTH, decodeEntryBundle, tilePath } from "./tiles.js";
@@ -312,6 +312,21 @@ interface ReadEntry {
   committed: Uint8Array;
 }
 
+/** The fields a leaf covers, as an AuditEntry message carries them (details_json parsed). */
+export function messageContent(e: AuditEntry): EntryContent {
+  return {
+    seq: e.seq,
+    time: e.time ? timestampDate(e.time) : new Date(0),
+    kind: e.kind,
+    agentId: e.agentId,
+    tokenId: e.tokenId,
+    actor: e.actor,
+    reason: e.reason,
+    details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
+    salt: e.salt,
+  };
+}
+
 async function* rpcEntries(client: Client<typeof AuditService>, pageSize: number): AsyncGenerator<ReadEntry> {
   let pageToken = "";
   do {
@@ -319,19 +334,7 @@ async function* rpcEntries(client: Client<typeof AuditService>, pageSize: number
     for (const e of page.entries) {
       let leaf: Buffer | string;
       try {
-        leaf = leafHash(
-          entryBytes({
-            seq: e.seq,
-            time: e.time ? timestampDate(e.time) : new Date(0),
-            kind: e.kind,
-            agentId: e.agentId,
-            tokenId: e.tokenId,
-            actor: e.actor,
-            reason: e.reason,
-            details: JSON.parse(e.detailsJson) as { [key: string]: JsonValue },
-            salt: e.salt,
-          }),
-        );
+        leaf = leafHash(entryBytes(messageContent(e)));
       } catch (err) {
         leaf = (err as Error).message;
       }

@@ -201,10 +201,8 @@ function rpcHandler(services: ServiceRoutes[], logger: Logger, maxRequestBytes: 
           (err: unknown) => Promise.reject(toConnectError(err, logger)),
         )
       : Promise.resolve();
-    // A refused HTTP/1.1 request's body is not drained: the connection closes after the answer.
-    gate.catch(() => {
-      if (req.httpVersionMajor === 1) (res as http.ServerResponse).shouldKeepAlive = false;
-    });
+    // A refused request's body is not read (see closeUnread).
+    gate.catch(() => closeUnread(req, res));
     const uReq = universalRequestFromNodeRequest(req, res, undefined, createContextValues().set(kPeer, peer).set(kAdmitted, admission));
     if (Symbol.asyncIterator in Object(uReq.body)) uReq.body = admitted(gate, uReq.body as AsyncIterable<Uint8Array>);
     h(uReq)
@@ -217,14 +215,21 @@ function rpcHandler(services: ServiceRoutes[], logger: Logger, maxRequestBytes: 
 }
 
 /**
+ * Up to this much of a body answered before it was read is read and dropped on HTTP/1.1: it
+ * costs less than a new connection, and a client still writing a small request gets its answer
+ * rather than a broken pipe.
+ */
+const SMALL_BODY = 64 * 1024;
+
+/**
  * A request answered before its body was read (every refusal is: credentials, method and size
- * come first) has the rest of its body refused too, not drained: HTTP/1.1 answers with
- * `connection: close` and closes, as the RPC routes do; HTTP/2 resets the stream with NO_ERROR
- * after the answer (RFC 9113 §8.1). A body the handler read to its end keeps the connection.
+ * come first) has the rest of a larger body refused, not drained: HTTP/1.1 answers with
+ * `connection: close` and closes; HTTP/2 resets the stream with NO_ERROR after the answer (RFC
+ * 9113 §8.1). A body the handler read to its end keeps the connection.
  */
 function closeUnread(req: NodeRequest, res: NodeResponse): void {
   if (req.httpVersionMajor === 1) {
-    if (req.headers["transfer-encoding"] === undefined && !(Number(req.headers["content-length"]) > 0)) return;
+    if (req.headers["transfer-encoding"] === undefined && !(Number(req.headers["content-length"]) > SMALL_BODY)) return;
     const r = res as http.ServerResponse;
     const keepAlive = r.shouldKeepAlive;
     r.shouldKeepAlive = false;
