@@ -83,18 +83,23 @@ describe("the first admin key", () => {
     };
     // script(1) gives the server a terminal.
     const proc = spawn("script", ["-qfec", `exec ${process.execPath} ${bin} serve`, "/dev/null"], { env, stdio: ["pipe", "pipe", "pipe"] });
+    const exited = new Promise((r) => proc.once("exit", r));
     let out = "";
     proc.stdout.on("data", (d) => (out += d));
-    const keyLine = /\n\s+(ak_[0-9A-Za-z]{49})\s*\n/;
-    for (let i = 0; i < 400 && !keyLine.test(out); i++) await new Promise((r) => setTimeout(r, 50));
-    const key = keyLine.exec(out)?.[1];
-    expect(key, out).toBeDefined();
-    // Removed right after it is printed.
-    await expect.poll(() => existsSync(join(dataDir, "admin-key")), { timeout: 5000 }).toBe(false);
-    const c = clientsFor(createConnectTransport({ baseUrl: `http://127.0.0.1:${env.AGENTID_HTTP_PORT}`, httpVersion: "1.1", interceptors: [bearer(key!)] }));
-    expect((await c.agents.listAgents({})).agents).toEqual([]);
-    proc.kill("SIGTERM");
-    await new Promise((r) => proc.once("exit", r));
+    try {
+      const keyLine = /\n\s+(ak_[0-9A-Za-z]{49})\s*\n/;
+      for (let i = 0; i < 400 && !keyLine.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+      const key = keyLine.exec(out)?.[1];
+      expect(key, out).toBeDefined();
+      // Removed right after it is printed.
+      await expect.poll(() => existsSync(join(dataDir, "admin-key")), { timeout: 5000 }).toBe(false);
+      const c = clientsFor(createConnectTransport({ baseUrl: `http://127.0.0.1:${env.AGENTID_HTTP_PORT}`, httpVersion: "1.1", interceptors: [bearer(key!)] }));
+      expect((await c.agents.listAgents({})).agents).toEqual([]);
+    } finally {
+      // Closing script(1)'s terminal hangs up the server too, also when an assertion failed.
+      proc.kill("SIGTERM");
+      await exited;
+    }
   }, 120_000);
 });
 
