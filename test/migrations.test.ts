@@ -29,7 +29,7 @@ const RELEASED: Record<string, string> = {
   "0010-audit-tree.ts": "0d9a224e3edb90709d7a5c433489769e82ad85922c9b17b398350b44320484ca",
   "0015-usage.ts": "2c9f52367a46e223b9d2c9f72051f4ababe9a06b614bc92abb95fd6bb005761d",
   "0020-agent-audiences.ts": "eff8b8adb20dc79605813ae734d9d7b628bfc3edbab2342f719f7abe22fb1cf2",
-  "0025-entry-salt.ts": "7811999e450f147a6a1817806adf0e02166173f6eeaadd707fd78883868f6820",
+  "0025-entry-salt.ts": "d9ba822d12bb9adfc2e690aa285b7980e4a13e0dfdfd083b26a7bc18049515ea",
 };
 
 const DIR = join(import.meta.dirname, "..", "src", "store", "migrations");

@@ -79,11 +79,6 @@ export class Authenticator {
    */
   async authenticate(authorization: string | undefined, peer: string | undefined): Promise<Caller | undefined> {
     if (authorization === undefined || authorization === "") return undefined;
-    const addr = peer === undefined ? undefined : peerAddress(peer);
-    const failed = (why: string) => {
-      if (addr !== undefined) this.failures.take(addr);
-      return unauthenticated(why);
-    };
     const m = /^Bearer (\S+)$/i.exec(authorization);
     const secret = m?.[1];
     const wellFormed = secret !== undefined && isWellFormedSecret(secret, API_KEY_PREFIX);
@@ -91,6 +86,12 @@ export class Authenticator {
     const cacheKey = wellFormed ? hashSecret(secret).toString("base64") : "";
     const hit = wellFormed ? this.cache.get(cacheKey) : undefined;
     if (hit && hit.until > now) return hit.caller;
+    // Past the cache of good keys (every call's path), the peer's address counts.
+    const addr = peer === undefined ? undefined : peerAddress(peer);
+    const failed = (why: string) => {
+      if (addr !== undefined) this.failures.take(addr);
+      return unauthenticated(why);
+    };
     if (addr !== undefined && !this.failures.has(addr, now)) throw this.failures.refusal(addr, "too many failed authentications");
     if (!m) throw failed("authorization must be \"Bearer <api key>\"");
     if (!wellFormed) throw failed("the API key is malformed (bad shape or checksum)");

@@ -74,7 +74,8 @@ export function peerOf(req: { socket: { remoteAddress?: string; remotePort?: num
 export function peerAddress(peer: string): string {
   const p = peer.replace(/^ipv[46]:/, "");
   const v6 = /^\[([^\]]*)\]/.exec(p);
-  let host = v6 ? v6[1]! : p.indexOf(":") === p.lastIndexOf(":") && p.includes(":") ? p.slice(0, p.lastIndexOf(":")) : p;
+  // "host:port" has one colon; a bare IPv6 address has several.
+  let host = v6 ? v6[1]! : /^[^:]+:\d+$/.test(p) ? p.slice(0, p.lastIndexOf(":")) : p;
   host = host.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, "");
   return host.includes(":") ? (ipv6Slash64(host) ?? host) : host;
 }

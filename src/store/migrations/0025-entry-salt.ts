@@ -34,9 +34,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
                  sha256(n.leaf_prefix
                    || convert_to(n.n::text || ',"time":"' || to_char(t at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || '"', 'UTF8')
                    || n.leaf_suffix),
-                 -- The first half ends '"salt":"<32 hex>","seq":' when salted (after the 0x00 prefix
-                 -- byte); a quote inside a string value is escaped, so only the key itself matches.
-                 coalesce(substring(convert_from(substring(n.leaf_prefix from 2), 'UTF8') from '"salt":"([0-9a-f]{32})","seq":$'), '')
+                 -- A salted first half ends with the 48 bytes '"salt":"<32 hex>","seq":'. A quote
+                 -- inside a string value is escaped, so only the key itself can put '"salt":"' there.
+                 -- Compared as bytes at a fixed place: a regex over the text costs 10 to 50 times
+                 -- the leaf's sha256 per entry (bench/audit-salt.ts).
+                 case when length(n.leaf_prefix) > 48
+                       and substring(n.leaf_prefix from length(n.leaf_prefix) - 47 for 8) = convert_to('"salt":"', 'UTF8')
+                   then convert_from(substring(n.leaf_prefix from length(n.leaf_prefix) - 39 for 32), 'UTF8') else '' end
           from numbered n;
           get diagnostics o_numbered = row_count;
           if o_numbered > 0 then
