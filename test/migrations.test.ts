@@ -30,6 +30,7 @@ const RELEASED: Record<string, string> = {
   "0015-usage.ts": "2c9f52367a46e223b9d2c9f72051f4ababe9a06b614bc92abb95fd6bb005761d",
   "0020-agent-audiences.ts": "eff8b8adb20dc79605813ae734d9d7b628bfc3edbab2342f719f7abe22fb1cf2",
   "0025-entry-salt.ts": "d9ba822d12bb9adfc2e690aa285b7980e4a13e0dfdfd083b26a7bc18049515ea",
+  "0030-usage-logged.ts": "ab34450b2f921d86c3ca02d9986eef21f7d325b794208c58a507ba835cb4368e",
 };
 
 const DIR = join(import.meta.dirname, "..", "src", "store", "migrations");

@@ -4,7 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Role, KeyService } from "../gen/agentid/v1/key_pb.js";
 import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
-import { ActivityKind, ActivityService } from "../gen/agentid/v1/activity_pb.js";
+import { ActivityKind, ActivityService, UsageOutcome } from "../gen/agentid/v1/activity_pb.js";
 import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
 import { bearer, clientsFor, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { StreamRecorder } from "./support/feed.js";
@@ -31,8 +31,8 @@ afterAll(() => h?.close());
 
 async function agentWithToken() {
   const { agent } = await admin().agents.registerAgent({ name: "p", publicKey: publicKey(), allowedScopes: ["read"], allowedAudiences: ["api"] });
-  const { token } = await admin().tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: ["api"] });
-  return { agentId: agent!.agentId, token };
+  const { token, tokenId } = await admin().tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: ["api"] });
+  return { agentId: agent!.agentId, token, tokenId };
 }
 
 async function status(agentId: string) {
@@ -124,9 +124,11 @@ describe("the trust score", () => {
     for (let i = 0; i < 3; i++) await admin().activity.getTrustScore({ agentId: a.agentId });
     expect((await admin().activity.listTrustScores({ agentId: a.agentId })).trustScores).toEqual([]);
 
-    await rs().tokens.introspect({ token: a.token, requiredScope: "write" });
-    await rs().tokens.introspect({ token: a.token, requiredScope: "write" });
-    await h.ctx.activity.flush();
+    // Two refusals in one report: one batch by construction (two Introspects may straddle a flush).
+    const now = timestampFromDate(new Date());
+    await rs().activity.reportUsage({
+      records: [{ token: { case: "tokenId", value: a.tokenId }, audience: "api", scope: "write", outcome: UsageOutcome.SCOPE_NOT_GRANTED, count: 2n, firstSeen: now, lastSeen: now }],
+    });
     const after = (await admin().activity.getTrustScore({ agentId: a.agentId })).trustScore!;
     expect(after.factors.find((f) => f.name === "scope_adherence")).toMatchObject({ contribution: -20, count: 2n });
     expect(after.factors.find((f) => f.name === "scope_adherence")!.detail).toContain("2 scope violation(s)");

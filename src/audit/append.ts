@@ -15,7 +15,7 @@ export type KnownKind = "agent.registered" | "token.issued" | "token.revoked" | 
 export const KIND_SHAPE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$/;
 const MAX_KIND = 64;
 const MAX_TEXT = 1024;
-const MAX_DETAILS = 16 * 1024;
+export const MAX_DETAILS = 16 * 1024;
 
 export interface AuditEntryInput {
   kind: KnownKind | (string & {});

@@ -4,26 +4,30 @@ import type { Sequencer } from "../store/sequencer.js";
 import {
   addDrops,
   applyUsage,
-  claimClosedBuckets,
-  countScopeViolations,
   findTokens,
   insertReport,
   insertTrustScores,
-  listTrustScores,
+  LINES_PER_BUCKET,
+  OTHER_AUDIENCES,
+  OTHER_SCOPES,
+  pruneUsage,
   readSignals,
   type AgentSignals,
+  type ReportedToken,
   type TrustScoreRecord,
   type UsageRow,
+  type UsageSource,
 } from "../store/activity.js";
-import { listAuditEntries } from "../store/audit.js";
 import { findAgent } from "../store/agents.js";
-import { listPolicies } from "../store/policies.js";
 import { DomainError, notFound } from "./errors.js";
 import { revoke } from "./revocation.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { hashSecret } from "./ids.js";
 import { trustScore } from "./trust.js";
-import { policyEvidence } from "./policies.js";
+import { MAX_WINDOW_MS, policyInputs, trippedPolicy } from "./policies.js";
+import { timeline, Trail, type TimelineEvent } from "./trail.js";
+
+export type { TimelineEvent };
 
 export type ReportKind = "scope_violation" | "anomalous_request";
 
@@ -42,6 +46,7 @@ export interface Reporter {
 /** One usage record as a resource server sends it, validated for shape by the route. */
 export interface UsageInput {
   token: { tokenId: string } | { sha256: Buffer };
+  /** The audience the request was for; "" for a resource_server key: the one the token and the key share. */
   audience: string;
   scope: string;
   /** allowed, scope_not_granted, audience_mismatch, or inactive:<reason>. */
@@ -66,9 +71,9 @@ export interface SignalsOptions {
   baselineWindows: number;
   /** Requests before the window needed for a baseline. */
   minBaseline: number;
-  /** How often Introspect's counts are written and closed buckets summarised into the log. */
+  /** How often gates' counts are written and closed buckets summarised into the log. */
   flushMs: number;
-  /** Introspect's pending usage lines, at most; beyond it counts are dropped (and logged). */
+  /** Gates' pending usage lines, at most; beyond it counts are dropped (and logged). */
   maxPending: number;
 }
 
@@ -86,26 +91,36 @@ const MAX_AGE_MS = 86_400_000;
 const MAX_AHEAD_MS = 300_000;
 /** A score is recorded when it changes, and at least this often while activity arrives. */
 const HISTORY_CADENCE_MS = 3_600_000;
-/** A bucket is summarised this long after it ends, once batches in flight have committed. */
-const TRAIL_GRACE_SECONDS = 2;
 /** How often an idle replica looks for buckets left unsummarised (by a replica that stopped). */
 const TRAIL_IDLE_MS = 60_000;
+/** How often usage past every window is forgotten. */
+const PRUNE_MS = 600_000;
+
+/** A gate's decision about one request, counted in memory until the next flush. */
+interface Sighting {
+  reporter: Reporter;
+  source: UsageSource;
+  input: UsageInput;
+}
 
 /**
- * Behaviour signals in and trust decisions out. Every source of activity (resource servers' usage
- * reports, Introspect, incident reports) goes through one batched path: a batch is applied in a
- * bounded number of statements, and each agent it touches is scored and checked against the
- * policies once. Introspect's counts are kept in memory and written once per flushMs by one loop,
- * so reads never turn into concurrent writes. Reading a score writes nothing.
+ * Behaviour signals in and trust decisions out. Every gate's decisions (resource servers' usage
+ * reports, gateways' checks, resource servers' Introspect) go through one path, `ingest`: checked
+ * against the token they name, then applied as one batch in a bounded number of statements, and
+ * each agent the batch touches is scored and checked against the policies once. Gates inside this
+ * server count in memory (`countDecision`) and are ingested once per flushMs by one loop, so reads
+ * never turn into concurrent writes. Reading a score writes nothing.
  */
 export class ActivityTracker {
-  private pending = new Map<string, UsageRow>();
+  private pending = new Map<string, Sighting>();
   /** Scopes and audiences known to be recorded as used ("agent\nkind\nname"), so batches skip them. */
   private knownAccess = new Set<string>();
-  private droppedIntrospections = 0;
+  private droppedDecisions = 0;
   /** When this replica last applied usage, and last summarised buckets (an idle replica does so rarely). */
   private lastAppliedAt = 0;
   private lastTrailAt = 0;
+  private lastPruneAt = 0;
+  private readonly trail: Trail;
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private next: Promise<void> | undefined;
@@ -115,7 +130,9 @@ export class ActivityTracker {
     private readonly logger: Logger,
     private readonly sequencer: Sequencer,
     readonly options: SignalsOptions = DEFAULT_SIGNALS,
-  ) {}
+  ) {
+    this.trail = new Trail(db, logger, this.bucketSeconds);
+  }
 
   private get bucketSeconds(): number {
     return Math.max(1, Math.round(this.options.bucketMs / 1000));
@@ -126,23 +143,24 @@ export class ActivityTracker {
     this.timer.unref();
   }
 
-  /** Counts one introspection; written by the next flush. Never waits, never throws. */
-  countIntrospection(u: { agentId: string; reporter: string; audience: string; scope: string; outcome: string }): void {
-    const key = `${u.agentId}\n${u.reporter}\n${u.audience}\n${u.scope}\n${u.outcome}`;
-    const row = this.pending.get(key);
+  /** Counts one gate decision; ingested by the next flush. Never waits, never throws. */
+  countDecision(reporter: Reporter, source: "gateway" | "introspect", u: Omit<UsageInput, "count" | "firstSeen" | "lastSeen">): void {
+    const token = "tokenId" in u.token ? u.token.tokenId : u.token.sha256.toString("base64");
+    const key = `${reporter.principal}\n${source}\n${token}\n${u.audience}\n${u.scope}\n${u.outcome}`;
+    const s = this.pending.get(key);
     const now = new Date();
-    if (row) {
-      row.n++;
-      row.lastSeen = now;
+    if (s) {
+      s.input.count++;
+      s.input.lastSeen = now;
     } else if (this.pending.size < this.options.maxPending) {
-      this.pending.set(key, { ...u, source: "introspect", n: 1, firstSeen: now, lastSeen: now });
+      this.pending.set(key, { reporter, source, input: { ...u, count: 1, firstSeen: now, lastSeen: now } });
     } else {
-      this.droppedIntrospections++;
+      this.droppedDecisions++;
     }
   }
 
   /**
-   * Writes Introspect's counts and summarises closed buckets into the log. One run at a time; a
+   * Ingests the gates' counts and summarises closed buckets into the log. One run at a time; a
    * call made during a run is served by the next one (which sees everything counted before it).
    */
   flush(): Promise<void> {
@@ -157,28 +175,58 @@ export class ActivityTracker {
   }
 
   private async runFlush(): Promise<void> {
-    const rows = [...this.pending.values()];
+    const sightings = [...this.pending.values()];
     this.pending = new Map();
-    if (this.droppedIntrospections > 0) {
-      this.logger.warn({ dropped: this.droppedIntrospections }, "activity: introspection counts dropped (too many pending)");
-      this.droppedIntrospections = 0;
+    if (this.droppedDecisions > 0) {
+      this.logger.warn({ dropped: this.droppedDecisions }, "activity: gate decisions dropped (too many pending)");
+      this.droppedDecisions = 0;
     }
-    if (rows.length > 0) {
+    if (sightings.length > 0) {
       try {
-        await this.apply(rows);
+        await this.apply(await this.attribute(sightings, { accepted: 0, rejected: 0, stale: 0 }));
       } catch (err) {
-        this.logger.warn({ err: (err as Error).message, lines: rows.length }, "activity: dropped introspection counts");
+        this.logger.warn({ err: (err as Error).message, lines: sightings.length }, "activity: dropped gate decisions");
       }
     }
     // Summaries are due while this replica applies usage; otherwise a slow tick picks up what
     // other replicas left, so an idle replica does not write every second.
     const now = Date.now();
+    if (now - this.lastPruneAt >= PRUNE_MS) {
+      this.lastPruneAt = now;
+      await this.prune().catch((err: Error) => this.logger.warn({ err: err.message }, "activity: pruning old usage failed; retried later"));
+    }
     if (now - this.lastAppliedAt > this.options.bucketMs + 10_000 && now - this.lastTrailAt < TRAIL_IDLE_MS) return;
     this.lastTrailAt = now;
     try {
-      await this.logTrail();
+      await this.trail.logClosed();
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, "activity: summarising usage into the log failed; retried next tick");
+    }
+  }
+
+  /** Forgets usage no window looks at any more (see pruneUsage). */
+  async prune(): Promise<void> {
+    const r = await pruneUsage(this.db, this.horizonSeconds(), Math.max(this.horizonSeconds(), MAX_WINDOW_MS / 1000));
+    // Forgotten first uses must be recorded again when they recur.
+    if (r.access > 0) this.knownAccess.clear();
+    if (r.counts + r.access > 0) this.logger.info(r, "activity: pruned usage past the horizon");
+  }
+
+  /** Summarises closed buckets into the log now (tests; the flush loop does it on its own). */
+  logTrail(): Promise<number> {
+    return this.trail.logClosed();
+  }
+
+  /**
+   * An agent was killed: what gates counted of it so far reaches the log now, not when its bucket
+   * closes. Counts that arrive later are logged as a further entry when their bucket closes.
+   */
+  async killed(agentId: string): Promise<void> {
+    try {
+      await this.flush();
+      await this.trail.seal(agentId);
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message, agentId }, "activity: sealing a killed agent's trail failed; its buckets are logged when they close");
     }
   }
 
@@ -195,48 +243,58 @@ export class ActivityTracker {
       if (!ok) result.stale++;
       return ok;
     });
-    const ids = fresh.flatMap((r) => ("tokenId" in r.token ? [r.token.tokenId] : []));
-    const hashes = fresh.flatMap((r) => ("sha256" in r.token ? [r.token.sha256] : []));
+    const rows = await this.attribute(
+      fresh.map((input) => ({ reporter, source: "report", input })),
+      result,
+    );
+    if (dropped > 0) {
+      await addDrops(this.db, reporter.principal, dropped, this.bucketSeconds);
+      this.logger.warn({ reporter: reporter.principal, dropped }, "activity: a reporter dropped usage counts");
+    }
+    await this.apply(rows);
+    return result;
+  }
+
+  /**
+   * Resolves each sighting's token (one statement) and keeps those its reporter may see and that
+   * agree with the token: ALLOWED only for a scope the token holds and an audience it lists, a
+   * scope refusal only for one it lacks, an audience refusal only for one it does not list. Lines
+   * are summed per agent and key; past LINES_PER_BUCKET distinct lines for one agent, the rest are
+   * folded as applyUsage folds them.
+   */
+  private async attribute(sightings: readonly Sighting[], result: IngestResult): Promise<UsageRow[]> {
+    const ids = sightings.flatMap((s) => ("tokenId" in s.input.token ? [s.input.token.tokenId] : []));
+    const hashes = sightings.flatMap((s) => ("sha256" in s.input.token ? [s.input.token.sha256] : []));
     const found = await findTokens(this.db, [...new Set(ids)], hashes);
     const byId = new Map(found.map((t) => [t.id, t]));
     const byHash = new Map(found.map((t) => [t.tokenHash.toString("base64"), t]));
     const rows = new Map<string, UsageRow>();
-    for (const r of fresh) {
+    const lines = new Map<string, number>();
+    for (const { reporter, source, input: r } of sightings) {
       const t = "tokenId" in r.token ? byId.get(r.token.tokenId) : byHash.get(r.token.sha256.toString("base64"));
-      const visible =
-        t !== undefined &&
-        (reporter.audiences === undefined || (reporter.audiences.includes(r.audience) && t.audiences.some((a) => reporter.audiences!.includes(a))));
-      if (!visible) {
+      const bound = reporter.audiences;
+      const audience = r.audience === "" && bound && t ? (t.audiences.find((a) => bound.includes(a)) ?? "") : r.audience;
+      const visible = t !== undefined && (bound === undefined || (bound.includes(audience) && t.audiences.some((a) => bound.includes(a))));
+      if (!visible || !agrees(t, audience, r.scope, r.outcome)) {
         result.rejected++;
         continue;
       }
       result.accepted++;
-      const key = `${t.agentId}\n${r.audience}\n${r.scope}\n${r.outcome}`;
+      const exact = `${t.agentId}\n${reporter.principal}\n${source}\n${audience}\n${r.scope}\n${r.outcome}`;
+      const fold = !rows.has(exact) && (lines.get(t.agentId) ?? 0) >= LINES_PER_BUCKET;
+      const line = fold ? { audience: OTHER_AUDIENCES, scope: OTHER_SCOPES } : { audience, scope: r.scope };
+      const key = fold ? `${t.agentId}\n${reporter.principal}\n${source}\n${line.audience}\n${line.scope}\n${r.outcome}` : exact;
       const row = rows.get(key);
       if (row) {
         row.n += r.count;
         if (r.firstSeen < row.firstSeen) row.firstSeen = r.firstSeen;
         if (r.lastSeen > row.lastSeen) row.lastSeen = r.lastSeen;
-      } else {
-        rows.set(key, {
-          agentId: t.agentId,
-          reporter: reporter.principal,
-          source: "report",
-          audience: r.audience,
-          scope: r.scope,
-          outcome: r.outcome,
-          n: r.count,
-          firstSeen: r.firstSeen,
-          lastSeen: r.lastSeen,
-        });
+        continue;
       }
+      lines.set(t.agentId, (lines.get(t.agentId) ?? 0) + 1);
+      rows.set(key, { agentId: t.agentId, reporter: reporter.principal, source, ...line, outcome: r.outcome, n: r.count, firstSeen: r.firstSeen, lastSeen: r.lastSeen });
     }
-    if (dropped > 0) {
-      await addDrops(this.db, reporter.principal, dropped, this.bucketSeconds);
-      this.logger.warn({ reporter: reporter.principal, dropped }, "activity: a reporter dropped usage counts");
-    }
-    await this.apply([...rows.values()]);
-    return result;
+    return [...rows.values()];
   }
 
   private async apply(rows: UsageRow[]): Promise<void> {
@@ -248,7 +306,7 @@ export class ActivityTracker {
       if (r.outcome !== "allowed") continue;
       for (const [kind, name] of [["scope", r.scope], ["audience", r.audience]] as const) {
         const k = `${r.agentId}\n${kind}\n${name}`;
-        if (name !== "" && !this.knownAccess.has(k)) access.set(k, { agentId: r.agentId, kind, name });
+        if (name !== "" && name !== OTHER_SCOPES && name !== OTHER_AUDIENCES && !this.knownAccess.has(k)) access.set(k, { agentId: r.agentId, kind, name });
       }
     }
     const firstUses = [...access.values()].sort((a, b) => cmp(a.agentId, b.agentId) || cmp(a.kind, b.kind) || cmp(a.name, b.name));
@@ -332,10 +390,10 @@ export class ActivityTracker {
   async evaluate(agentIds: readonly string[], violated?: ReadonlySet<string>): Promise<Map<string, Evaluation>> {
     const out = new Map<string, Evaluation>();
     // Independent reads, side by side on the pool: the agents' signals, and the policies with the
-    // violation counts they need (only for agents whose count just grew: no other can newly trip).
-    const [signals, { policies, violations }] = await Promise.all([
+    // violation counts they need.
+    const [signals, inputs] = await Promise.all([
       readSignals(this.db, agentIds, this.options.windowMs / 1000, this.horizonSeconds()),
-      this.policyInputs(violated === undefined ? agentIds : agentIds.filter((a) => violated.has(a))),
+      policyInputs(this.db, violated === undefined ? agentIds : agentIds.filter((a) => violated.has(a))),
     ]);
     const changed: TrustScoreRecord[] = [];
     for (const s of signals) {
@@ -350,90 +408,21 @@ export class ActivityTracker {
     for (const s of signals) {
       if (s.status !== "ACTIVE") continue;
       const e = out.get(s.agentId)!;
-      for (const p of policies) {
-        const evidence = policyEvidence(p, e.trust.score, violations.get(p.windowSeconds ?? 0)?.get(s.agentId) ?? 0);
-        if (!evidence) continue;
-        const by = `policy:${p.name}`;
-        await revoke(this.db, this.sequencer, { agentId: s.agentId }, `policy ${p.name}: ${evidence}`, by);
-        this.logger.warn({ agentId: s.agentId, policy: p.name, evidence }, "policy revoked agent");
-        out.set(s.agentId, { ...e, revoked: true, revokedBy: by });
-        break;
-      }
+      const tripped = trippedPolicy(inputs, s.agentId, e.trust.score);
+      if (!tripped) continue;
+      await revoke(this.db, this.sequencer, { agentId: s.agentId }, tripped.reason, tripped.by);
+      this.logger.warn({ agentId: s.agentId, by: tripped.by, reason: tripped.reason }, "policy revoked agent");
+      out.set(s.agentId, { ...e, revoked: true, revokedBy: tripped.by });
+      // The batch that tripped it is applied: the trail up to the kill goes to the log now.
+      await this.trail.seal(s.agentId).catch((err: Error) => this.logger.warn({ err: err.message, agentId: s.agentId }, "activity: sealing a killed agent's trail failed"));
     }
     return out;
-  }
-
-  /** The policies, and scope violations per agent for each scope-violation policy window. */
-  private async policyInputs(agentIds: readonly string[]) {
-    const policies = await listPolicies(this.db);
-    const violations = new Map<number, Map<string, number>>();
-    if (agentIds.length > 0) {
-      for (const p of policies) {
-        const w = p.windowSeconds ?? 0;
-        if (p.kind === "scope_violations" && !violations.has(w)) violations.set(w, await countScopeViolations(this.db, agentIds, w));
-      }
-    }
-    return { policies, violations };
-  }
-
-  /** Summarises closed buckets into the transparency log, one entry per agent, reporter and bucket. */
-  async logTrail(): Promise<number> {
-    return this.db.transaction().execute(async (tx) => {
-      const groups = await claimClosedBuckets(tx, this.bucketSeconds, TRAIL_GRACE_SECONDS, 10);
-      if (!groups) return 0;
-      for (const g of groups) {
-        await appendAuditEntry(tx, {
-          kind: "activity.usage",
-          agentId: g.agentId,
-          actor: g.reporter,
-          details: {
-            bucket_start: g.bucket.toISOString(),
-            bucket_seconds: this.bucketSeconds,
-            first_seen: g.firstSeen.toISOString(),
-            last_seen: g.lastSeen.toISOString(),
-            total: g.total,
-            counts: g.counts,
-          },
-        });
-      }
-      return groups.length;
-    });
   }
 
   /** An agent's timeline: usage summaries, score changes, policy decisions, reports, issuance and the kill. */
   async timeline(agentId: string, since: Date, until: Date, limit: number): Promise<TimelineEvent[]> {
     if (!(await findAgent(this.db, agentId))) throw notFound(`agent ${agentId}`);
-    // Summaries are logged after their bucket closes: look a little past `until` for them.
-    const slack = this.options.bucketMs + TRAIL_GRACE_SECONDS * 1000 + 10 * this.options.flushMs;
-    const [entries, scores] = await Promise.all([
-      listAuditEntries(this.db, { agentId, since, until: new Date(until.getTime() + slack), fromSeq: 0n, limit: 10 * limit }),
-      listTrustScores(this.db, { agentId, since, until, limit }),
-    ]);
-    const events: TimelineEvent[] = [];
-    for (const e of entries) {
-      const d = e.details as Record<string, unknown>;
-      if (e.kind === "activity.usage") {
-        const at = new Date(String(d.first_seen));
-        if (at < since || at >= until) continue;
-        events.push({ at, kind: "usage", seq: e.seq, summary: usageLine(d, e.actor), usage: { reporter: e.actor, details: d } });
-        continue;
-      }
-      if (e.at >= until) continue;
-      const kind =
-        e.kind === "agent.revoked"
-          ? e.actor.startsWith("policy:")
-            ? "policy"
-            : "revoked"
-          : ({ "agent.registered": "registered", "token.issued": "token", "token.revoked": "revoked", "activity.reported": "report" } as Record<string, string>)[e.kind] ?? e.kind;
-      const what = e.kind === "token.issued" ? `token ${e.tokenId} issued (${(d.scopes as string[] | undefined)?.join(" ") ?? ""})` : `${e.kind}${e.tokenId ? ` ${e.tokenId}` : ""}`;
-      events.push({ at: e.at, kind, seq: e.seq, summary: `${what} by ${e.actor}${e.reason ? `: ${e.reason}` : ""}` });
-    }
-    for (const s of scores) {
-      const parts = s.factors.filter((f) => f.contribution !== 0).map((f) => `${f.name} ${f.contribution}`);
-      events.push({ at: s.computedAt, kind: "trust_score", seq: 0n, summary: `trust score ${s.score}${parts.length ? ` (${parts.join(", ")})` : ""}`, trust: s });
-    }
-    events.sort((a, b) => a.at.getTime() - b.at.getTime() || Number(a.seq - b.seq));
-    return events.slice(0, limit);
+    return timeline(this.db, this.options, agentId, since, until, limit);
   }
 
   async close(): Promise<void> {
@@ -442,19 +431,18 @@ export class ActivityTracker {
   }
 }
 
-export interface TimelineEvent {
-  at: Date;
-  kind: string;
-  seq: bigint;
-  summary: string;
-  usage?: { reporter: string; details: Record<string, unknown> };
-  trust?: TrustScoreRecord;
-}
-
-function usageLine(d: Record<string, unknown>, reporter: string): string {
-  const counts = (d.counts as { scope: string; audience: string; outcome: string; source: string; count: number }[]) ?? [];
-  const parts = counts.map((c) => `${c.source === "introspect" ? "introspected " : ""}${c.scope || "-"}@${c.audience || "-"} ${c.outcome} ${c.count}`);
-  return `${String(d.total)} request(s) via ${reporter}: ${parts.join(", ")}`;
+/** Whether a decision about this token could have been made: the reports that cannot are refused. */
+function agrees(t: ReportedToken, audience: string, scope: string, outcome: string): boolean {
+  switch (outcome) {
+    case "allowed":
+      return (scope === "" || t.scopes.includes(scope)) && (audience === "" || t.audiences.includes(audience));
+    case "scope_not_granted":
+      return scope !== "" && !t.scopes.includes(scope);
+    case "audience_mismatch":
+      return audience !== "" && !t.audiences.includes(audience);
+    default:
+      return true;
+  }
 }
 
 function cmp(a: string, b: string): number {

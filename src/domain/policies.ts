@@ -1,10 +1,14 @@
+// What trips a policy: its kind, its threshold, and the agent's score or scope violations within
+// its window. The activity tracker asks once per batch of activity, for the agents the batch touched.
 import type { Db, PolicyKind } from "../store/database.js";
+import { countScopeViolations } from "../store/activity.js";
 import { deletePolicy, insertPolicy, listPolicies as listStoredPolicies, type PolicyRecord } from "../store/policies.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, invalidArgument, notFound } from "./errors.js";
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
-const MAX_WINDOW_MS = 30 * 86_400_000;
+/** The longest window a scope-violation policy may look back over (refusals are kept that long). */
+export const MAX_WINDOW_MS = 30 * 86_400_000;
 
 export async function createPolicy(
   db: Db,
@@ -54,6 +58,38 @@ export function policyEvidence(p: PolicyRecord, score: number, scopeViolations: 
       throw new Error(`unknown policy kind ${String(never)}`);
     }
   }
+}
+
+/** The policies, with the scope violations per agent each scope-violation policy's window holds. */
+export interface PolicyInputs {
+  policies: PolicyRecord[];
+  violations: Map<number, Map<string, number>>;
+}
+
+/**
+ * Reads the policies, and the scope violations of `violated` (the agents whose count just grew:
+ * no other can newly trip a scope-violation policy) over each such policy's window: one statement
+ * per distinct window.
+ */
+export async function policyInputs(db: Db, violated: readonly string[]): Promise<PolicyInputs> {
+  const policies = await listStoredPolicies(db);
+  const violations = new Map<number, Map<string, number>>();
+  if (violated.length > 0) {
+    for (const p of policies) {
+      const w = p.windowSeconds ?? 0;
+      if (p.kind === "scope_violations" && !violations.has(w)) violations.set(w, await countScopeViolations(db, violated, w));
+    }
+  }
+  return { policies, violations };
+}
+
+/** The first policy an agent with this score trips, as `policy:<name>` and the evidence; or undefined. */
+export function trippedPolicy(inputs: PolicyInputs, agentId: string, score: number): { by: string; reason: string } | undefined {
+  for (const p of inputs.policies) {
+    const evidence = policyEvidence(p, score, inputs.violations.get(p.windowSeconds ?? 0)?.get(agentId) ?? 0);
+    if (evidence) return { by: `policy:${p.name}`, reason: `policy ${p.name}: ${evidence}` };
+  }
+  return undefined;
 }
 
 /** Every policy, as the routes list them. */

@@ -10,7 +10,7 @@ import { introspect } from "../domain/tokens.js";
 import { DomainError } from "../domain/errors.js";
 import type { AppContext } from "./context.js";
 import { boundAudiences } from "./auth.js";
-import { decide, narrow, NO_TOKEN, requiredScope, verdictOf, type Decision } from "./gateway.js";
+import { countDecision, decide, narrow, NO_TOKEN, requiredScope, verdictOf, type Decision } from "./gateway.js";
 import { isDatabaseUnavailable } from "../store/open.js";
 import { peerOf } from "./limits.js";
 
@@ -61,6 +61,7 @@ export function authRequestEndpoint(ctx: AppContext) {
       if (token.length > 4096) return send(res, decide({ active: false, reason: "malformed" }, scope));
       const verdict = narrow(verdictOf(await introspect(ctx.tokenLookup, token, "", boundAudiences(caller))), undefined, scope);
       ctx.metrics?.introspection("auth_request", verdict);
+      countDecision(ctx, caller, "gateway", token, verdict, scope);
       send(res, decide(verdict, scope));
     } catch (err) {
       if (err instanceof DomainError && err.kind === "invalid_argument") {

@@ -30,7 +30,7 @@ import { admission, guard, type Access } from "./access.js";
 import { introspectResponse } from "./messages.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
 import { counted, type ServiceRoutes } from "./services.js";
-import { decide, narrow, NO_TOKEN, requiredScope, type Decision } from "./gateway.js";
+import { countDecision, decide, narrow, NO_TOKEN, requiredScope, type Decision } from "./gateway.js";
 
 type KeyCaller = Caller & { kind: "key" };
 
@@ -114,6 +114,7 @@ export function checkRoute(ctx: AppContext, verifierFor: (caller: KeyCaller) => 
     // The verifier's answers are already bound to the caller's audiences; narrow adds the scope.
     const verdict = narrow(await verifierFor(caller).verify(token), undefined, scope);
     ctx.metrics?.introspection("ext_authz", verdict);
+    countDecision(ctx, caller, "gateway", token, verdict, scope);
     return checkResponse(decide(verdict, scope));
   };
 }

@@ -1,9 +1,12 @@
 // What the gateway surfaces (Envoy ext_authz, nginx auth_request) share: the verdict on a token,
-// the refusal it maps to, and the headers handed to the upstream.
+// the refusal it maps to, the headers handed to the upstream, and the count of each decision.
 import type { InactiveCause, VerifyResult } from "../client/verifier.js";
 import { refusal } from "../client/middleware.js";
 import { audienceAdmits, type Introspection } from "../domain/tokens.js";
 import { requireWords } from "../domain/validate.js";
+import { hashSecret } from "../domain/ids.js";
+import type { AppContext } from "./context.js";
+import { actorOf, boundAudiences, type Caller } from "./auth.js";
 
 export type Verdict = VerifyResult | { active: false; reason: InactiveCause };
 
@@ -71,3 +74,39 @@ export const NO_TOKEN: Decision = {
   headers: { "www-authenticate": "Bearer", "content-type": "application/json" },
   body: JSON.stringify({ error: "invalid_request", reason: "missing_token" }),
 };
+
+/** A decision as usage counts it; undefined for a token nobody can be blamed for (malformed, unknown) or no decision (stale, unavailable). */
+function outcomeOf(v: Verdict): string | undefined {
+  if (v.active) return "allowed";
+  switch (v.reason) {
+    case "scope_not_granted":
+    case "audience_mismatch":
+      return v.reason;
+    case "expired":
+    case "revoked":
+    case "agent_revoked":
+      return `inactive:${v.reason}`;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Counts a gate's decision as the agent's behaviour, through the same path as resource servers'
+ * usage reports (trust score, policies, trail). What counts: every decision of a gateway (nginx
+ * auth_request, Envoy ext_authz), which exist only to gate agents' requests, whatever key they
+ * hold; and Introspect (RPC or RFC 7662) only under a resource_server key. An admin or issuer
+ * introspecting is an operator looking at a token, not the agent acting, and never counts.
+ */
+export function countDecision(ctx: AppContext, caller: Caller | undefined, gate: "gateway" | "introspect", token: string, v: Verdict, scope: string | undefined): void {
+  if (caller?.kind !== "key" || (gate === "introspect" && caller.role !== "resource_server")) return;
+  const outcome = outcomeOf(v);
+  if (outcome === undefined) return;
+  ctx.activity.countDecision({ principal: actorOf(caller), audiences: boundAudiences(caller) }, gate, {
+    token: v.active ? { tokenId: v.tokenId } : { sha256: hashSecret(token) },
+    // The audience the token and a resource_server key share (an admin's gateway has none).
+    audience: "",
+    scope: scope ?? "",
+    outcome,
+  });
+}

@@ -14,6 +14,7 @@ import type { AppContext } from "./context.js";
 import { actorOf, boundAudiences, type Caller } from "./auth.js";
 import { isDatabaseUnavailable } from "../store/open.js";
 import { peerOf } from "./limits.js";
+import { countDecision, verdictOf } from "./gateway.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -129,6 +130,7 @@ async function introspectForm(ctx: AppContext, caller: Caller, form: Map<string,
   // token_type_hint is only a hint (§2.1): agentid has one kind of token, so it changes nothing.
   const answer = await introspect(ctx.tokenLookup, token, "", boundAudiences(caller));
   ctx.metrics?.introspection("oauth", answer);
+  countDecision(ctx, caller, "introspect", token, verdictOf(answer), undefined);
   const t = answer.token;
   // An inactive token gets "active": false and nothing more (§2.2).
   if (!answer.active || !t) return { active: false };

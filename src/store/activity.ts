@@ -17,28 +17,45 @@ export async function insertReport(db: Db, r: { agentId: string; kind: string; d
   await db.insertInto("activity_reports").values({ agent_id: r.agentId, kind: r.kind, detail: r.detail, reported_by: r.reportedBy }).execute();
 }
 
-/** A token as a usage report may name it: its agent and audiences, to check what the reporter may see. */
+/** A token as a usage report may name it: its agent, and what it holds, to check the report against. */
 export interface ReportedToken {
   id: string;
   tokenHash: Buffer;
   agentId: string;
+  scopes: string[];
   audiences: string[];
 }
 
 /** Tokens by id or by hash, in one statement. */
 export async function findTokens(db: Db, ids: readonly string[], hashes: readonly Buffer[]): Promise<ReportedToken[]> {
   if (ids.length === 0 && hashes.length === 0) return [];
-  const { rows } = await sql<{ id: string; token_hash: Buffer; agent_id: string; audiences: string[] }>`
-    select id, token_hash, agent_id, audiences from tokens
+  const { rows } = await sql<{ id: string; token_hash: Buffer; agent_id: string; scopes: string[]; audiences: string[] }>`
+    select id, token_hash, agent_id, scopes, audiences from tokens
     where id = any(${ids as string[]}::text[]) or token_hash = any(${hashes as Buffer[]}::bytea[])`.execute(db);
-  return rows.map((r) => ({ id: r.id, tokenHash: r.token_hash, agentId: r.agent_id, audiences: r.audiences }));
+  return rows.map((r) => ({ id: r.id, tokenHash: r.token_hash, agentId: r.agent_id, scopes: r.scopes, audiences: r.audiences }));
 }
+
+/**
+ * Where a count comes from: a resource server's usage report (the SDK, the MCP guard), a gateway's
+ * decision (nginx auth_request, Envoy ext_authz), or a resource server's Introspect.
+ */
+export type UsageSource = "report" | "gateway" | "introspect";
+
+/**
+ * Distinct lines (source, audience, scope, outcome) one reporter may add to one agent's bucket.
+ * Lines past it are folded into one line per source and outcome under these names, which no scope
+ * or audience can have (they hold a space): the counts stay, only the names are lost. Folded lines
+ * are not counted against the cap.
+ */
+export const LINES_PER_BUCKET = 100;
+export const OTHER_SCOPES = "(other scopes)";
+export const OTHER_AUDIENCES = "(other audiences)";
 
 /** One line of usage, already attributed to an agent and unique on its key within a batch. */
 export interface UsageRow {
   agentId: string;
   reporter: string;
-  source: "report" | "introspect";
+  source: UsageSource;
   audience: string;
   scope: string;
   outcome: string;
@@ -49,9 +66,10 @@ export interface UsageRow {
 
 /**
  * Adds a batch to the current time bucket (the server's clock) and records first uses of scopes
- * and audiences: one statement, whatever the batch's size. Rows must be unique on
- * (agent, reporter, source, audience, scope, outcome); sorted, so concurrent batches lock rows in
- * the same order.
+ * and audiences: one statement, whatever the batch's size. A reporter's new lines past
+ * LINES_PER_BUCKET in an agent's bucket are folded (see there). Rows must be unique on
+ * (agent, reporter, source, audience, scope, outcome); they are written sorted, so concurrent
+ * batches lock rows in the same order.
  */
 export async function applyUsage(
   db: Db,
@@ -62,6 +80,7 @@ export async function applyUsage(
 ): Promise<void> {
   if (rows.length === 0) return;
   const col = <K extends keyof UsageRow>(k: K) => rows.map((r) => r[k]);
+  const agents = [...new Set(col("agentId"))];
   await sql`
     with r as (
       select * from unnest(
@@ -70,10 +89,32 @@ export async function applyUsage(
         ${col("firstSeen")}::timestamptz[], ${col("lastSeen")}::timestamptz[]
       ) as r(agent_id, reporter, source, audience, scope, outcome, n, first_seen, last_seen)
     ),
+    b as (select date_bin(${bucketSeconds} * interval '1 second', now(), timestamptz 'epoch') as bucket),
+    lines as (
+      select u.agent_id, u.reporter, count(*) as lines from usage_counts u, b
+      where u.agent_id = any(${agents}::text[]) and u.bucket = b.bucket and u.scope <> ${OTHER_SCOPES}
+      group by u.agent_id, u.reporter
+    ),
+    numbered as (
+      select r.*, b.bucket, u.agent_id is null and r.scope <> ${OTHER_SCOPES} as new,
+        coalesce(l.lines, 0) + row_number() over (
+          partition by r.agent_id, r.reporter, u.agent_id is null and r.scope <> ${OTHER_SCOPES}
+          order by r.source, r.audience, r.scope, r.outcome) as line
+      from r cross join b
+      left join usage_counts u on (u.agent_id, u.bucket, u.reporter, u.source, u.audience, u.scope, u.outcome)
+        = (r.agent_id, b.bucket, r.reporter, r.source, r.audience, r.scope, r.outcome)
+      left join lines l on l.agent_id = r.agent_id and l.reporter = r.reporter
+    ),
+    folded as (
+      select agent_id, bucket, reporter, source,
+        case when new and line > ${LINES_PER_BUCKET} then ${OTHER_AUDIENCES} else audience end as audience,
+        case when new and line > ${LINES_PER_BUCKET} then ${OTHER_SCOPES} else scope end as scope,
+        outcome, sum(n) as n, min(first_seen) as first_seen, max(last_seen) as last_seen
+      from numbered group by 1, 2, 3, 4, 5, 6, 7
+    ),
     counted as (
       insert into usage_counts (agent_id, bucket, reporter, source, audience, scope, outcome, n, first_seen, last_seen)
-      select agent_id, date_bin(${bucketSeconds} * interval '1 second', now(), timestamptz 'epoch'), reporter, source, audience, scope, outcome, n, first_seen, last_seen
-      from r
+      select * from folded order by agent_id, reporter, source, audience, scope, outcome
       on conflict (agent_id, bucket, reporter, source, audience, scope, outcome) do update set
         n = usage_counts.n + excluded.n,
         first_seen = least(usage_counts.first_seen, excluded.first_seen),
@@ -126,8 +167,8 @@ export async function readSignals(db: Db, agentIds: readonly string[], windowSec
   const { rows } = await sql<Record<string, unknown>>`
     with u as (
       select agent_id,
-        sum(n) filter (where source = 'report' and bucket >= ${recent}) as reported_recent,
-        sum(n) filter (where source = 'report' and bucket < ${recent}) as reported_prior,
+        sum(n) filter (where source <> 'introspect' and bucket >= ${recent}) as reported_recent,
+        sum(n) filter (where source <> 'introspect' and bucket < ${recent}) as reported_prior,
         sum(n) filter (where source = 'introspect' and bucket >= ${recent}) as introspected_recent,
         sum(n) filter (where source = 'introspect' and bucket < ${recent}) as introspected_prior,
         sum(n) filter (where outcome = 'scope_not_granted') as violations,
@@ -222,7 +263,7 @@ export async function listTrustScores(
   return rows.map((r) => ({ agentId: r.agent_id, score: r.score, factors: r.factors, computedAt: r.computed_at }));
 }
 
-/** One resource server's usage of one agent in one closed bucket, as the log records it. */
+/** What one reporter saw one agent do in one bucket, not yet in the log. */
 export interface UsageGroup {
   agentId: string;
   reporter: string;
@@ -230,15 +271,69 @@ export interface UsageGroup {
   firstSeen: Date;
   lastSeen: Date;
   total: number;
-  counts: { audience: string; scope: string; outcome: string; source: string; count: number }[];
+  /** Some of the bucket's counts were logged before: this continues its summary. */
+  continued: boolean;
+  counts: UsageCount[];
+}
+
+export type UsageCount = {
+  audience: string;
+  scope: string;
+  outcome: string;
+  source: string;
+  count: number;
+};
+
+/**
+ * Takes the counts the log does not hold yet, of the buckets in [from, to) or of one agent, and
+ * marks them logged, in the caller's transaction (which also appends the summaries, so both
+ * commit together). Concurrent claims lock the same rows: each count is returned once.
+ */
+async function claimUnlogged(tx: Tx, which: { from: Date; to: Date } | { agentId: string }): Promise<UsageGroup[]> {
+  const where = "agentId" in which ? sql`agent_id = ${which.agentId}` : sql`bucket >= ${which.from} and bucket < ${which.to}`;
+  const { rows } = await sql<{
+    agent_id: string;
+    reporter: string;
+    bucket: Date;
+    first_seen: Date;
+    last_seen: Date;
+    total: string;
+    continued: boolean;
+    counts: UsageCount[];
+  }>`
+    with c as (
+      select agent_id, bucket, reporter, source, audience, scope, outcome, n, logged, first_seen, last_seen
+      from usage_counts where ${where} and n > logged
+      order by agent_id, bucket, reporter, source, audience, scope, outcome
+      for update
+    ), marked as (
+      update usage_counts u set logged = c.n from c
+      where (u.agent_id, u.bucket, u.reporter, u.source, u.audience, u.scope, u.outcome)
+        = (c.agent_id, c.bucket, c.reporter, c.source, c.audience, c.scope, c.outcome)
+    )
+    select agent_id, reporter, bucket, min(first_seen) as first_seen, max(last_seen) as last_seen,
+      sum(n - logged) as total, bool_or(logged > 0) as continued,
+      jsonb_agg(jsonb_build_object('audience', audience, 'scope', scope, 'outcome', outcome, 'source', source, 'count', n - logged)
+                order by audience, scope, outcome, source) as counts
+    from c group by agent_id, reporter, bucket order by bucket, agent_id, reporter`.execute(tx);
+  return rows.map((r) => ({
+    agentId: r.agent_id,
+    reporter: r.reporter,
+    bucket: r.bucket,
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
+    total: Number(r.total),
+    continued: r.continued,
+    counts: r.counts.map((c) => ({ ...c, count: Number(c.count) })),
+  }));
 }
 
 /**
- * Claims the oldest closed buckets not yet summarised (at most `maxBuckets`, and only buckets that
- * ended more than `graceSeconds` ago, so in-flight batches have committed) and returns their
- * groups. Runs in the caller's transaction, which also appends the summaries: they commit
- * together, and a replica already doing it is skipped, not waited for. undefined: nothing due, or
- * another replica holds the head.
+ * Claims what the log lacks of the oldest closed buckets (at most `maxBuckets` past the trail's
+ * head, and only buckets that ended more than `graceSeconds` ago, so in-flight batches have
+ * committed), and moves the head past them. The bucket before the head is looked at again, for
+ * counts a slow batch added after it was summarised. A replica already doing it is skipped, not
+ * waited for. undefined: nothing due, or another replica holds the head.
  */
 export async function claimClosedBuckets(tx: Tx, bucketSeconds: number, graceSeconds: number, maxBuckets: number): Promise<UsageGroup[] | undefined> {
   const head = await sql<{ logged_before: Date; cutoff: Date }>`
@@ -248,28 +343,33 @@ export async function claimClosedBuckets(tx: Tx, bucketSeconds: number, graceSec
     from usage_trail_head for update skip locked`.execute(tx);
   const h = head.rows[0];
   if (!h || h.cutoff <= h.logged_before) return undefined;
-  const { rows } = await sql<{
-    agent_id: string;
-    reporter: string;
-    bucket: Date;
-    first_seen: Date;
-    last_seen: Date;
-    total: string;
-    counts: { audience: string; scope: string; outcome: string; source: string; count: number }[];
-  }>`
-    select agent_id, reporter, bucket, min(first_seen) as first_seen, max(last_seen) as last_seen, sum(n) as total,
-      jsonb_agg(jsonb_build_object('audience', audience, 'scope', scope, 'outcome', outcome, 'source', source, 'count', n)
-                order by audience, scope, outcome, source) as counts
-    from usage_counts where bucket >= ${h.logged_before} and bucket < ${h.cutoff}
-    group by agent_id, reporter, bucket order by bucket, agent_id, reporter`.execute(tx);
+  const groups = await claimUnlogged(tx, { from: new Date(h.logged_before.getTime() - bucketSeconds * 1000), to: h.cutoff });
   await sql`update usage_trail_head set logged_before = ${h.cutoff}`.execute(tx);
-  return rows.map((r) => ({
-    agentId: r.agent_id,
-    reporter: r.reporter,
-    bucket: r.bucket,
-    firstSeen: r.first_seen,
-    lastSeen: r.last_seen,
-    total: Number(r.total),
-    counts: r.counts.map((c) => ({ ...c, count: Number(c.count) })),
-  }));
+  return groups;
+}
+
+/** Claims every count of one agent the log lacks, its open buckets included (a kill). */
+export function claimAgentUsage(tx: Tx, agentId: string): Promise<UsageGroup[]> {
+  return claimUnlogged(tx, { agentId });
+}
+
+/**
+ * Forgets usage past what any judgement looks at, in one statement per table: counts older than
+ * the trust horizon (refusals for a scope are kept for the longest policy window), first uses not
+ * repeated within the horizon, reporters' drops. Counts the log does not hold yet are kept.
+ */
+export async function pruneUsage(db: Db, horizonSeconds: number, violationSeconds: number): Promise<{ counts: number; access: number }> {
+  const horizon = sql`now() - ${horizonSeconds} * interval '1 second'`;
+  const counts = await sql`
+    delete from usage_counts
+    where bucket < ${horizon} and n = logged
+      and (outcome <> 'scope_not_granted' or bucket < now() - ${violationSeconds} * interval '1 second')`.execute(db);
+  await sql`delete from usage_drops where bucket < ${horizon}`.execute(db);
+  // A scope or audience counts as known while the agent used it within the horizon.
+  const access = await sql`
+    delete from agent_access a where a.first_seen < ${horizon} and not exists (
+      select 1 from usage_counts u
+      where u.agent_id = a.agent_id and u.bucket >= ${horizon} and u.outcome = 'allowed'
+        and (case a.kind when 'scope' then u.scope else u.audience end) = a.name)`.execute(db);
+  return { counts: Number(counts.numAffectedRows ?? 0n), access: Number(access.numAffectedRows ?? 0n) };
 }

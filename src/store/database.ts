@@ -209,13 +209,15 @@ export interface UsageCountsTable {
   agent_id: string;
   bucket: Timestamp;
   reporter: string;
-  source: "report" | "introspect";
+  source: "report" | "gateway" | "introspect";
   audience: string;
   scope: string;
   outcome: string;
   n: ColumnType<string, number, number>;
   first_seen: Timestamp;
   last_seen: Timestamp;
+  /** How much of n the transparency log holds. */
+  logged: ColumnType<string, number | undefined, number>;
 }
 
 export interface AgentAccessTable {

@@ -7,6 +7,7 @@ import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 import { introspectResponse } from "../messages.js";
 import { boundAudiences } from "../auth.js";
+import { countDecision, verdictOf } from "../gateway.js";
 
 export function introspectRoute(ctx: AppContext) {
   return async (req: IntrospectRequest, call: CallContext): Promise<MessageInitShape<typeof IntrospectResponseSchema>> => {
@@ -16,19 +17,9 @@ export function introspectRoute(ctx: AppContext) {
     const audiences = boundAudiences(call.caller);
     const answer = await introspect(ctx.tokenLookup, req.token, req.requiredScope, audiences);
     ctx.metrics?.introspection("rpc", answer);
-    const t = answer.token;
-    if (t) {
-      // Counted in memory and written with the next batch: a read never turns into a write here,
-      // and a refused scope reaches the policies through the same path as reported usage.
-      const reason = answer.inactiveReason;
-      ctx.activity.countIntrospection({
-        agentId: t.agentId,
-        reporter: call.principal,
-        audience: (audiences && t.audiences.find((a) => audiences.includes(a))) ?? "",
-        scope: req.requiredScope,
-        outcome: answer.active ? "allowed" : reason === "SCOPE_NOT_GRANTED" ? "scope_not_granted" : `inactive:${(reason ?? "unknown_token").toLowerCase()}`,
-      });
-    }
+    // Counted in memory and ingested with the next batch: a read never turns into a write here,
+    // and a refused scope reaches the policies through the same path as reported usage.
+    countDecision(ctx, call.caller, "introspect", req.token, verdictOf(answer), req.requiredScope || undefined);
     return introspectResponse(answer);
   };
 }

@@ -41,6 +41,8 @@ export function revokeRoute(ctx: AppContext) {
       },
       "revoked",
     );
+    // The kill's trail: what the agent did up to now reaches the log without waiting for its bucket.
+    if ("agentId" in what && !result.alreadyRevoked) void ctx.activity.killed(what.agentId);
     return { revision: result.revision, tokensRevoked: result.tokensRevoked, alreadyRevoked: result.alreadyRevoked };
   };
 }
