@@ -114,6 +114,23 @@ function cli(s: Setup, ...args: string[]): Promise<{ code: number; stdout: strin
 }
 
 describe("audit verify", () => {
+  it("refuses a key that cannot read every entry, instead of reporting what it cannot see as deleted", async () => {
+    const s = await setup();
+    const { KeyService, Role } = await import("../gen/agentid/v1/key_pb.js");
+    const keys = createClient(KeyService, s.h.grpcTransport);
+    for (const role of [Role.ISSUER, Role.RESOURCE_SERVER]) {
+      const { secret } = await keys.createApiKey({ name: "narrow", role, audiences: role === Role.RESOURCE_SERVER ? ["api"] : [] });
+      const r = await run("node", ["bin/agentid.js", "audit", "verify", "--url", `http://127.0.0.1:${s.h.server.httpPort}`, "--api-key", secret]).then(
+        () => ({ code: 0, stdout: "", stderr: "" }),
+        (err: { code: number; stdout: string; stderr: string }) => err,
+      );
+      expect(r.code).toBe(2);
+      expect(r.stdout).not.toContain("FAILED");
+      expect(r.stderr).toContain(`audit verify needs an admin key: a ${Role[role].toLowerCase()} key may read only some of the log's entries`);
+    }
+    expect((await cli(s, "audit", "verify")).stdout).toMatch(/^OK: /);
+  });
+
   it("passes on an honest log, and a saved checkpoint stays a prefix as the log grows", async () => {
     const s = await setup();
     const { agent } = await s.h.grpc.agents.registerAgent({ name: "later", publicKey: publicKey() });

@@ -471,8 +471,16 @@ checked (a --checkpoint file that is not a checkpoint, server unreachable).
       const min = values["min-witnesses"];
       if (min !== undefined && !/^[0-9]{1,3}$/.test(min)) fail(`--min-witnesses: expected a number, got ${JSON.stringify(min)}`);
       const tiles = values.tiles ? { url: (await import("./rpc.js")).serverUrl(values, fail), apiKey: values["api-key"] || process.env.AGENTID_API_KEY } : undefined;
+      const c = await clients(values);
+      // Only an admin key reads every entry: with any other, each entry it may not read would
+      // look deleted, and a log that is whole would be reported as tampered with.
+      const key = (await c.keys.getCurrentPrincipal({})).key;
+      if (key?.role !== Role.ADMIN) {
+        const role = key ? Role[key.role].toLowerCase() : "unknown";
+        fail(`audit verify needs an admin key: a ${role} key may read only some of the log's entries, and each one it may not read would look deleted (audit checkpoint checks the signed checkpoint with any key)`);
+      }
       const ok = await auditVerify(
-        (await clients(values)).audit,
+        c.audit,
         { saved, saveTo: values["save-checkpoint"], key: values.key, witnesses: values.witness, minWitnesses: min === undefined ? undefined : Number(min), tiles },
         fail,
       );
