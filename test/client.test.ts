@@ -211,6 +211,31 @@ describe("the introspection/event race", () => {
     });
   }
 
+  it("remembers killed agents only while an answer read before the kill may still arrive", async () => {
+    const hold = holdingInterceptor();
+    const v = await verifier({ interceptors: [hold.interceptor] });
+    await v.ready();
+    const held = await agentWithTokens(1);
+    const others = await Promise.all(Array.from({ length: 50 }, () => agentWithTokens(0)));
+    // Earlier tests' revoked tokens are remembered until they expire; earlier kills go at the next bookmark.
+    await new Promise((r) => setTimeout(r, 1100));
+    const tokenMarks = v.metrics().revocationMarks;
+    const arrived = hold.arm();
+    const pending = v.verify(held.tokens[0]!.token);
+    await arrived;
+    let last = 0n;
+    for (const a of [held, ...others]) last = (await h.grpc.tokens.revoke({ target: { case: "agentId", value: a.agentId }, reason: "fleet" })).revision;
+    await applied(v, last);
+    // Bookmarks come every second; while the answer is held, every mark stays.
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(v.metrics().revocationMarks).toBe(tokenMarks + 51);
+    hold.release();
+    expect(await pending).toEqual({ active: false, reason: "agent_revoked" });
+    // Nothing read before the kills is on its way any more: the marks go, the refusals stay.
+    await until(() => v.metrics().revocationMarks === tokenMarks, "the agents' marks are forgotten");
+    expect(await v.verify(held.tokens[0]!.token)).toEqual({ active: false, reason: "agent_revoked" });
+  });
+
   it("evicts an answer cached just before the event (the other order)", async () => {
     const v = await verifier();
     await v.ready();

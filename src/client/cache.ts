@@ -22,21 +22,29 @@ export type Admission = "cached" | "revoked" | "agent_revoked";
  * approximated as CLOCK does: a hit sets a flag, eviction spares a flagged entry once),
  * with indexes by token id and agent id so that one feed event evicts at once.
  *
- * It also remembers every revocation the feed has delivered (tokens until they expire, agents for
- * good, as the server's log does): an answer read at revision R that arrives after an eviction
- * with a higher revision must not be cached, and that is only knowable if the eviction left a mark.
+ * It also remembers the revocations the feed has delivered: an answer read at revision R that
+ * arrives after an eviction with a higher revision must not be cached, and that is only knowable
+ * if the eviction left a mark. A token's mark is kept until the token expires; an agent's only
+ * while an introspection sent before the mark may still answer (see forgetAgentMarks), since the
+ * server answers every later one from the agent's revoked state.
  */
 export class TokenCache {
   private readonly entries = new Map<string, CachedToken>();
   private readonly byToken = new Map<string, string>();
   private readonly byAgent = new Map<string, Set<string>>();
   private readonly revokedTokens = new Map<string, { revision: bigint; expiresAt: number }>();
-  private readonly revokedAgents = new Map<string, bigint>();
+  /** Agent id to when the mark was made (the caller's clock), in that order. */
+  private readonly revokedAgents = new Map<string, number>();
 
   constructor(private readonly maxEntries: number) {}
 
   get size(): number {
     return this.entries.size;
+  }
+
+  /** Revocations remembered (tokens and agents). */
+  get marks(): number {
+    return this.revokedTokens.size + this.revokedAgents.size;
   }
 
   get(key: string, now: number): CachedToken | "expired" | undefined {
@@ -85,10 +93,22 @@ export class TokenCache {
     if (key !== undefined) this.delete(key);
   }
 
-  revokeAgent(agentId: string, revision: bigint): void {
-    this.revokedAgents.set(agentId, revision);
+  revokeAgent(agentId: string, now: number): void {
+    this.revokedAgents.delete(agentId);
+    this.revokedAgents.set(agentId, now);
     const keys = this.byAgent.get(agentId);
     if (keys) for (const key of [...keys]) this.delete(key);
+  }
+
+  /**
+   * Forgets agents' marks made before `since`, the time the oldest introspection still awaiting
+   * its answer was sent (now, when none is): every answer still to come was read after the kill.
+   */
+  forgetAgentMarks(since: number): void {
+    for (const [id, at] of this.revokedAgents) {
+      if (at >= since) break;
+      this.revokedAgents.delete(id);
+    }
   }
 
   /** Forgets what expiry made moot: expired answers and marks of expired tokens. */

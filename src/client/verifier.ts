@@ -87,6 +87,8 @@ export interface VerifierMetrics extends UsageMetrics {
   reconnects: number;
   feedResets: number;
   stale: boolean;
+  /** Revocations remembered against answers still on their way: tokens until they expire, agents briefly. */
+  revocationMarks: number;
 }
 
 export interface Verifier {
@@ -136,6 +138,8 @@ export function createVerifier(o: VerifierOptions): Verifier {
   const m = { cacheHits: 0, cacheMisses: 0, networkIntrospections: 0, introspectionErrors: 0, feedResets: 0, lastEventDelayMs: 0 };
   let knownHead = 0n;
   let next = 0;
+  /** When each introspection awaiting its answer was sent (they decide how long agents' marks are kept). */
+  const inflight = new Map<object, number>();
   let readyResolve: () => void;
   const readyPromise = new Promise<void>((r) => (readyResolve = r));
 
@@ -152,7 +156,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
           cache.revokeToken(t.value, e.revision, e.expiresAt ? timestampMs(e.expiresAt) : Number.MAX_SAFE_INTEGER);
           break;
         case "agentId":
-          cache.revokeAgent(t.value, e.revision);
+          cache.revokeAgent(t.value, Date.now());
           break;
         case undefined:
           break;
@@ -164,6 +168,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
     },
     onProgress(revision) {
       if (revision > knownHead) knownHead = revision;
+      cache.forgetAgentMarks(inflight.size === 0 ? Date.now() : Math.min(...inflight.values()));
       readyResolve();
     },
     onReset() {
@@ -212,10 +217,14 @@ export function createVerifier(o: VerifierOptions): Verifier {
     if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
     m.cacheMisses++;
     let res;
+    const call = {};
+    inflight.set(call, Date.now());
     try {
       res = await introspect(token);
     } catch {
       return { active: false, reason: "unavailable" };
+    } finally {
+      inflight.delete(call);
     }
     if (res.revision > knownHead) knownHead = res.revision;
     if (!res.active) {
@@ -277,6 +286,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
       return {
         ...m,
         cacheSize: cache.size,
+        revocationMarks: cache.marks,
         feedRevision: feed.revision,
         feedLagRevisions: lag > 0n ? lag : 0n,
         feedLagMs: feed.lastProgressAt === 0 ? Number.POSITIVE_INFINITY : Date.now() - feed.lastProgressAt,
