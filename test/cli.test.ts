@@ -169,6 +169,22 @@ describe("answers and exit statuses", () => {
     expect(grpcPort.code).toBe(2);
     expect(grpcPort.stderr).toMatch(/is it the gRPC port\? The CLI talks to agentid's HTTP port/);
   });
+
+  it("says plainly when the connection is lost mid-call, not that the server failed", async () => {
+    const { createServer } = await import("node:net");
+    // Takes the request, then resets the connection without an answer.
+    const server = createServer((c) => c.once("data", () => c.resetAndDestroy()));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const r = await cli(["agent", "list"], { ...env, AGENTID_URL: `http://127.0.0.1:${port}` });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^agentid: connection lost: the server at http://127\\.0\\.0\\.1:${port} closed the connection before answering \\((read|write) (ECONNRESET|EPIPE)\\); the call may or may not have taken effect`));
+      expect(r.stderr).not.toContain("Internal");
+    } finally {
+      server.close();
+    }
+  });
 });
 
 describe("what the server sends is shown, never acted on by the terminal", () => {

@@ -348,9 +348,10 @@ describe("peer addresses", () => {
  * Sends a request whose body is `total` bytes, as fast as the server takes it, and stops when the
  * server closes the connection (HTTP/1.1) or the stream (HTTP/2), or the body is sent.
  */
-async function sendHugeBody(port: number, path: string, version: 1 | 2, total: number): Promise<{ status: number; sent: number }> {
-  const chunk = Buffer.alloc(64 * 1024, 0x61);
-  if (version === 1) {
+async function sendHugeBody(port: number, path: string, version: 1 | 2 | "1 chunked", total: number): Promise<{ status: number; sent: number }> {
+  const chunked = version === "1 chunked";
+  const chunk = chunked ? Buffer.concat([Buffer.from("10000\r\n"), Buffer.alloc(64 * 1024, 0x61), Buffer.from("\r\n")]) : Buffer.alloc(64 * 1024, 0x61);
+  if (version !== 2) {
     return new Promise((resolve) => {
       const socket = net.connect(port, "127.0.0.1");
       let sent = 0;
@@ -365,7 +366,8 @@ async function sendHugeBody(port: number, path: string, version: 1 | 2, total: n
       socket.on("data", (d) => (head += d.toString("latin1")));
       socket.on("close", finish);
       socket.on("error", finish);
-      socket.write(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${total}\r\n\r\n`);
+      const length = chunked ? "transfer-encoding: chunked" : `content-length: ${total}`;
+      socket.write(`POST ${path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n${length}\r\n\r\n`);
       const pump = () => {
         while (!done && sent < total) {
           sent += chunk.length;
@@ -415,9 +417,9 @@ describe("a refused request on the plain HTTP routes", () => {
 
   const TOTAL = 300 * 1024 * 1024;
   it.each(["/oauth2/introspect", "/oauth2/revoke", "/auth", "/metrics", "/checkpoint", "/tile/0/000", "/console/", "/no-such-path"])(
-    "%s closes instead of reading a body far over the limit, on HTTP/1.1 and HTTP/2",
+    "%s closes instead of reading a body far over the limit, on HTTP/1.1 (declared or chunked) and HTTP/2",
     async (path) => {
-      for (const version of [1, 2] as const) {
+      for (const version of [1, "1 chunked", 2] as const) {
         const r = await sendHugeBody(h.server.httpPort, path, version, TOTAL);
         expect(r.status, `HTTP/${version}`).toBeGreaterThanOrEqual(400);
         // Socket buffers take a few MiB at most; draining took all 300 MiB.
@@ -446,10 +448,36 @@ describe("a refused request on the plain HTTP routes", () => {
       // Refused from its headers; a small body is read and dropped, so the client gets its answer.
       `POST /oauth2/introspect HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       `POST /agentid.v1.AgentService/ListAgents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`,
+      // Chunked, as Connect clients over HTTP/1.1 send a unary call.
+      `POST /agentid.v1.AgentService/ListAgents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
     ]) {
       const answer = await ask(request);
       expect(answer, request).toMatch(/^HTTP\/1\.1 (200|401)/);
       expect(answer.toLowerCase(), request).toContain("connection: keep-alive");
     }
+  });
+
+  it("answers a client that is still writing its small chunked body when refused, and keeps its connection", async () => {
+    // Under load a Connect client writes its body after the server has refused the call: the
+    // connection must still be there for it (and for its next call), not a broken pipe.
+    const socket = net.connect(h.server.httpPort, "127.0.0.1");
+    let text = "";
+    let closed = false;
+    socket.on("data", (d) => (text += d.toString("latin1")));
+    socket.on("close", () => (closed = true));
+    socket.on("error", () => {});
+    const responses = async (n: number) => {
+      for (let i = 0; i < 100 && (text.match(/HTTP\/1\.1 \d{3} /g) ?? []).length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    socket.write(`POST /agentid.v1.AgentService/ListAgents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n`);
+    await responses(1);
+    expect(text).toMatch(/^HTTP\/1\.1 401/);
+    await new Promise((r) => setTimeout(r, 100));
+    socket.write(`2\r\n{}\r\n0\r\n\r\n`);
+    socket.write(`GET /console/ HTTP/1.1\r\nhost: x\r\n\r\n`);
+    await responses(2);
+    expect(closed).toBe(false);
+    expect(text.match(/HTTP\/1\.1 \d{3}/g)).toEqual(["HTTP/1.1 401", "HTTP/1.1 200"]);
+    socket.destroy();
   });
 });

@@ -86,15 +86,21 @@ export async function watch(values: Common & { after?: string }, fail: Fail, pri
 
 /** The hint for an error that says nothing useful by itself. */
 function hint(err: ConnectError): string {
-  if (/socket hang up|ECONNRESET|HPE_|Parse Error|other side closed|protocol error|unexpected end|malformed response/i.test(err.rawMessage)) {
+  if (/socket hang up|HPE_|Parse Error|other side closed|protocol error|unexpected end|malformed response/i.test(err.rawMessage)) {
     return ` (the server at ${process.env.AGENTID_URL || "--url"} did not answer HTTP/1.1: is it the gRPC port? The CLI talks to agentid's HTTP port, AGENTID_HTTP_PORT, default 8080)`;
   }
   if (err.code === Code.Unavailable) return " (is the server running?)";
   return "";
 }
 
-/** A failed call as one line: the code, a hint where the message alone would puzzle, the message. */
+/**
+ * A failed call as one line: the code, a hint where the message alone would puzzle, the message.
+ * A connection lost mid-call is said as such: no server error happened that the CLI knows of.
+ */
 export function describeError(err: unknown): string | undefined {
   if (!(err instanceof ConnectError)) return undefined;
+  if (/\b(EPIPE|ECONNRESET)\b/.test(err.rawMessage)) {
+    return `connection lost: the server at ${process.env.AGENTID_URL || "--url"} closed the connection before answering (${err.rawMessage}); the call may or may not have taken effect: check, then retry`;
+  }
   return `${Code[err.code]}${hint(err)}: ${err.rawMessage}`;
 }

@@ -215,9 +215,9 @@ function rpcHandler(services: ServiceRoutes[], logger: Logger, maxRequestBytes: 
 }
 
 /**
- * Up to this much of a body answered before it was read is read and dropped on HTTP/1.1: it
- * costs less than a new connection, and a client still writing a small request gets its answer
- * rather than a broken pipe.
+ * Up to this much of a body answered before it was read is read and dropped on HTTP/1.1, declared
+ * or chunked (as Connect clients send unary calls): it costs less than a new connection, and a
+ * client still writing a small request gets its answer rather than a broken pipe.
  */
 const SMALL_BODY = 64 * 1024;
 
@@ -229,11 +229,25 @@ const SMALL_BODY = 64 * 1024;
  */
 function closeUnread(req: NodeRequest, res: NodeResponse): void {
   if (req.httpVersionMajor === 1) {
-    if (req.headers["transfer-encoding"] === undefined && !(Number(req.headers["content-length"]) > SMALL_BODY)) return;
     const r = res as http.ServerResponse;
-    const keepAlive = r.shouldKeepAlive;
-    r.shouldKeepAlive = false;
-    req.once("end", () => (r.shouldKeepAlive = keepAlive));
+    if (Number(req.headers["content-length"]) > SMALL_BODY) {
+      const keepAlive = r.shouldKeepAlive;
+      r.shouldKeepAlive = false;
+      req.once("end", () => (r.shouldKeepAlive = keepAlive));
+      return;
+    }
+    // A small declared body: Node reads and drops it once the answer is sent. A chunked one is
+    // read here, counted, and closed on past SMALL_BODY (Node would drain it without bound).
+    if (req.headers["transfer-encoding"] === undefined) return;
+    let read = 0;
+    req.on("data", (chunk: Buffer) => {
+      read += chunk.length;
+      if (read <= SMALL_BODY) return;
+      req.pause();
+      r.shouldKeepAlive = false;
+      if (r.writableFinished) req.socket.destroy();
+      else r.once("finish", () => req.socket.destroy());
+    });
     return;
   }
   res.once("finish", () => {
