@@ -223,7 +223,7 @@ export class ActivityTracker {
    */
   async killed(agentId: string): Promise<void> {
     try {
-      await this.flush();
+      if (this.pending.size > 0) await this.flush();
       await this.trail.seal(agentId);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, agentId }, "activity: sealing a killed agent's trail failed; its buckets are logged when they close");

@@ -3,7 +3,7 @@
 import { sql } from "kysely";
 import type { Logger } from "pino";
 import type { Db, Tx } from "../store/database.js";
-import { claimAgentUsage, claimClosedBuckets, listTrustScores, type TrustScoreRecord, type UsageCount, type UsageGroup } from "../store/activity.js";
+import { claimAgentUsage, claimClosedBuckets, hasUnlogged, listTrustScores, type TrustScoreRecord, type UsageCount, type UsageGroup } from "../store/activity.js";
 import { listAuditEntries } from "../store/audit.js";
 import { appendAuditEntry, MAX_DETAILS } from "../audit/append.js";
 import { canonicalJson } from "../audit/canonical-json.js";
@@ -59,7 +59,9 @@ export class Trail {
   }
 
   /** Logs everything counted of an agent that the log lacks, its open buckets included: the kill's trail. */
-  seal(agentId: string): Promise<number> {
+  async seal(agentId: string): Promise<number> {
+    // Most killed agents have nothing waiting: one read, and no transaction.
+    if (!(await hasUnlogged(this.db, agentId))) return 0;
     return this.db.transaction().execute(async (tx) => this.append(tx, await claimAgentUsage(tx, agentId)));
   }
 

@@ -348,6 +348,12 @@ export async function claimClosedBuckets(tx: Tx, bucketSeconds: number, graceSec
   return groups;
 }
 
+/** Whether the log lacks any count of the agent (one index range read). */
+export async function hasUnlogged(db: Db, agentId: string): Promise<boolean> {
+  const { rows } = await sql`select 1 from usage_counts where agent_id = ${agentId} and n > logged limit 1`.execute(db);
+  return rows.length > 0;
+}
+
 /** Claims every count of one agent the log lacks, its open buckets included (a kill). */
 export function claimAgentUsage(tx: Tx, agentId: string): Promise<UsageGroup[]> {
   return claimUnlogged(tx, { agentId });
