@@ -188,13 +188,13 @@ export class ActivityTracker {
         this.logger.warn({ err: (err as Error).message, lines: sightings.length }, "activity: dropped gate decisions");
       }
     }
-    // Summaries are due while this replica applies usage; otherwise a slow tick picks up what
-    // other replicas left, so an idle replica does not write every second.
     const now = Date.now();
     if (now - this.lastPruneAt >= PRUNE_MS) {
       this.lastPruneAt = now;
       await this.prune().catch((err: Error) => this.logger.warn({ err: err.message }, "activity: pruning old usage failed; retried later"));
     }
+    // Summaries are due while this replica applies usage; otherwise a slow tick picks up what
+    // other replicas left, so an idle replica does not write every second.
     if (now - this.lastAppliedAt > this.options.bucketMs + 10_000 && now - this.lastTrailAt < TRAIL_IDLE_MS) return;
     this.lastTrailAt = now;
     try {
@@ -210,11 +210,6 @@ export class ActivityTracker {
     // Forgotten first uses must be recorded again when they recur.
     if (r.access > 0) this.knownAccess.clear();
     if (r.counts + r.access > 0) this.logger.info(r, "activity: pruned usage past the horizon");
-  }
-
-  /** Summarises closed buckets into the log now (tests; the flush loop does it on its own). */
-  logTrail(): Promise<number> {
-    return this.trail.logClosed();
   }
 
   /**
