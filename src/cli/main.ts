@@ -477,7 +477,7 @@ checked (a --checkpoint file that is not a checkpoint, server unreachable).
       const key = (await c.keys.getCurrentPrincipal({})).key;
       if (key?.role !== Role.ADMIN) {
         const role = key ? Role[key.role].toLowerCase() : "unknown";
-        fail(`audit verify needs an admin key: a ${role} key may read only some of the log's entries, and each one it may not read would look deleted (audit checkpoint checks the signed checkpoint with any key)`);
+        fail(`audit verify needs an admin key: ${/^[aeiou]/.test(role) ? "an" : "a"} ${role} key may read only some of the log's entries, and each one it may not read would look deleted (audit checkpoint checks the signed checkpoint with any key)`);
       }
       const ok = await auditVerify(
         c.audit,
