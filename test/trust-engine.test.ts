@@ -235,7 +235,11 @@ describe("with the default 60 s bucket", () => {
     await row(1, "orders:read", "allowed");
     await sql`insert into agent_access (agent_id, kind, name, first_seen) values
       (${a.agentId}, 'scope', 'old:a', ${at(48)}), (${a.agentId}, 'scope', 'orders:read', ${at(48)})`.execute(h.ctx.db);
+    const reporter = `key:${a.agentId}`;
+    await sql`insert into usage_drops (reporter, bucket, n) values (${reporter}, ${at(48)}, 5), (${reporter}, ${at(1)}, 6)`.execute(h.ctx.db);
     await h.ctx.activity.prune();
+    const { rows: drops } = await sql<{ n: string }>`select n from usage_drops where reporter = ${reporter}`.execute(h.ctx.db);
+    expect(drops).toEqual([{ n: "6" }]);
     const { rows } = await sql<{ scope: string }>`select scope from usage_counts where agent_id = ${a.agentId} order by scope`.execute(h.ctx.db);
     expect(rows.map((r) => r.scope)).toEqual(["old:b", "orders:read"]);
     const { rows: access } = await sql<{ name: string }>`select name from agent_access where agent_id = ${a.agentId}`.execute(h.ctx.db);
@@ -276,6 +280,21 @@ describe("with 1 s buckets", () => {
       { audience: "api", scope: "orders:read", outcome: "allowed", source: "report", count: 1 },
       { audience: "api", scope: "orders:read", outcome: "inactive:agent_revoked", source: "report", count: 2 },
     ]);
+  });
+
+  it("logs counts a slow batch added to a bucket after its summary, once the next bucket closes", async () => {
+    const rs = await s.key(Role.RESOURCE_SERVER, ["api"]);
+    const a = await s.agent(["orders:read"], ["api"]);
+    const sent = Date.now();
+    await s.grpc(rs).activity.reportUsage({ records: [record(a.tokenId, "orders:read", UsageOutcome.ALLOWED, 3)] });
+    await summarised(sent);
+    expect((await s.usageEntries(a.agentId)).map((e) => e.details.total)).toEqual([3]);
+    // What a batch that committed after the summary does: it adds to the bucket's row.
+    await sql`update usage_counts set n = n + 2 where agent_id = ${a.agentId}`.execute(h.ctx.db);
+    await summarised(Date.now());
+    const entries = await s.usageEntries(a.agentId);
+    expect(entries.map((e) => e.details.total)).toEqual([3, 2]);
+    expect(entries[1]!.details).toMatchObject({ continued: true, bucket_start: entries[0]!.details.bucket_start });
   });
 
   it("caps an agent's lines per bucket, splits a summary too large for one entry, and loses no count", async () => {

@@ -217,8 +217,13 @@ export class ActivityTracker {
    * closes. Counts that arrive later are logged as a further entry when their bucket closes.
    */
   async killed(agentId: string): Promise<void> {
+    if (this.pending.size > 0) await this.flush();
+    await this.sealTrail(agentId);
+  }
+
+  /** The kill's trail, for both kinds of kill; a failure leaves the buckets to the regular path. */
+  private async sealTrail(agentId: string): Promise<void> {
     try {
-      if (this.pending.size > 0) await this.flush();
       await this.trail.seal(agentId);
     } catch (err) {
       this.logger.warn({ err: (err as Error).message, agentId }, "activity: sealing a killed agent's trail failed; its buckets are logged when they close");
@@ -409,7 +414,7 @@ export class ActivityTracker {
       this.logger.warn({ agentId: s.agentId, by: tripped.by, reason: tripped.reason }, "policy revoked agent");
       out.set(s.agentId, { ...e, revoked: true, revokedBy: tripped.by });
       // The batch that tripped it is applied: the trail up to the kill goes to the log now.
-      await this.trail.seal(s.agentId).catch((err: Error) => this.logger.warn({ err: err.message, agentId: s.agentId }, "activity: sealing a killed agent's trail failed"));
+      await this.sealTrail(s.agentId);
     }
     return out;
   }

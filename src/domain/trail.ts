@@ -9,7 +9,7 @@ import { appendAuditEntry, MAX_DETAILS } from "../audit/append.js";
 import { canonicalJson } from "../audit/canonical-json.js";
 
 /** A bucket is summarised this long after it ends, once batches in flight have committed. */
-export const TRAIL_GRACE_SECONDS = 2;
+const TRAIL_GRACE_SECONDS = 2;
 /** Buckets summarised per run at most (a replica catching up does it over several runs). */
 const MAX_BUCKETS_PER_RUN = 10;
 /** Room left in an entry's details for everything but the counts. */
@@ -23,7 +23,7 @@ export function usageDetails(g: UsageGroup, bucketSeconds: number): Record<strin
   const parts: UsageCount[][] = [[]];
   let size = 0;
   for (const c of g.counts) {
-    const n = canonicalJson({ ...c }).length + 1;
+    const n = canonicalJson(c).length + 1;
     if (size + n > COUNTS_BUDGET && parts.at(-1)!.length > 0) {
       parts.push([]);
       size = 0;

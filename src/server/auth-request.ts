@@ -59,9 +59,10 @@ export function authRequestEndpoint(ctx: AppContext) {
       const token = bearer(req.headers.authorization);
       if (token === undefined) return send(res, NO_TOKEN);
       if (token.length > 4096) return send(res, decide({ active: false, reason: "malformed" }, scope));
-      const verdict = narrow(verdictOf(await introspect(ctx.tokenLookup, token, "", boundAudiences(caller))), undefined, scope);
+      const answer = await introspect(ctx.tokenLookup, token, "", boundAudiences(caller));
+      const verdict = narrow(verdictOf(answer), undefined, scope);
       ctx.metrics?.introspection("auth_request", verdict);
-      countDecision(ctx, caller, "gateway", token, verdict, scope);
+      countDecision(ctx, caller, "gateway", answer.token ? { tokenId: answer.token.id } : token, verdict, scope);
       send(res, decide(verdict, scope));
     } catch (err) {
       if (err instanceof DomainError && err.kind === "invalid_argument") {

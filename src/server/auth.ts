@@ -3,6 +3,7 @@ import { findActiveKeyByHash } from "../store/api-keys.js";
 import { DomainError } from "../domain/errors.js";
 import { API_KEY_PREFIX, hashSecret, isWellFormedSecret } from "../domain/ids.js";
 import { PeerBuckets, peerAddress } from "./limits.js";
+import type { Reporter } from "../domain/activity.js";
 
 /** Who is calling: an API key with its role, or an agent that proved it holds its key. */
 export type Caller =
@@ -17,6 +18,12 @@ export function actorOf(c: Caller | undefined): string {
 /** The audiences a caller is bound to (a resource_server key's); undefined: unbound. */
 export function boundAudiences(c: Caller | undefined): string[] | undefined {
   return c?.kind === "key" && c.role === "resource_server" ? c.audiences : undefined;
+}
+
+/** The caller as a reporter of agents' behaviour: a resource_server key sees only its audiences; admins see all. */
+export function reporterOf(c: Caller | undefined): Reporter {
+  if (c?.kind !== "key") throw new DomainError("permission_denied", "only API keys report activity");
+  return { principal: actorOf(c), audiences: boundAudiences(c) };
 }
 
 const unauthenticated = (why: string) => new DomainError("unauthenticated", why);

@@ -6,7 +6,7 @@ import { audienceAdmits, type Introspection } from "../domain/tokens.js";
 import { requireWords } from "../domain/validate.js";
 import { hashSecret } from "../domain/ids.js";
 import type { AppContext } from "./context.js";
-import { actorOf, boundAudiences, type Caller } from "./auth.js";
+import { reporterOf, type Caller } from "./auth.js";
 
 export type Verdict = VerifyResult | { active: false; reason: InactiveCause };
 
@@ -98,12 +98,20 @@ function outcomeOf(v: Verdict): string | undefined {
  * hold; and Introspect (RPC or RFC 7662) only under a resource_server key. An admin or issuer
  * introspecting is an operator looking at a token, not the agent acting, and never counts.
  */
-export function countDecision(ctx: AppContext, caller: Caller | undefined, gate: "gateway" | "introspect", token: string, v: Verdict, scope: string | undefined): void {
+export function countDecision(
+  ctx: AppContext,
+  caller: Caller | undefined,
+  gate: "gateway" | "introspect",
+  /** The token's id when the gate read it (an introspection's answer); else the token, hashed here if needed. */
+  token: { tokenId: string } | string,
+  v: Verdict,
+  scope: string | undefined,
+): void {
   if (caller?.kind !== "key" || (gate === "introspect" && caller.role !== "resource_server")) return;
   const outcome = outcomeOf(v);
   if (outcome === undefined) return;
-  ctx.activity.countDecision({ principal: actorOf(caller), audiences: boundAudiences(caller) }, gate, {
-    token: v.active ? { tokenId: v.tokenId } : { sha256: hashSecret(token) },
+  ctx.activity.countDecision(reporterOf(caller), gate, {
+    token: typeof token !== "string" ? token : v.active ? { tokenId: v.tokenId } : { sha256: hashSecret(token) },
     // The audience the token and a resource_server key share (an admin's gateway has none).
     audience: "",
     scope: scope ?? "",

@@ -130,7 +130,7 @@ async function introspectForm(ctx: AppContext, caller: Caller, form: Map<string,
   // token_type_hint is only a hint (§2.1): agentid has one kind of token, so it changes nothing.
   const answer = await introspect(ctx.tokenLookup, token, "", boundAudiences(caller));
   ctx.metrics?.introspection("oauth", answer);
-  countDecision(ctx, caller, "introspect", token, verdictOf(answer), undefined);
+  countDecision(ctx, caller, "introspect", answer.token ? { tokenId: answer.token.id } : token, verdictOf(answer), undefined);
   const t = answer.token;
   // An inactive token gets "active": false and nothing more (§2.2).
   if (!answer.active || !t) return { active: false };

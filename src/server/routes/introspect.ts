@@ -19,7 +19,7 @@ export function introspectRoute(ctx: AppContext) {
     ctx.metrics?.introspection("rpc", answer);
     // Counted in memory and ingested with the next batch: a read never turns into a write here,
     // and a refused scope reaches the policies through the same path as reported usage.
-    countDecision(ctx, call.caller, "introspect", req.token, verdictOf(answer), req.requiredScope || undefined);
+    countDecision(ctx, call.caller, "introspect", answer.token ? { tokenId: answer.token.id } : req.token, verdictOf(answer), req.requiredScope || undefined);
     return introspectResponse(answer);
   };
 }

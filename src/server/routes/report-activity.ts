@@ -5,7 +5,7 @@ import { requireAgentId, requireText, requireTokenId } from "../../domain/valida
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 import { trustScoreMessage } from "../messages.js";
-import { reporterOf } from "./report-usage.js";
+import { reporterOf } from "../auth.js";
 
 export function reportActivityRoute(ctx: AppContext) {
   return async (req: ReportActivityRequest, call: CallContext): Promise<MessageInitShape<typeof ReportActivityResponseSchema>> => {
@@ -29,7 +29,7 @@ export function reportActivityRoute(ctx: AppContext) {
         throw invalidArgument("kind", "must be ACTIVITY_KIND_SCOPE_VIOLATION or ACTIVITY_KIND_ANOMALOUS_REQUEST");
     }
     requireText("detail", req.detail, 1024, { optional: true });
-    const reporter = reporterOf(call);
+    const reporter = reporterOf(call.caller);
     const r = await ctx.activity.report(target, kind, req.detail, reporter);
     // A resource server learns nothing about the agent beyond what the feed tells it.
     if (reporter.audiences !== undefined) return { agentRevoked: r.revoked };

@@ -2,11 +2,12 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { UsageOutcome, type ReportUsageRequest, type ReportUsageResponseSchema } from "../../../gen/agentid/v1/activity_pb.js";
 import { InactiveReason } from "../../../gen/agentid/v1/token_pb.js";
-import type { Reporter, UsageInput } from "../../domain/activity.js";
-import { DomainError, invalidArgument } from "../../domain/errors.js";
+import type { UsageInput } from "../../domain/activity.js";
+import { invalidArgument } from "../../domain/errors.js";
 import { requireTokenId } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
+import { reporterOf } from "../auth.js";
 
 const MAX_RECORDS = 10_000;
 const MAX_COUNT = 1_000_000;
@@ -15,13 +16,6 @@ const WORD = /^[\x21-\x7e]*$/;
 // Year 1 to 9999: what every client and PostgreSQL can represent.
 const MIN_SECONDS = -62_135_596_800n;
 const MAX_SECONDS = 253_402_300_799n;
-
-/** The caller as a reporter: a resource_server key sees only its audiences; admins see all. */
-export function reporterOf(call: CallContext): Reporter {
-  const c = call.caller;
-  if (c?.kind !== "key") throw new DomainError("permission_denied", "only API keys report activity");
-  return { principal: call.principal, audiences: c.role === "resource_server" ? c.audiences : undefined };
-}
 
 export function requireTime(field: string, t: Timestamp | undefined): Date {
   if (!t) throw invalidArgument(field, "is required");
@@ -78,7 +72,7 @@ export function reportUsageRoute(ctx: AppContext) {
       if (firstSeen > lastSeen) throw invalidArgument(`${f}.first_seen`, "must not be after last_seen");
       return { token, audience: r.audience, scope: r.scope, outcome, count: Number(r.count), firstSeen, lastSeen };
     });
-    const res = await ctx.activity.ingest(reporterOf(call), records, Number(req.dropped));
+    const res = await ctx.activity.ingest(reporterOf(call.caller), records, Number(req.dropped));
     return { accepted: BigInt(res.accepted), rejected: BigInt(res.rejected), stale: BigInt(res.stale) };
   };
 }
