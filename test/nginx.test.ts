@@ -1,11 +1,8 @@
 // nginx auth_request end to end: a real nginx (Debian's nginx-light) in front of a small upstream,
 // asking agentid's GET /auth about every request.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
@@ -14,13 +11,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
 import { bearer, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { freePort } from "../bench/lib/cluster.js";
+import { NGINX, startNginx } from "./support/nginx.js";
 
-function findNginx(): string | undefined {
-  for (const p of ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]) if (existsSync(p)) return p;
-  const which = spawnSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" });
-  return which.status === 0 ? which.stdout.trim() : undefined;
-}
-const NGINX = findNginx();
 if (!NGINX) {
   console.warn("test/nginx.test.ts: skipped: no nginx binary (install it with `apt-get install -y nginx-light`; .ci/run does)");
 }
@@ -114,26 +106,10 @@ async function documentedServers(o: { agentid: number; upstream: number; key: st
   return out;
 }
 
-function waitForPort(port: number, child: ChildProcess, dir: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (child.exitCode !== null) {
-        readFile(join(dir, "error.log"), "utf8").then((log) => reject(new Error(`nginx exited: ${log}`)), reject);
-        return;
-      }
-      const s = connect(port, "127.0.0.1");
-      s.once("connect", () => (s.destroy(), resolve()));
-      s.once("error", () => (Date.now() > deadline ? reject(new Error("nginx did not start")) : setTimeout(attempt, 50)));
-    };
-    attempt();
-  });
-}
-
 describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
   let h: Harness;
   let dir: string;
-  let nginx: ChildProcess;
+  let nginx: Awaited<ReturnType<typeof startNginx>>;
   let upstream: http.Server;
   let front: string;
   let agentId: string;
@@ -158,17 +134,12 @@ describe.skipIf(!NGINX)("nginx auth_request in front of an upstream", () => {
     const servers = await documentedServers(ports);
     documented = servers;
     await writeFile(join(dir, "nginx.conf"), nginxConf({ dir, port, ...ports, documented: servers.map((s) => s.conf).join("\n") }));
-    nginx = spawn(NGINX!, ["-p", dir, "-e", join(dir, "error.log"), "-c", join(dir, "nginx.conf")], { stdio: "ignore" });
-    await waitForPort(port, nginx, dir);
+    nginx = await startNginx(dir, port);
     front = `http://127.0.0.1:${port}`;
   });
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const exited = new Promise((r) => nginx.once("exit", r));
-      nginx.kill("SIGTERM");
-      await exited;
-    }
+    await nginx?.stop();
     upstream?.close();
     await h?.close();
     if (dir) await rm(dir, { recursive: true, force: true });

@@ -27,6 +27,8 @@ export interface IssueRequest {
   scopes: string[];
   audiences: string[];
   ttlMs: number;
+  /** The OAuth grant it was asked for with, for its log entry; undefined on agentid's own Issue. */
+  grant?: string;
 }
 
 /** The token, its record and its token.issued log entry (with the token id, never the token). */
@@ -47,7 +49,12 @@ function prepare(req: IssueRequest, actor: string): { token: string; row: NewTok
     agentId: record.agentId,
     tokenId: record.id,
     actor,
-    details: { scopes: record.scopes, audiences: record.audiences, expires_at: record.expiresAt.toISOString() },
+    details: {
+      scopes: record.scopes,
+      audiences: record.audiences,
+      expires_at: record.expiresAt.toISOString(),
+      ...(req.grant ? { grant: req.grant } : {}),
+    },
   });
   return { token, row: { ...record, tokenHash: hashSecret(token), audit } };
 }

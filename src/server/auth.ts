@@ -80,6 +80,17 @@ export class Authenticator {
   }
 
   /**
+   * For credentials checked elsewhere (an OAuth client assertion): takes one of the peer's failed
+   * authentications up front (RESOURCE_EXHAUSTED when none is left), so that attempts in flight
+   * at once cannot all pass; the returned function gives it back when they did not fail.
+   */
+  chargeAttempt(peer: string): () => void {
+    const addr = peerAddress(peer);
+    if (!this.failures.take(addr)) throw this.failures.refusal(addr, "too many failed authentications");
+    return () => this.failures.refund(addr);
+  }
+
+  /**
    * undefined when no credentials were sent; throws UNAUTHENTICATED for bad ones. With a peer
    * (the transports' check before the body is read), failures are counted against its address
    * and an address over its allowance gets RESOURCE_EXHAUSTED without a lookup.

@@ -9,6 +9,8 @@ export interface Config {
   host: string;
   grpcPort: number;
   httpPort: number;
+  /** The OAuth issuer (RFC 8414): the URL clients reach agentid's HTTP port at. Empty: http://host:port. */
+  issuer: string;
   logLevel: string;
   tokenDefaultTtlMs: number;
   tokenMaxTtlMs: number;
@@ -94,6 +96,24 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
   throw new ConfigError(`${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
+/**
+ * AGENTID_ISSUER as clients must see it: an http(s) URL without query or fragment (RFC 8414 §2),
+ * written without a trailing slash, as clients compare it character for character.
+ */
+function issuerUrl(raw: string): string {
+  if (raw === "") return "";
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`AGENTID_ISSUER must be a URL such as https://id.example.com, got ${JSON.stringify(raw)}`);
+  }
+  if ((url.protocol !== "https:" && url.protocol !== "http:") || url.search || url.hash || url.username || url.password) {
+    throw new ConfigError(`AGENTID_ISSUER must be an http or https URL without query, fragment or credentials, got ${JSON.stringify(raw)}`);
+  }
+  return url.href.replace(/\/$/, "");
+}
+
 /** Every setting, from the environment; the README's table lists the same names and defaults. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = {
@@ -103,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: env.AGENTID_HOST || "127.0.0.1",
     grpcPort: int(env, "AGENTID_GRPC_PORT", 50051, 0, 65535),
     httpPort: int(env, "AGENTID_HTTP_PORT", 8080, 0, 65535),
+    issuer: issuerUrl(env.AGENTID_ISSUER ?? ""),
     logLevel: env.LOG_LEVEL || "info",
     tokenDefaultTtlMs: int(env, "AGENTID_TOKEN_DEFAULT_TTL_SECONDS", 3600, 1, 31 * 86400) * 1000,
     tokenMaxTtlMs: int(env, "AGENTID_TOKEN_MAX_TTL_SECONDS", 86400, 1, 366 * 86400) * 1000,

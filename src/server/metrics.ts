@@ -95,7 +95,7 @@ export class Metrics {
     });
     this.issued = new Counter({
       name: "agentid_tokens_issued_total",
-      help: "Tokens issued on this replica, by kind (issuer: with an API key; self: signed by the agent)",
+      help: "Tokens issued on this replica, by kind (issuer: with an API key; self: signed by the agent; oauth: at /oauth2/token)",
       labelNames: ["kind"],
       registers,
     });
@@ -328,8 +328,9 @@ export class Metrics {
     child.inc();
   }
 
-  issuance(selfIssued: boolean): void {
-    this.issued.inc({ kind: selfIssued ? "self" : "issuer" });
+  /** self: an agent's signed Issue; oauth: /oauth2/token; issuer: an API key's Issue. */
+  issuance(kind: "self" | "oauth" | "issuer"): void {
+    this.issued.inc({ kind });
   }
 
   close(): void {

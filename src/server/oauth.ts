@@ -19,7 +19,7 @@ import { countDecision, verdictOf } from "./gateway.js";
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
-/** Forms here carry one token and a hint: anything larger is not one of them. */
+/** Forms here carry a token and a hint, or a signed assertion and a few words: anything larger is not one of them. */
 const MAX_FORM_BYTES = 16 * 1024;
 
 export class OAuthError extends Error {
@@ -82,8 +82,7 @@ export async function oauthClient(
     caller = await ctx.auth.authenticate(bearer, peer);
   } catch (err) {
     // Too many failed authentications from this address: say so, not "bad credentials".
-    if (err instanceof DomainError && err.kind === "resource_exhausted") throw new OAuthError(429, "temporarily_unavailable", err.message);
-    if (err instanceof DomainError) throw invalidClient(err.message);
+    if (err instanceof DomainError && err.kind !== "resource_exhausted") throw invalidClient(err.message);
     throw err;
   }
   if (!caller || caller.kind !== "key") throw invalidClient("an API key is required");
@@ -94,8 +93,11 @@ export async function oauthClient(
   return caller;
 }
 
-/** Reads a form body, bounded, after the client has authenticated. Repeated parameters are refused (RFC 6749 §3.2). */
-export async function readForm(req: Req): Promise<Map<string, string>> {
+/**
+ * Reads a form body, bounded, after the client has authenticated (or been admitted). A parameter
+ * may appear once (RFC 6749 §3.2) unless it is one of `repeatable` (RFC 8707's resource).
+ */
+export async function readForm(req: Req, repeatable: readonly string[] = []): Promise<URLSearchParams> {
   const type = String(req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
   if (type !== "application/x-www-form-urlencoded") {
     throw invalidRequest("the body must be application/x-www-form-urlencoded");
@@ -109,15 +111,16 @@ export async function readForm(req: Req): Promise<Map<string, string>> {
     if (size > MAX_FORM_BYTES) throw new OAuthError(413, "invalid_request", `the body must be at most ${MAX_FORM_BYTES} bytes`);
     chunks.push(c);
   }
-  const form = new Map<string, string>();
-  for (const [k, v] of new URLSearchParams(Buffer.concat(chunks).toString("utf8"))) {
-    if (form.has(k)) throw invalidRequest(`parameter ${k} is repeated`);
-    form.set(k, v);
+  const form = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  const seen = new Set<string>();
+  for (const k of form.keys()) {
+    if (seen.has(k) && !repeatable.includes(k)) throw invalidRequest(`parameter ${k} is repeated`);
+    seen.add(k);
   }
   return form;
 }
 
-function requireToken(form: Map<string, string>): string {
+function requireToken(form: URLSearchParams): string {
   const token = form.get("token");
   if (!token) throw invalidRequest("parameter token is required");
   if (token.length > 4096) throw invalidRequest("parameter token must be at most 4096 characters");
@@ -125,7 +128,7 @@ function requireToken(form: Map<string, string>): string {
 }
 
 /** RFC 7662 §2.2: the RFC's names, plus agentid's own under an agentid_ prefix. */
-async function introspectForm(ctx: AppContext, caller: Caller, form: Map<string, string>): Promise<Record<string, unknown>> {
+async function introspectForm(ctx: AppContext, caller: Caller, form: URLSearchParams): Promise<Record<string, unknown>> {
   const token = requireToken(form);
   // token_type_hint is only a hint (§2.1): agentid has one kind of token, so it changes nothing.
   const answer = await introspect(ctx.tokenLookup, token, "", boundAudiences(caller));
@@ -161,12 +164,12 @@ function optionalReason(reason: string | undefined): string | undefined {
 }
 
 /** RFC 7009 §2.2: 200 whether or not the token was known or already revoked. */
-async function revokeForm(ctx: AppContext, caller: Caller, form: Map<string, string>): Promise<void> {
+async function revokeForm(ctx: AppContext, caller: Caller, form: URLSearchParams): Promise<void> {
   const token = requireToken(form);
   if (isWellFormedSecret(token, API_KEY_PREFIX)) {
     throw new OAuthError(400, "unsupported_token_type", "API keys are revoked with KeyService.RevokeApiKey (agentid key revoke), not here");
   }
-  const reason = optionalReason(form.get("agentid_reason"));
+  const reason = optionalReason(form.get("agentid_reason") ?? undefined);
   // A string that is no agentid token names nothing to revoke: §2.2 answers 200 for invalid tokens.
   if (!isWellFormedToken(token)) return;
   try {
@@ -196,13 +199,26 @@ export function oauthEndpoint(ctx: AppContext, which: "introspect" | "revoke") {
         res.end();
       }
     } catch (err) {
-      if (err instanceof OAuthError) return sendError(res, err);
-      if (isDatabaseUnavailable(err) || (err instanceof DomainError && err.kind === "unavailable")) {
-        // RFC 7009 §2.2.1's code; introspection uses the same one.
-        return sendError(res, new OAuthError(503, "temporarily_unavailable", "the database is unavailable; retry", { "retry-after": "1" }));
-      }
-      ctx.logger.error({ err }, "oauth endpoint failed");
-      sendError(res, new OAuthError(500, "server_error", "internal error"));
+      answerError(ctx, res, err);
     }
   };
+}
+
+/** An OAuth endpoint's failure as RFC 6749 §5.2 JSON: its own error, 503 while the database is away, else 500. */
+export function answerError(ctx: AppContext, res: Res, err: unknown): void {
+  if (err instanceof OAuthError) return sendError(res, err);
+  if (err instanceof DomainError && err.kind === "resource_exhausted") {
+    return sendError(res, new OAuthError(429, "temporarily_unavailable", err.message, { "retry-after": retryAfter(err.message) }));
+  }
+  if (isDatabaseUnavailable(err) || (err instanceof DomainError && err.kind === "unavailable")) {
+    // RFC 7009 §2.2.1's code; introspection and the token endpoint use the same one.
+    return sendError(res, new OAuthError(503, "temporarily_unavailable", "the database is unavailable; retry", { "retry-after": "1" }));
+  }
+  ctx.logger.error({ err }, "oauth endpoint failed");
+  sendError(res, new OAuthError(500, "server_error", "internal error"));
+}
+
+/** The wait a PeerBuckets refusal names ("...; retry in 3s"). */
+function retryAfter(message: string): string {
+  return /retry in (\d+)s/.exec(message)?.[1] ?? "1";
 }

@@ -8,10 +8,13 @@ import { routes } from "./services.js";
 import { createExtAuthz } from "./ext-authz.js";
 import { followDatabaseHealth } from "./health.js";
 import { plainRoutes } from "./plain-routes.js";
+import { defaultIssuer } from "./oauth-token.js";
 
 export interface RunningServer {
   grpcPort: number;
   httpPort: number;
+  /** The OAuth issuer (AGENTID_ISSUER, or the HTTP port's address). */
+  issuer: string;
   /** Stops accepting, ends open streams cleanly, then closes the context (pool, feed). */
   shutdown(): Promise<void>;
 }
@@ -58,7 +61,8 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
     ),
   );
 
-  const http = createHttpServer(ctx, ctx.metrics?.instrument(services, "connect") ?? services, plainRoutes(ctx));
+  let issuer = config.issuer;
+  const http = createHttpServer(ctx, ctx.metrics?.instrument(services, "connect") ?? services, plainRoutes(ctx, () => issuer));
   const httpPort = await new Promise<number>((resolve, reject) => {
     http.server.once("error", (err) =>
       reject(new Error(`cannot listen for HTTP on ${config.host}:${config.httpPort}: ${err.message}`)),
@@ -68,12 +72,14 @@ export async function startServer(ctx: AppContext): Promise<RunningServer> {
       resolve(typeof addr === "object" && addr ? addr.port : config.httpPort);
     });
   });
-  logger.info({ grpcPort, httpPort, host: config.host }, "agentid serving");
+  issuer ||= defaultIssuer(config.host, httpPort);
+  logger.info({ grpcPort, httpPort, host: config.host, issuer }, "agentid serving");
 
   let stopping: Promise<void> | undefined;
   return {
     grpcPort,
     httpPort,
+    issuer,
     shutdown() {
       stopping ??= (async () => {
         logger.info("shutting down");

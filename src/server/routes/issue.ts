@@ -39,7 +39,7 @@ export function issueRoute(ctx: AppContext) {
     const actor = selfIssued ? `agent:${agentId}` : call.principal;
     const { token, record } = await ctx.issuer.issue({ agentId, scopes, audiences, ttlMs }, actor);
     ctx.logger.debug({ tokenId: record.id, agentId, by: actor }, "token issued");
-    ctx.metrics?.issuance(selfIssued);
+    ctx.metrics?.issuance(selfIssued ? "self" : "issuer");
     return { token, tokenId: record.id, expiresAt: timestampFromDate(record.expiresAt) };
   };
 }
