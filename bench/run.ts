@@ -16,6 +16,7 @@ import { root, runTs, startAgentid, startTs } from "./lib/procs.js";
 import { sdkVerify } from "./sdk-verify.js";
 import { usageIngest } from "./usage-ingest.js";
 import { introspectViolations } from "./introspect-violations.js";
+import { oauthToken } from "./oauth-token.js";
 import { startOwnPostgres } from "./lib/cluster.js";
 import { bearer } from "./lib/clients.js";
 import { generateKeyPairSync } from "node:crypto";
@@ -127,6 +128,15 @@ try {
   const revokeDb = await runTs<{ revokePerSecond: number; insertPerSecond: number }>("revoke-throughput.ts", {}, slices);
   raw.revokeDomain = revokeDb;
   row("Revocations/s, no watchers (domain level, committed and numbered)", revokeDb.revokePerSecond, "/s", revokeDb.insertPerSecond, "single-row INSERT, same pool", ">=", 0.25);
+
+  // OAuth: tokens from /oauth2/token against the Issue RPC with the same credential (the agent's
+  // key), and with an issuer key, alternated on one server of its own.
+  const oauth = await oauthToken(full);
+  raw.oauthToken = oauth;
+  row("Tokens from POST /oauth2/token (private_key_jwt)", oauth.oauthPerSecond, "/s", oauth.selfIssuePerSecond, "Issue RPC signed by the agent", ">=", 0.8);
+  notes.push(
+    `Tokens from /oauth2/token ${fmt(oauth.oauthPerSecond)}/s vs the Issue RPC with an issuer key ${fmt(oauth.keyIssuePerSecond)}/s: an agent's own credential costs a transaction per request (clock, key, signature, jti or nonce once), on both signed paths alike`,
+  );
 
   // 3. SDK verify (cache hit) against jose ES256 in one process, with revocation-to-eviction.
   const sdk = await sdkVerify(full);

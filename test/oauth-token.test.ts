@@ -2,7 +2,7 @@
 // PrivateKeyJwtProvider, and Python's authlib (Debian's python3-authlib); then every refusal,
 // with assertions signed by hand with jose.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -237,7 +237,7 @@ describe("POST /oauth2/token", () => {
     const other = await agent();
     const cases: [string, () => Promise<string>, RegExp][] = [
       ["wrong key", () => assertion(a, {}, {}, generateKeyPairSync("ed25519").privateKey), /signature does not verify with agent agt_\w+'s registered key/],
-      ["wrong aud", () => assertion(a, { aud: "https://elsewhere.example" }), /aud must be "http:\/\/127\.0\.0\.1:\d+" or "http:\/\/127\.0\.0\.1:\d+\/oauth2\/token"/],
+      ["wrong aud", () => assertion(a, { aud: "https://elsewhere.example" }), /aud must be http:\/\/127\.0\.0\.1:\d+ or http:\/\/127\.0\.0\.1:\d+\/oauth2\/token$/],
       ["expired", () => assertion(a, { iat: now() - 30, exp: now() - 3600 }), /has expired/],
       ["stale iat", () => assertion(a, { iat: now() - 600, exp: now() + 600 }), /iat is more than 60s from the server's clock/],
       ["no jti", () => assertion(a, { jti: undefined }), /jti claim is missing/],
@@ -256,6 +256,19 @@ describe("POST /oauth2/token", () => {
       const grant = await post({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: await make() });
       expect([name, grant.status, ((await grant.json()) as { error: string }).error]).toEqual([name, 400, "invalid_grant"]);
     }
+  });
+
+  it("answers a header naming made-up critical parameters with invalid_client, never a broken header", async () => {
+    const a = await agent();
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const odd = "\u00e9\r\nx-injected: 1";
+    const input = `${b64({ alg: "EdDSA", crit: [odd], [odd]: true })}.${b64({ iss: a.id, sub: a.id, aud: issuer, iat: now(), exp: now() + 60, jti: "crit" })}`;
+    const jws = `${input}.${sign(null, Buffer.from(input), a.privateKey).toString("base64url")}`;
+    const res = await post({ grant_type: "client_credentials", client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", client_assertion: jws });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("x-injected")).toBeNull();
+    expect(res.headers.get("www-authenticate")).toMatch(/^Bearer realm="agentid", error="invalid_client", error_description="[^"]*not recognized[^"]*"$/);
+    expect(((await res.json()) as { error_description: string }).error_description).toContain(odd);
   });
 
   it("refuses a scope or a resource outside the agent's allowance with invalid_scope and invalid_target", async () => {
@@ -417,7 +430,7 @@ ${block}
         .sign(privateKey);
       const res = await fetch(`${publicIssuer}/oauth2/token`, { method: "POST", body: new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion: direct }) });
       expect(((await res.json()) as { error_description: string }).error_description).toBe(
-        `the assertion's aud must be "${publicIssuer}" or "${publicIssuer}/oauth2/token"`,
+        `the assertion's aud must be ${publicIssuer} or ${publicIssuer}/oauth2/token`,
       );
     } finally {
       await nginx?.stop();

@@ -89,7 +89,7 @@ export async function verifyAssertion(
 function explain(err: unknown, agentId: string, audiences: readonly string[]): string {
   if (err instanceof errors.JWTExpired) return "the assertion has expired (exp has passed)";
   if (err instanceof errors.JWTClaimValidationFailed) {
-    if (err.claim === "aud") return `the assertion's aud must be ${audiences.map((a) => JSON.stringify(a)).join(" or ")}`;
+    if (err.claim === "aud") return `the assertion's aud must be ${audiences.join(" or ")}`;
     if (err.claim === "nbf") return "the assertion is not valid yet (nbf is in the future)";
     return `the assertion's ${err.claim} claim ${err.reason === "missing" ? "is missing" : "is invalid"}`;
   }

@@ -79,11 +79,15 @@ export function authorizeEndpoint() {
     });
 }
 
-/** RFC 6749 §5.2: invalid_client is a 401 with a challenge; the scheme's parameters carry the reason too. */
+/**
+ * RFC 6749 §5.2: invalid_client is a 401 with a challenge, whose parameters carry the reason too,
+ * in the characters RFC 6749 allows an error_description (a header must not break on a header
+ * name an assertion made up, which jose's message may quote).
+ */
 function invalidClient(description: string): OAuthError {
-  const quoted = description.replace(/[\\"]/g, "\\$&");
+  const safe = description.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, "?");
   return new OAuthError(401, "invalid_client", description, {
-    "www-authenticate": `Bearer realm="agentid", error="invalid_client", error_description="${quoted}"`,
+    "www-authenticate": `Bearer realm="agentid", error="invalid_client", error_description="${safe}"`,
   });
 }
 
