@@ -27,20 +27,21 @@ export interface OAuthTokenResult {
 export async function oauthToken(full: boolean): Promise<OAuthTokenResult> {
   const pg = await startOwnPostgres();
   const adminKey = newSecret(API_KEY_PREFIX);
-  // BENCH_PROFILE=dir writes the server's CPU profile there, as in run.ts.
-  const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-  const server = await startAgentid(
-    {
-      DATABASE_URL: pg.url,
-      AGENTID_ADMIN_KEY: adminKey,
-      AGENTID_DB_POOL_SIZE: "20",
-      LOG_LEVEL: "warn",
-      // One client address makes every request here: the per-address allowances are not under test.
-      AGENTID_ANONYMOUS_ISSUE_PER_MINUTE: "1000000",
-    },
-    profile,
-  );
+  let server: Awaited<ReturnType<typeof startAgentid>> | undefined;
   try {
+    // BENCH_PROFILE=dir writes the server's CPU profile there, as in run.ts.
+    const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+    server = await startAgentid(
+      {
+        DATABASE_URL: pg.url,
+        AGENTID_ADMIN_KEY: adminKey,
+        AGENTID_DB_POOL_SIZE: "20",
+        LOG_LEVEL: "warn",
+        // One client address makes every request here: the per-address allowances are not under test.
+        AGENTID_ANONYMOUS_ISSUE_PER_MINUTE: "1000000",
+      },
+      profile,
+    );
     const admin = createConnectTransport({ baseUrl: server.url, httpVersion: "1.1", interceptors: [bearer(adminKey)] });
     const issuerKey = (await createClient(KeyService, admin).createApiKey({ name: "bench issuer", role: Role.ISSUER })).secret;
     const issuer = (await (await fetch(`${server.url}/.well-known/oauth-authorization-server`)).json()) as { issuer: string; token_endpoint: string };
@@ -88,8 +89,11 @@ export async function oauthToken(full: boolean): Promise<OAuthTokenResult> {
     const r = await alternate(sides, options);
     return { oauthPerSecond: r.oauth, selfIssuePerSecond: r.selfIssue, keyIssuePerSecond: r.keyIssue };
   } finally {
-    server.proc.kill("SIGTERM");
-    await new Promise((r) => server.proc.once("exit", r));
+    // Also when the server failed to start: no PostgreSQL is left behind.
+    if (server) {
+      server.proc.kill("SIGTERM");
+      await new Promise((r) => server!.proc.once("exit", r));
+    }
     await pg.destroy();
   }
 }
