@@ -8,12 +8,7 @@ import { PolicyKind } from "../gen/agentid/v1/policy_pb.js";
 import { ActivityKind } from "../gen/agentid/v1/activity_pb.js";
 import { InactiveReason, IssueRequestSchema } from "../gen/agentid/v1/token_pb.js";
 import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
-import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { KeyService } from "../gen/agentid/v1/key_pb.js";
-import { PolicyService } from "../gen/agentid/v1/policy_pb.js";
-import { ActivityService } from "../gen/agentid/v1/activity_pb.js";
-import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { bearer, clientsFor, publicKey, startHarness, type Clients, type Harness } from "./support/harness.js";
 import { StreamRecorder } from "./support/feed.js";
 import { signedIssueRequest } from "../src/client/self-issue.js";
@@ -36,13 +31,7 @@ function clientsWith(key: string | undefined, header?: string) {
     httpVersion: "1.1",
     interceptors: header ? [(next) => (req) => (req.header.set("authorization", header), next(req))] : key ? [bearer(key)] : [],
   });
-  return {
-    ...clientsFor(transport),
-    keys: createClient(KeyService, transport),
-    policies: createClient(PolicyService, transport),
-    activity: createClient(ActivityService, transport),
-    audit: createClient(AuditService, transport),
-  };
+  return clientsFor(transport);
 }
 const admin = () => clientsWith(h.adminKey);
 

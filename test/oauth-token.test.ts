@@ -12,9 +12,9 @@ import { SignJWT, type JWTPayload } from "jose";
 import * as client from "openid-client";
 import { PrivateKeyJwtProvider } from "@modelcontextprotocol/sdk/client/auth-extensions.js";
 import { discoverAuthorizationServerMetadata, fetchToken } from "@modelcontextprotocol/sdk/client/auth.js";
-import { createClient } from "@connectrpc/connect";
-import { AuditService } from "../gen/agentid/v1/audit_pb.js";
 import { startHarness, type Harness } from "./support/harness.js";
+import { ConfigError, loadConfig } from "../src/server/config.js";
+import { defaultIssuer } from "../src/server/oauth-token.js";
 import { NGINX, startNginx } from "./support/nginx.js";
 import { freePort } from "../bench/lib/cluster.js";
 import { mutateBytes, Rng } from "./support/fuzz.js";
@@ -48,7 +48,7 @@ async function introspect(token: string) {
 
 /** The agent's token.issued entries in the transparency log. */
 async function issuedEntries(agentId: string) {
-  const { entries } = await createClient(AuditService, h.grpcTransport).listEntries({ agentId });
+  const { entries } = await h.grpc.audit.listEntries({ agentId });
   return entries.filter((e) => e.kind === "token.issued").map((e) => ({ actor: e.actor, details: JSON.parse(e.detailsJson) as Record<string, unknown> }));
 }
 
@@ -90,6 +90,22 @@ describe("RFC 8414 metadata", () => {
       token_endpoint_auth_signing_alg_values_supported: ["EdDSA", "Ed25519"],
     });
     expect(issuer).toBe(`http://127.0.0.1:${h.server.httpPort}`);
+    // Public, for browser-based clients too; HEAD answers without a body.
+    expect(res.headers.get("access-control-allow-origin")).toBe("*");
+    const head = await fetch(`${issuer}/.well-known/oauth-authorization-server`, { method: "HEAD" });
+    expect([head.status, await head.text()]).toEqual([200, ""]);
+    expect((await fetch(`${issuer}/.well-known/oauth-authorization-server`, { method: "POST" })).status).toBe(405);
+  });
+
+  it("takes AGENTID_ISSUER as clients compare it, and otherwise the listen address", () => {
+    expect(loadConfig({ AGENTID_ISSUER: "https://ID.example.com/" }).issuer).toBe("https://id.example.com");
+    expect(loadConfig({ AGENTID_ISSUER: "https://id.example.com/agentid/" }).issuer).toBe("https://id.example.com/agentid");
+    for (const bad of ["id.example.com", "ftp://id.example.com", "https://id.example.com/?x=1", "https://id.example.com/#f", "https://u:p@id.example.com"]) {
+      expect(() => loadConfig({ AGENTID_ISSUER: bad }), bad).toThrow(ConfigError);
+    }
+    expect(defaultIssuer("127.0.0.1", 8080)).toBe("http://127.0.0.1:8080");
+    expect(defaultIssuer("0.0.0.0", 8080)).toBe("http://127.0.0.1:8080");
+    expect(defaultIssuer("::1", 8080)).toBe("http://[::1]:8080");
   });
 
   it("names the authorization endpoint, which says there is no interactive flow", async () => {
@@ -121,7 +137,7 @@ describe("real clients, unmodified", () => {
     const other = new PrivateKeyJwtProvider({ clientId: a.id, privateKey: a.privateKey.export({ format: "jwk" }) as Record<string, unknown>, algorithm: "EdDSA", expectedIssuer: issuer });
     const refused = await fetchToken(other, issuer, { metadata: await discoverAuthorizationServerMetadata(issuer), resource: new URL("https://mcp.example.com/mcp") }).catch((e: Error) => e);
     // The resource is not among that agent's audiences: RFC 8707's error, through the SDK.
-    expect(String(refused)).toMatch(/invalid_target|not among agent .* allowed audiences/);
+    expect(String(refused)).toMatch(/audiences https:\/\/mcp\.example\.com\/mcp are not among agent agt_\w+'s allowed audiences/);
     const b = await agent(["read"], ["https://mcp.example.com/mcp"]);
     const agentId = b.id;
     const jwk = b.privateKey.export({ format: "jwk" }) as Record<string, unknown>;
@@ -275,10 +291,10 @@ describe("POST /oauth2/token", () => {
     const a = await agent(["read"], ["orders"]);
     const scope = await clientCredentials(a, { scope: "read admin" });
     expect(scope.status).toBe(400);
-    expect(await scope.json()).toEqual({ error: "invalid_scope", error_description: `scope admin is not among agent ${a.id}'s allowed scopes (read)` });
+    expect(await scope.json()).toEqual({ error: "invalid_scope", error_description: `scopes admin are not among agent ${a.id}'s allowed scopes (read)` });
     const target = await clientCredentials(a, { resource: ["orders", "billing"] });
     expect(target.status).toBe(400);
-    expect(await target.json()).toEqual({ error: "invalid_target", error_description: `audience billing is not among agent ${a.id}'s allowed audiences (orders)` });
+    expect(await target.json()).toEqual({ error: "invalid_target", error_description: `audiences billing are not among agent ${a.id}'s allowed audiences (orders)` });
     const long = await clientCredentials(a, { scope: "x".repeat(200) });
     expect(await long.json()).toMatchObject({ error: "invalid_scope", error_description: "scope[0]: must be 1 to 128 printable characters without spaces" });
     // Nothing was issued for any of them.

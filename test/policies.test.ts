@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Role, KeyService } from "../gen/agentid/v1/key_pb.js";
-import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
-import { ActivityKind, ActivityService, UsageOutcome } from "../gen/agentid/v1/activity_pb.js";
+import { Role } from "../gen/agentid/v1/key_pb.js";
+import { PolicyKind } from "../gen/agentid/v1/policy_pb.js";
+import { ActivityKind, UsageOutcome } from "../gen/agentid/v1/activity_pb.js";
 import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
 import { bearer, clientsFor, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { StreamRecorder } from "./support/feed.js";
@@ -13,12 +13,7 @@ let h: Harness;
 let rsKey: string;
 function clientsWith(key: string) {
   const transport = createConnectTransport({ baseUrl: `http://127.0.0.1:${h.server.httpPort}`, httpVersion: "1.1", interceptors: [bearer(key)] });
-  return {
-    ...clientsFor(transport),
-    keys: createClient(KeyService, transport),
-    policies: createClient(PolicyService, transport),
-    activity: createClient(ActivityService, transport),
-  };
+  return clientsFor(transport);
 }
 const admin = () => clientsWith(h.adminKey);
 const rs = () => clientsWith(rsKey);
@@ -158,8 +153,7 @@ describe("the trust score", () => {
 
 describe("the transparency log", () => {
   it("records key, policy and activity changes with their actor", async () => {
-    const { AuditService } = await import("../gen/agentid/v1/audit_pb.js");
-    const audit = createClient(AuditService, h.grpcTransport);
+    const audit = h.grpc.audit;
     const { key } = await admin().keys.createApiKey({ name: "audited", role: Role.ISSUER });
     await admin().keys.revokeApiKey({ keyId: key!.keyId });
     await admin().policies.createPolicy({ policy: { name: "audited", kind: PolicyKind.TRUST_BELOW, threshold: 5 } });

@@ -6,24 +6,16 @@ import { createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { sql } from "kysely";
-import { KeyService, Role } from "../gen/agentid/v1/key_pb.js";
-import { PolicyKind, PolicyService } from "../gen/agentid/v1/policy_pb.js";
-import { ActivityService, UsageOutcome } from "../gen/agentid/v1/activity_pb.js";
-import { AuditService } from "../gen/agentid/v1/audit_pb.js";
+import { Role } from "../gen/agentid/v1/key_pb.js";
+import { PolicyKind } from "../gen/agentid/v1/policy_pb.js";
+import { UsageOutcome } from "../gen/agentid/v1/activity_pb.js";
 import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
 import { InactiveReason } from "../gen/agentid/v1/token_pb.js";
 import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { bearer, clientsFor, publicKey, startHarness, type Harness } from "./support/harness.js";
 
 function clientsOn(transport: Transport) {
-  return {
-    ...clientsFor(transport),
-    keys: createClient(KeyService, transport),
-    policies: createClient(PolicyService, transport),
-    activity: createClient(ActivityService, transport),
-    audit: createClient(AuditService, transport),
-    envoy: createClient(Authorization, transport),
-  };
+  return { ...clientsFor(transport), envoy: createClient(Authorization, transport) };
 }
 
 function server(h: Harness) {

@@ -7,8 +7,7 @@ import { decodeJwt, decodeProtectedHeader, errors, jwtVerify } from "jose";
 import type { Db } from "../store/database.js";
 import { proofContext } from "../store/agents.js";
 import { useNonce } from "../store/activity.js";
-import { ed25519PublicKey } from "./proof.js";
-import { isStrictSignatureShape, pointProblem } from "./ed25519.js";
+import { ed25519PublicKey, isStrictEd25519 } from "./proof.js";
 import { AGENT_ID_SHAPE } from "./ids.js";
 
 /** A refused assertion; the token endpoint answers it as invalid_client or invalid_grant. */
@@ -25,6 +24,7 @@ export function assertedAgent(assertion: string, clientId: string | undefined): 
   let claims;
   try {
     claims = decodeJwt(assertion);
+    // A header that does not decode is refused here too, before a transaction is spent on it.
     decodeProtectedHeader(assertion);
   } catch (err) {
     throw new AssertionError(`the assertion is not a JWT (${err instanceof Error ? err.message : String(err)})`);
@@ -69,8 +69,7 @@ export async function verifyAssertion(
     } catch (err) {
       throw new AssertionError(explain(err, agentId, o.audiences));
     }
-    // Beyond OpenSSL's check, the strict Ed25519 rules of every signature agentid checks (see verifyIssueProof).
-    if (pointProblem(ctx.publicKey) !== undefined || !isStrictSignatureShape(signature)) {
+    if (!isStrictEd25519(ctx.publicKey, signature)) {
       throw new AssertionError(`the assertion's signature does not verify with agent ${agentId}'s registered key`);
     }
     const iatMs = payload.iat! * 1000;

@@ -43,12 +43,16 @@ export function ed25519PublicKey(raw: Uint8Array): KeyObject {
 }
 
 /**
- * Strict verification: the key and R must be canonical and not of small order, and S < L, before
- * OpenSSL's cofactorless check. The key is checked here too, not only at registration, so that a
- * small-order key stored before registration refused them still verifies nothing.
+ * What every Ed25519 signature agentid checks must also pass, beyond OpenSSL's cofactorless
+ * verify: the key and R canonical and not of small order, and S < L. The key is checked here too,
+ * not only at registration, so that a small-order key stored before registration refused them
+ * still verifies nothing.
  */
+export function isStrictEd25519(publicKeyRaw: Uint8Array, signature: Uint8Array): boolean {
+  return publicKeyRaw.length === 32 && pointProblem(publicKeyRaw) === undefined && isStrictSignatureShape(signature);
+}
+
+/** Strict verification of a signed Issue request (isStrictEd25519, then OpenSSL's check). */
 export function verifyIssueProof(publicKeyRaw: Uint8Array, intent: IssueIntent, signature: Uint8Array): boolean {
-  if (publicKeyRaw.length !== 32 || pointProblem(publicKeyRaw) !== undefined) return false;
-  if (!isStrictSignatureShape(signature)) return false;
-  return verify(null, issuePayload(intent), ed25519PublicKey(publicKeyRaw), signature);
+  return isStrictEd25519(publicKeyRaw, signature) && verify(null, issuePayload(intent), ed25519PublicKey(publicKeyRaw), signature);
 }

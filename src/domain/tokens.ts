@@ -59,16 +59,21 @@ function prepare(req: IssueRequest, actor: string): { token: string; row: NewTok
   return { token, row: { ...record, tokenHash: hashSecret(token), audit } };
 }
 
+/** What of `asked` lies outside agent `agentId`'s allowed scopes or audiences, said plainly; undefined: nothing. */
+export function beyondAllowance(field: "scopes" | "audiences", asked: readonly string[], allowed: readonly string[], agentId: string): string | undefined {
+  const extra = asked.filter((x) => !allowed.includes(x));
+  return extra.length ? `${field} ${extra.join(", ")} are not among agent ${agentId}'s allowed ${field} (${allowed.join(", ") || "none"})` : undefined;
+}
+
 /** Why nothing was inserted for `req`. */
 async function refusal(db: Db, req: IssueRequest): Promise<DomainError> {
   const agent = await findAgent(db, req.agentId);
   if (!agent) return notFound(`agent ${req.agentId}`);
   if (agent.status === "REVOKED") return failedPrecondition(`agent ${req.agentId} is revoked; register a new agent`);
-  const outside = (field: string, asked: string[], allowed: string[]) => {
-    const extra = asked.filter((x) => !allowed.includes(x));
-    return extra.length ? [`${field} ${extra.join(", ")} are not among agent ${req.agentId}'s allowed ${field} (${allowed.join(", ") || "none"})`] : [];
-  };
-  const problems = [...outside("scopes", req.scopes, agent.allowedScopes), ...outside("audiences", req.audiences, agent.allowedAudiences)];
+  const problems = [
+    beyondAllowance("scopes", req.scopes, agent.allowedScopes, req.agentId),
+    beyondAllowance("audiences", req.audiences, agent.allowedAudiences, req.agentId),
+  ].filter((p) => p !== undefined);
   return new DomainError("permission_denied", problems.join("; ") || `agent ${req.agentId} cannot be issued this token`);
 }
 

@@ -53,8 +53,19 @@ export class PeerBuckets {
   }
 
   /** A RESOURCE_EXHAUSTED error that says how long to wait. */
-  refusal(key: string, what: string): DomainError {
-    return new DomainError("resource_exhausted", `${what} from ${key}; retry in ${this.retryAfterSeconds(key)}s`);
+  refusal(key: string, what: string): LimitRefusal {
+    const wait = this.retryAfterSeconds(key);
+    return new LimitRefusal(`${what} from ${key}; retry in ${wait}s`, wait);
+  }
+}
+
+/** A per-address limit's refusal, with the wait its message names (HTTP endpoints send it as Retry-After). */
+export class LimitRefusal extends DomainError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super("resource_exhausted", message);
   }
 }
 

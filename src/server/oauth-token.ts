@@ -7,11 +7,12 @@ import { isIP } from "node:net";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { AppContext } from "./context.js";
-import { answerError, OAuthError, readForm, sendJson } from "./oauth.js";
+import { answerError, OAuthError, oauthCheck, readForm, sendJson } from "./oauth.js";
 import { peerOf } from "./limits.js";
 import { AssertionError, ASSERTION_ALGORITHMS, assertedAgent, verifyAssertion } from "../domain/assertion.js";
 import { findAgent } from "../store/agents.js";
 import { DomainError } from "../domain/errors.js";
+import { beyondAllowance } from "../domain/tokens.js";
 import { requireWords } from "../domain/validate.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
@@ -119,23 +120,46 @@ function assertionOf(form: URLSearchParams): { grant: string; assertion: string;
   throw new OAuthError(400, "unsupported_grant_type", `grant_type must be client_credentials or ${JWT_BEARER_GRANT}`);
 }
 
-/** Asked-for words within the allowed ones; none asked for: all the allowed ones. */
-function within(asked: string[] | undefined, allowed: string[], what: string, agentId: string, refuse: (d: string) => OAuthError): string[] {
-  if (asked === undefined) return allowed;
-  const outside = asked.filter((x) => !allowed.includes(x));
-  if (outside.length) {
-    throw refuse(`${what} ${outside.join(", ")} ${outside.length === 1 ? "is" : "are"} not among agent ${agentId}'s allowed ${what}s (${allowed.join(", ") || "none"})`);
-  }
-  return asked;
+/** A token's parameters: what they become, how a bad one is answered, and Issue's bounds on them. */
+const PARAMETERS = {
+  scope: { what: "scopes", refuse: invalidScope, maxLen: 128, maxCount: 64 },
+  resource: { what: "audiences", refuse: invalidTarget, maxLen: 256, maxCount: 16 },
+} as const;
+
+/** The asked-for words, checked and within the allowed ones; none asked for: all the allowed ones. */
+function granted(parameter: keyof typeof PARAMETERS, asked: string[], allowed: string[], agentId: string): string[] {
+  if (asked.length === 0) return allowed;
+  const p = PARAMETERS[parameter];
+  const words = oauthCheck(p.refuse, () => requireWords(parameter, asked, p.maxLen, p.maxCount));
+  const beyond = beyondAllowance(p.what, words, allowed, agentId);
+  if (beyond) throw p.refuse(beyond);
+  return words;
 }
 
-/** A DomainError from a bounded-list check, as the OAuth error its parameter calls for. */
-function words(field: string, values: string[], maxLen: number, maxCount: number, refuse: (d: string) => OAuthError): string[] {
+/**
+ * The agent a token request proves to be, with its grant and form. The request carries its own
+ * credentials, so before it is read the address's allowances are taken: one call without an API
+ * key, and one failed authentication, given back unless the assertion fails.
+ */
+async function authenticate(ctx: AppContext, req: Req, issuer: string): Promise<{ agentId: string; grant: string; form: URLSearchParams }> {
+  const peer = peerOf(req);
+  ctx.auth.admitAnonymous(peer, "/oauth2/token");
+  const refund = ctx.auth.chargeAttempt(peer);
+  let failed = false;
   try {
-    return requireWords(field, values, maxLen, maxCount);
-  } catch (err) {
-    if (err instanceof DomainError) throw refuse(err.message);
-    throw err;
+    const form = await readForm(req, ["resource"]);
+    const { grant, assertion, refuse } = assertionOf(form);
+    try {
+      const agentId = assertedAgent(assertion, form.get("client_id") ?? undefined);
+      await verifyAssertion(ctx.db, assertion, agentId, { audiences: [issuer, `${issuer}/oauth2/token`], maxSkewMs: ctx.config.proofMaxSkewMs });
+      return { agentId, grant, form };
+    } catch (err) {
+      if (!(err instanceof AssertionError)) throw err;
+      failed = true;
+      throw refuse(err.message);
+    }
+  } finally {
+    if (!failed) refund();
   }
 }
 
@@ -148,45 +172,11 @@ export function tokenEndpoint(ctx: AppContext, issuer: () => string) {
       if (req.headers.authorization) {
         throw invalidClient("agentid's token endpoint authenticates agents by private_key_jwt (client_assertion), not by an Authorization header");
       }
-      // The request carries its own credentials, so before reading it: the peer's allowance of
-      // calls without an API key, and of failed authentications (taken now, given back unless
-      // the assertion fails).
-      const peer = peerOf(req);
-      ctx.auth.admitAnonymous(peer, "/oauth2/token");
-      const refund = ctx.auth.chargeAttempt(peer);
-      let failed = false;
-      let agentId: string;
-      let grant: string;
-      let form: URLSearchParams;
-      try {
-        form = await readForm(req, ["resource"]);
-        const asserted = assertionOf(form);
-        grant = asserted.grant;
-        const base = issuer();
-        try {
-          agentId = assertedAgent(asserted.assertion, form.get("client_id") ?? undefined);
-          await verifyAssertion(ctx.db, asserted.assertion, agentId, { audiences: [base, `${base}/oauth2/token`], maxSkewMs: ctx.config.proofMaxSkewMs });
-        } catch (err) {
-          if (!(err instanceof AssertionError)) throw err;
-          failed = true;
-          throw asserted.refuse(err.message);
-        }
-      } finally {
-        if (!failed) refund();
-      }
-
+      const { agentId, grant, form } = await authenticate(ctx, req, issuer());
       const agent = await findAgent(ctx.db, agentId);
       if (!agent || agent.status === "REVOKED") throw invalidGrant(`agent ${agentId} is revoked; register a new agent`);
-      const scope = form.get("scope")?.split(" ").filter(Boolean);
-      const scopes = within(scope?.length ? words("scope", scope, 128, 64, invalidScope) : undefined, agent.allowedScopes, "scope", agentId, invalidScope);
-      const resources = form.getAll("resource");
-      const audiences = within(
-        resources.length ? words("resource", resources, 256, 16, invalidTarget) : undefined,
-        agent.allowedAudiences,
-        "audience",
-        agentId,
-        invalidTarget,
-      );
+      const scopes = granted("scope", form.get("scope")?.split(" ").filter(Boolean) ?? [], agent.allowedScopes, agentId);
+      const audiences = granted("resource", form.getAll("resource"), agent.allowedAudiences, agentId);
       let issued;
       try {
         issued = await ctx.issuer.issue({ agentId, scopes, audiences, ttlMs, grant }, `agent:${agentId}`);

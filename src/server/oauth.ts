@@ -13,7 +13,7 @@ import { requireText } from "../domain/validate.js";
 import type { AppContext } from "./context.js";
 import { actorOf, boundAudiences, type Caller } from "./auth.js";
 import { isDatabaseUnavailable } from "../store/open.js";
-import { peerOf } from "./limits.js";
+import { LimitRefusal, peerOf } from "./limits.js";
 import { countDecision, verdictOf } from "./gateway.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
@@ -152,15 +152,19 @@ async function introspectForm(ctx: AppContext, caller: Caller, form: URLSearchPa
   };
 }
 
-/** agentid_reason, checked as the Revoke RPC checks its reason. */
-function optionalReason(reason: string | undefined): string | undefined {
-  if (!reason) return undefined;
+/** Runs one of the domain's input checks, answering its refusal as the OAuth error `refuse` makes. */
+export function oauthCheck<T>(refuse: (description: string) => OAuthError, check: () => T): T {
   try {
-    return requireText("agentid_reason", reason, 512);
+    return check();
   } catch (err) {
-    if (err instanceof DomainError) throw invalidRequest(err.message);
+    if (err instanceof DomainError) throw refuse(err.message);
     throw err;
   }
+}
+
+/** agentid_reason, checked as the Revoke RPC checks its reason. */
+function optionalReason(reason: string | undefined): string | undefined {
+  return reason ? oauthCheck(invalidRequest, () => requireText("agentid_reason", reason, 512)) : undefined;
 }
 
 /** RFC 7009 §2.2: 200 whether or not the token was known or already revoked. */
@@ -207,8 +211,8 @@ export function oauthEndpoint(ctx: AppContext, which: "introspect" | "revoke") {
 /** An OAuth endpoint's failure as RFC 6749 §5.2 JSON: its own error, 503 while the database is away, else 500. */
 export function answerError(ctx: AppContext, res: Res, err: unknown): void {
   if (err instanceof OAuthError) return sendError(res, err);
-  if (err instanceof DomainError && err.kind === "resource_exhausted") {
-    return sendError(res, new OAuthError(429, "temporarily_unavailable", err.message, { "retry-after": retryAfter(err.message) }));
+  if (err instanceof LimitRefusal) {
+    return sendError(res, new OAuthError(429, "temporarily_unavailable", err.message, { "retry-after": String(err.retryAfterSeconds) }));
   }
   if (isDatabaseUnavailable(err) || (err instanceof DomainError && err.kind === "unavailable")) {
     // RFC 7009 §2.2.1's code; introspection and the token endpoint use the same one.
@@ -216,9 +220,4 @@ export function answerError(ctx: AppContext, res: Res, err: unknown): void {
   }
   ctx.logger.error({ err }, "oauth endpoint failed");
   sendError(res, new OAuthError(500, "server_error", "internal error"));
-}
-
-/** The wait a PeerBuckets refusal names ("...; retry in 3s"). */
-function retryAfter(message: string): string {
-  return /retry in (\d+)s/.exec(message)?.[1] ?? "1";
 }

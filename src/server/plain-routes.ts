@@ -27,9 +27,11 @@ export function plainRoutes(ctx: AppContext, issuer: () => string): PlainRoutes 
   if (ctx.metrics) table.set("/metrics", metricsEndpoint(ctx.metrics, ctx.auth, ctx.config.metricsKey));
   const tiles = tilesRoute(ctx, ctx.logger);
   const metadata = metadataEndpoint(issuer);
+  // Known once the port listens, which is before any request arrives.
+  let wellKnown: string[] | undefined;
   return (req, res) => {
     const path = req.url?.split("?", 2)[0] ?? "";
-    const h = table.get(path) ?? (metadataPaths(issuer()).includes(path) ? metadata : undefined);
+    const h = table.get(path) ?? ((wellKnown ??= metadataPaths(issuer())).includes(path) ? metadata : undefined);
     if (!h) return tiles(req, res);
     h(req, res).catch((err: unknown) => {
       ctx.logger.error({ err, path: req.url }, "request failed");
