@@ -91,8 +91,16 @@ export interface VerifierMetrics extends UsageMetrics {
   revocationMarks: number;
 }
 
+/** A revocation as the feed delivered it: one token, or every token of an agent (a kill). */
+export type Revocation = { tokenId: string; agentId?: undefined } | { agentId: string; tokenId?: undefined };
+
 export interface Verifier {
   verify(token: string, opts?: { scope?: string }): Promise<VerifyResult>;
+  /**
+   * Calls `listener` for every revocation the feed delivers, once the cache has dropped it (so a
+   * verify from inside the listener already refuses). Returns the function that unsubscribes.
+   */
+  onRevocation(listener: (r: Revocation) => void): () => void;
   /** Resolves once the feed has caught up for the first time. */
   ready(): Promise<void>;
   metrics(): VerifierMetrics;
@@ -140,6 +148,16 @@ export function createVerifier(o: VerifierOptions): Verifier {
   let next = 0;
   /** When each introspection awaiting its answer was sent (they decide how long agents' marks are kept). */
   const inflight = new Map<object, number>();
+  const listeners = new Set<(r: Revocation) => void>();
+  const tell = (r: Revocation) => {
+    for (const l of listeners) {
+      try {
+        l(r);
+      } catch {
+        // A listener's failure must not stop the feed or the other listeners.
+      }
+    }
+  };
   let readyResolve: () => void;
   const readyPromise = new Promise<void>((r) => (readyResolve = r));
 
@@ -154,9 +172,11 @@ export function createVerifier(o: VerifierOptions): Verifier {
       switch (t.case) {
         case "tokenId":
           cache.revokeToken(t.value, e.revision, e.expiresAt ? timestampMs(e.expiresAt) : Number.MAX_SAFE_INTEGER);
+          if (listeners.size > 0) tell({ tokenId: t.value });
           break;
         case "agentId":
           cache.revokeAgent(t.value, Date.now());
+          if (listeners.size > 0) tell({ agentId: t.value });
           break;
         case undefined:
           break;
@@ -279,6 +299,10 @@ export function createVerifier(o: VerifierOptions): Verifier {
         }
       }
       return verifyMiss(token, key, opts);
+    },
+    onRevocation(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
     ready: () => readyPromise,
     metrics() {
