@@ -17,6 +17,7 @@ import { sdkVerify } from "./sdk-verify.js";
 import { usageIngest } from "./usage-ingest.js";
 import { introspectViolations } from "./introspect-violations.js";
 import { oauthToken } from "./oauth-token.js";
+import { mcpKill } from "./mcp-kill.js";
 import { startOwnPostgres } from "./lib/cluster.js";
 import { bearer } from "./lib/clients.js";
 import { generateKeyPairSync } from "node:crypto";
@@ -136,6 +137,14 @@ try {
   row("Tokens from POST /oauth2/token (private_key_jwt)", oauth.oauthPerSecond, "/s", oauth.selfIssuePerSecond, "Issue RPC signed by the agent", ">=", 0.8);
   notes.push(
     `Tokens from /oauth2/token ${fmt(oauth.oauthPerSecond)}/s vs the Issue RPC with an issuer key ${fmt(oauth.keyIssuePerSecond)}/s: an agent's own credential costs a transaction per request (clock, key, signature, jti or nonce once), on both signed paths alike`,
+  );
+
+  // MCP: a kill ends the tool call in flight, against the feed event of the same kills.
+  const mcp = await mcpKill(full);
+  raw.mcpKill = mcp;
+  row(`Kill -> MCP tool call ended at the agent, p99 (${mcp.trials} trials)`, mcp.endedP99Ms, "ms", mcp.eventP99Ms, "kill -> feed event, p99, same trials", "<=", 2);
+  notes.push(
+    `Kill -> MCP call ended at the agent: p50 ${mcp.endedP50Ms.toFixed(1)} ms, p99 ${mcp.endedP99Ms.toFixed(1)} ms; kill -> feed event: p50 ${mcp.eventP50Ms.toFixed(1)} ms, p99 ${mcp.eventP99Ms.toFixed(1)} ms; progress after the end: ${mcp.lateProgress}`,
   );
 
   // 3. SDK verify (cache hit) against jose ES256 in one process, with revocation-to-eviction.
