@@ -4,6 +4,7 @@
 // from /oauth2/token. A kill ends the tool call in flight, on stateful and stateless transports.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { generateKeyPairSync } from "node:crypto";
 import type { Server } from "node:http";
 import { promisify } from "node:util";
@@ -317,5 +318,17 @@ describe("the guard", () => {
     );
     expect(replies).toEqual([expect.objectContaining({ id: 1, error: expect.objectContaining({ code: MCP_TOKEN_REVOKED, data: { error: "invalid_token", reason: "revoked" } }) })]);
     expect(called).toEqual([]);
+  });
+});
+
+describe("the README's MCP wiring", () => {
+  it("is the example's, line for line", async () => {
+    const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+    const example = new Set((await readFile(new URL("../examples/mcp-server.ts", import.meta.url), "utf8")).split("\n").map((l) => l.trim()));
+    const section = readme.slice(readme.indexOf("## Guard an MCP server"));
+    const block = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
+    const lines = block.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+    expect(lines.length).toBeGreaterThan(10);
+    expect(lines.filter((l) => !example.has(l))).toEqual([]);
   });
 });
