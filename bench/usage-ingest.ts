@@ -68,6 +68,7 @@ export async function usageIngest(full: boolean): Promise<UsageIngestResult> {
           token: { tokenId: i.token },
           audience: "bench",
           scope: k % 10 === 0 && j === 3 ? "admin" : scope,
+          operation: "",
           outcome: k % 10 === 0 && j === 3 ? "scope_not_granted" : "allowed",
           count: 1 + ((k + j) % 7),
           firstSeen: now,

@@ -157,7 +157,11 @@ describe.each([
     expect(JSON.parse(issued.detailsJson)).toMatchObject({ grant: "client_credentials", audiences: [mcp.resource] });
     expect(entries.find((e) => e.kind === "agent.revoked")?.reason).toBe("rogue MCP client");
     const usage = entries.filter((e) => e.kind === "activity.usage").flatMap((e) => (JSON.parse(e.detailsJson) as { counts: Record<string, unknown>[] }).counts);
-    expect(usage).toContainEqual(expect.objectContaining({ audience: mcp.resource, scope: "tools:countdown", outcome: "allowed" }));
+    // Which tool it called, under the tool's scope; and every HTTP request, counted once without either.
+    expect(usage).toContainEqual({ source: "report", audience: mcp.resource, scope: "tools:countdown", operation: "tools/call countdown", outcome: "allowed", count: 1 });
+    expect(usage).toContainEqual(expect.objectContaining({ audience: mcp.resource, scope: "", outcome: "allowed" }));
+    const { events } = await h.grpc.activity.getActivity({ agentId: a.id });
+    expect(events.filter((e) => e.kind === "usage").map((e) => e.summary).join("\n")).toContain("tools/call countdown tools:countdown@");
     await client.close();
   });
 

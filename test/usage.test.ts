@@ -106,6 +106,8 @@ describe("ReportUsage", () => {
         [{ firstSeen: undefined }, "records[0].first_seen"],
         [{ firstSeen: timestampFromMs(Date.now() + 1000), lastSeen: timestampFromMs(Date.now()) }, "records[0].first_seen"],
         [{ scope: "has space" }, "records[0].scope"],
+        [{ operation: "x".repeat(201) }, "records[0].operation"],
+        [{ operation: "tools/call caf\u00e9" }, "records[0].operation"],
         [{ audience: "nul\u0000" }, "records[0].audience"],
         [{ token: { case: "tokenSha256", value: new Uint8Array(5) } }, "records[0].token_sha256"],
         [{ token: { case: "tokenId", value: "tok_bad" } }, "records[0].token_id"],
@@ -157,6 +159,29 @@ describe("the SDK's usage reports", () => {
     }
   });
 
+  it("name what the requests did: a line per operation, in the store and the verifier's metrics", async () => {
+    const a = await agentWithToken("api", ["read"]);
+    const v = createVerifier({ endpoint: `http://${h.grpcAddress}`, apiKey: rsKey, audience: "api", reportUsage: { intervalMs: 60_000 } });
+    try {
+      await v.ready();
+      for (let i = 0; i < 3; i++) await v.verify(a.token, { scope: "read", operation: "tools/call search" });
+      await v.verify(a.token, { scope: "read", operation: "tools/call fetch" });
+      await v.verify(a.token, { scope: "read" });
+      await expect(v.verify(a.token, { operation: "tools/call \u0000" })).rejects.toThrow(/operation must be at most 200 printable ASCII characters/);
+      await v.flushUsage();
+      expect(v.metrics()).toMatchObject({ usageReported: 5, usageRejected: 0 });
+      const { rows } = await sql<{ operation: string; n: string }>`
+        select operation, sum(n) as n from usage_counts where agent_id = ${a.agentId} group by operation order by operation`.execute(h.ctx.db);
+      expect(rows.map((r) => [r.operation, Number(r.n)])).toEqual([
+        ["", 1],
+        ["tools/call fetch", 1],
+        ["tools/call search", 3],
+      ]);
+    } finally {
+      await v.close();
+    }
+  });
+
   it("keep bounded memory while the server is away, merge counts, and report the drops", async () => {
     const a = await agentWithToken("api");
     const dead = createClient(ActivityService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${await freePort()}` }));
@@ -164,13 +189,13 @@ describe("the SDK's usage reports", () => {
     // The first report goes to the dead endpoint, the next to the live one.
     const r = new UsageReporter([dead, live], "api", { intervalMs: 60_000, maxLines: 2 });
     const t = Date.now();
-    for (let i = 0; i < 4; i++) r.count(a.tokenId, "", "read", "allowed", t);
-    r.count(a.tokenId, "", "write", "scope_not_granted", t);
-    r.count(a.tokenId, "", "other", "allowed", t); // a third line: over maxLines, dropped
+    for (let i = 0; i < 4; i++) r.count(a.tokenId, "", "read", "", "allowed", t);
+    r.count(a.tokenId, "", "write", "", "scope_not_granted", t);
+    r.count(a.tokenId, "", "other", "", "allowed", t); // a third line: over maxLines, dropped
     expect(r.metrics()).toMatchObject({ usagePending: 2, usageDropped: 1 });
     await r.flush();
     expect(r.metrics()).toMatchObject({ usageReportErrors: 1, usagePending: 2, usageReported: 0, usageDropped: 1 });
-    r.count(a.tokenId, "", "read", "allowed", t + 1);
+    r.count(a.tokenId, "", "read", "", "allowed", t + 1);
     await r.flush();
     expect(r.metrics()).toMatchObject({ usageReported: 6, usagePending: 0, usageDropped: 1 });
     expect(await usageOf(a.agentId)).toEqual([

@@ -34,7 +34,7 @@ export async function agentActivity(
           kind: e.kind,
           summary: e.summary,
           seq: e.seq.toString(),
-          usage: e.usage && { reporter: e.usage.reporter, total: Number(e.usage.total), counts: e.usage.counts.map((c) => ({ audience: c.audience, scope: c.scope, outcome: c.outcome, count: Number(c.count) })) },
+          usage: e.usage && { reporter: e.usage.reporter, total: Number(e.usage.total), counts: e.usage.counts.map((c) => ({ audience: c.audience, scope: c.scope, ...(c.operation ? { operation: c.operation } : {}), outcome: c.outcome, count: Number(c.count) })) },
           score: e.trustScore?.score,
         }) + "\n",
       );

@@ -80,6 +80,9 @@ interface Watch {
   ended: boolean;
 }
 
+/** Tool names a usage report can carry (MCP's own rule for tool names, spaces never). */
+const TOOL_NAME = /^[A-Za-z0-9_.\-/]{1,128}$/;
+
 /** Revocations remembered to close the gap between verifying a request and watching it. */
 const RECENT_REVOCATIONS = 4096;
 
@@ -195,14 +198,28 @@ export function createMcpGuard(o: McpGuardOptions): McpGuard {
     return auth;
   }
 
-  /** A tools/call's scope, checked through the verifier so that it is counted in usage like any other. */
-  async function toolRefusal(m: JSONRPCMessage, auth: AuthInfo): Promise<{ scope: string; tool: string } | undefined> {
-    if (!o.toolScopes || !isRequest(m) || m.method !== "tools/call") return undefined;
-    const tool = m.params?.name;
-    const scope = typeof tool === "string" && Object.hasOwn(o.toolScopes, tool) ? o.toolScopes[tool] : undefined;
-    if (scope === undefined) return undefined;
-    const r = await verifier.verify(auth.token, { scope });
-    return r.active ? undefined : { scope, tool: tool as string };
+  /**
+   * A tools/call, checked and counted through the verifier: under its operation ("tools/call
+   * <tool>", so the agent's trail shows which tools it called) and, when the tool needs one, its
+   * scope (a refusal is a scope violation like any other). What refuses it, if anything.
+   */
+  async function toolCheck(m: JSONRPCMessage, auth: AuthInfo): Promise<{ code: number; message: string; data: Record<string, unknown> } | undefined> {
+    if (!isRequest(m) || m.method !== "tools/call") return undefined;
+    const name = m.params?.name;
+    const tool = typeof name === "string" ? name : "";
+    const scope = o.toolScopes && Object.hasOwn(o.toolScopes, tool) ? o.toolScopes[tool] : undefined;
+    // A name the report could not carry (MCP's are at most 128 of [A-Za-z0-9_.-/]) is counted without it.
+    const operation = TOOL_NAME.test(tool) ? `tools/call ${tool}` : "tools/call";
+    const r = await verifier.verify(auth.token, { scope, operation });
+    if (r.active) return undefined;
+    if (r.reason === "scope_not_granted") {
+      return {
+        code: MCP_INSUFFICIENT_SCOPE,
+        message: `agentid: tool ${tool} needs scope ${scope}, which this token does not hold`,
+        data: { error: "insufficient_scope", scope },
+      };
+    }
+    return { code: MCP_TOKEN_REVOKED, message: `agentid: the token is no longer good (${r.reason})`, data: { error: "invalid_token", reason: r.reason } };
   }
 
   function watch(transport: Transport): void {
@@ -222,14 +239,11 @@ export function createMcpGuard(o: McpGuardOptions): McpGuard {
       // Watched from here: a revocation from now on ends it.
       if (isRequest(m)) w.inflight.add(m.id);
       w.queue = w.queue.then(async () => {
-        const refused = await toolRefusal(m, auth);
+        const refused = await toolCheck(m, auth);
         if (w.ended) return;
         if (refused && isRequest(m)) {
           w.inflight.delete(m.id);
-          refuse(w, m, MCP_INSUFFICIENT_SCOPE, `agentid: tool ${refused.tool} needs scope ${refused.scope}, which this token does not hold`, {
-            error: "insufficient_scope",
-            scope: refused.scope,
-          });
+          refuse(w, m, refused.code, refused.message, refused.data);
           return;
         }
         deliver(m, extra);

@@ -38,6 +38,8 @@ interface Line {
   tokenId: string;
   sha256: string;
   scope: string;
+  /** What the request did, named by the caller of verify ("" when not named). */
+  operation: string;
   decision: UsageDecision;
   count: number;
   first: number;
@@ -45,6 +47,10 @@ interface Line {
 }
 
 const MAX_PER_REQUEST = 10_000;
+
+/** A line's identity: the token (its id, else its hash), the scope, the operation and the decision. */
+const lineKey = (tokenId: string, sha256: string, scope: string, operation: string, decision: UsageDecision) =>
+  `${tokenId === "" ? sha256 : tokenId}\n${scope}\n${operation}\n${decision}`;
 // The server accepts counts seen within the last day; older ones are dropped here, not sent.
 const MAX_AGE_MS = 86_000_000;
 
@@ -87,14 +93,14 @@ export class UsageReporter {
   }
 
   /** Counts one decision. `tokenId` is empty when only the token's hash is known. */
-  count(tokenId: string, sha256: string, scope: string, decision: UsageDecision, now: number): Line | undefined {
-    const key = tokenId === "" ? `${sha256}\n${scope}\n${decision}` : `${tokenId}\n${scope}\n${decision}`;
+  count(tokenId: string, sha256: string, scope: string, operation: string, decision: UsageDecision, now: number): Line | undefined {
+    const key = lineKey(tokenId, sha256, scope, operation, decision);
     let line = this.lines.get(key);
     if (line !== undefined) {
       line.count++;
       line.last = now;
     } else if (this.lines.size < this.maxLines) {
-      this.lines.set(key, (line = { tokenId, sha256, scope, decision, count: 1, first: now, last: now }));
+      this.lines.set(key, (line = { tokenId, sha256, scope, operation, decision, count: 1, first: now, last: now }));
     } else {
       this.dropped++;
     }
@@ -110,10 +116,11 @@ export class UsageReporter {
     e: { tokenId: string; usage?: { gen: number; lines: Map<string, unknown> } },
     sha256: string,
     scope: string,
+    operation: string,
     decision: UsageDecision,
     now: number,
   ): void {
-    const k = decision === "allowed" ? scope : `${scope}\n${decision}`;
+    const k = operation !== "" ? `${scope}\n${decision}\n${operation}` : decision === "allowed" ? scope : `${scope}\n${decision}`;
     let u = e.usage;
     if (u !== undefined && u.gen === this.gen) {
       const line = u.lines.get(k) as Line | undefined;
@@ -123,7 +130,7 @@ export class UsageReporter {
         return;
       }
     }
-    const line = this.count(e.tokenId, sha256, scope, decision, now);
+    const line = this.count(e.tokenId, sha256, scope, operation, decision, now);
     if (line === undefined) return;
     if (u === undefined || u.gen !== this.gen) e.usage = u = { gen: this.gen, lines: new Map() };
     u.lines.set(k, line);
@@ -161,6 +168,7 @@ export class UsageReporter {
         token: l.tokenId !== "" ? { case: "tokenId" as const, value: l.tokenId } : { case: "tokenSha256" as const, value: Buffer.from(l.sha256, "latin1") },
         audience: this.audience,
         scope: l.scope,
+        operation: l.operation,
         outcome,
         inactiveReason,
         count: BigInt(l.count),
@@ -183,7 +191,7 @@ export class UsageReporter {
   }
 
   private merge(l: Line): void {
-    const key = l.tokenId === "" ? `${l.sha256}\n${l.scope}\n${l.decision}` : `${l.tokenId}\n${l.scope}\n${l.decision}`;
+    const key = lineKey(l.tokenId, l.sha256, l.scope, l.operation, l.decision);
     const cur = this.lines.get(key);
     if (cur) {
       cur.count += l.count;

@@ -94,8 +94,15 @@ export interface VerifierMetrics extends UsageMetrics {
 /** A revocation as the feed delivered it: one token, or every token of an agent (a kill). */
 export type Revocation = { tokenId: string; agentId?: undefined } | { agentId: string; tokenId?: undefined };
 
+/** What a request needs, and what it does (named in the usage report, for the agent's trail). */
+export interface VerifyOptions {
+  scope?: string;
+  /** The request's operation in your words, e.g. "tools/call countdown" (at most 200 printable ASCII characters). */
+  operation?: string;
+}
+
 export interface Verifier {
-  verify(token: string, opts?: { scope?: string }): Promise<VerifyResult>;
+  verify(token: string, opts?: VerifyOptions): Promise<VerifyResult>;
   /**
    * Calls `listener` for every revocation the feed delivers, once the cache has dropped it (so a
    * verify from inside the listener already refuses). Returns the function that unsubscribes.
@@ -108,6 +115,9 @@ export interface Verifier {
   flushUsage(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** What ReportUsage accepts as an operation (checked here: one bad line would fail every report). */
+export const isOperation = (s: string) => s.length <= 200 && /^[\x20-\x7e]*$/.test(s);
 
 const REASONS: Record<InactiveReason, InactiveCause> = {
   [InactiveReason.UNSPECIFIED]: "unknown_token",
@@ -203,14 +213,14 @@ export function createVerifier(o: VerifierOptions): Verifier {
   const isStale = () => feed.lastProgressAt === 0 || Date.now() - feed.lastProgressAt > staleAfterMs;
 
   /** Audience and scope, checked locally; counted for the usage report. */
-  function decide(e: CachedToken, key: string, scope: string | undefined, source: "cache" | "network", now: number): VerifyResult {
+  function decide(e: CachedToken, key: string, scope: string | undefined, operation: string, source: "cache" | "network", now: number): VerifyResult {
     let decision: UsageDecision = "allowed";
     let r: VerifyResult;
     if (o.audience !== undefined && !e.audiences.includes(o.audience)) r = { active: false, reason: (decision = "audience_mismatch") };
     else if (scope !== undefined && !e.scopes.includes(scope)) r = { active: false, reason: (decision = "scope_not_granted") };
     else if (source === "cache") r = (e.hit ??= Object.freeze(activeResult(e, "cache"))) as VerifyResult;
     else r = activeResult(e, "network");
-    usage?.countCached(e, key, scope ?? "", decision, now);
+    usage?.countCached(e, key, scope ?? "", operation, decision, now);
     return r;
   }
 
@@ -233,7 +243,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
   }
 
   /** A cache miss: the checksum, then the network. */
-  async function verifyMiss(token: string, key: string, opts: { scope?: string }): Promise<VerifyResult> {
+  async function verifyMiss(token: string, key: string, opts: VerifyOptions): Promise<VerifyResult> {
     if (!isWellFormedToken(token)) return { active: false, reason: "malformed" };
     m.cacheMisses++;
     let res;
@@ -250,7 +260,7 @@ export function createVerifier(o: VerifierOptions): Verifier {
     if (!res.active) {
       const reason = REASONS[res.inactiveReason] ?? "unknown_token";
       // An unknown token cannot be attributed to anyone: not counted.
-      if (reason === "expired" || reason === "revoked" || reason === "agent_revoked") usage?.count("", key, opts.scope ?? "", reason, Date.now());
+      if (reason === "expired" || reason === "revoked" || reason === "agent_revoked") usage?.count("", key, opts.scope ?? "", opts.operation ?? "", reason, Date.now());
       return { active: false, reason };
     }
     const entry: CachedToken = {
@@ -268,10 +278,10 @@ export function createVerifier(o: VerifierOptions): Verifier {
     // The feed may have revoked the token while the answer was on its way.
     const admitted = cache.admit(key, entry);
     if (admitted !== "cached") {
-      usage?.count(entry.tokenId, key, opts.scope ?? "", admitted, Date.now());
+      usage?.count(entry.tokenId, key, opts.scope ?? "", opts.operation ?? "", admitted, Date.now());
       return { active: false, reason: admitted };
     }
-    return decide(entry, key, opts.scope, "network", Date.now());
+    return decide(entry, key, opts.scope, opts.operation ?? "", "network", Date.now());
   }
 
   const MALFORMED: VerifyResult = Object.freeze({ active: false, reason: "malformed" });
@@ -282,6 +292,9 @@ export function createVerifier(o: VerifierOptions): Verifier {
     verify(token, opts = {}) {
       // Cheap rejections first; the checksum is checked on a cache miss only (a hit is a token
       // that passed it, as SHA-256 cannot collide).
+      if (opts.operation !== undefined && !isOperation(opts.operation)) {
+        return Promise.reject(new TypeError("verify: operation must be at most 200 printable ASCII characters"));
+      }
       if (token.length !== TOKEN_LENGTH) return Promise.resolve(MALFORMED);
       const key = hash("sha256", token, "binary");
       const stale = mode === "strict" && isStale();
@@ -290,12 +303,12 @@ export function createVerifier(o: VerifierOptions): Verifier {
         const now = Date.now();
         const hit = cache.get(key, now);
         if (hit === "expired") {
-          usage?.count("", key, opts.scope ?? "", "expired", now);
+          usage?.count("", key, opts.scope ?? "", opts.operation ?? "", "expired", now);
           return Promise.resolve(EXPIRED);
         }
         if (hit) {
           m.cacheHits++;
-          return Promise.resolve(decide(hit, key, opts.scope, "cache", now));
+          return Promise.resolve(decide(hit, key, opts.scope, opts.operation ?? "", "cache", now));
         }
       }
       return verifyMiss(token, key, opts);

@@ -49,6 +49,8 @@ export interface UsageInput {
   /** The audience the request was for; "" for a resource_server key: the one the token and the key share. */
   audience: string;
   scope: string;
+  /** What the requests did, in the reporter's words ("tools/call countdown"); "" when not named. */
+  operation: string;
   /** allowed, scope_not_granted, audience_mismatch, or inactive:<reason>. */
   outcome: string;
   count: number;
@@ -146,7 +148,7 @@ export class ActivityTracker {
   /** Counts one gate decision; ingested by the next flush. Never waits, never throws. */
   countDecision(reporter: Reporter, source: "gateway" | "introspect", u: Omit<UsageInput, "count" | "firstSeen" | "lastSeen">): void {
     const token = "tokenId" in u.token ? u.token.tokenId : u.token.sha256.toString("base64");
-    const key = `${reporter.principal}\n${source}\n${token}\n${u.audience}\n${u.scope}\n${u.outcome}`;
+    const key = `${reporter.principal}\n${source}\n${token}\n${u.audience}\n${u.scope}\n${u.operation}\n${u.outcome}`;
     const s = this.pending.get(key);
     const now = new Date();
     if (s) {
@@ -280,10 +282,10 @@ export class ActivityTracker {
         continue;
       }
       result.accepted++;
-      const exact = `${t.agentId}\n${reporter.principal}\n${source}\n${audience}\n${r.scope}\n${r.outcome}`;
+      const exact = `${t.agentId}\n${reporter.principal}\n${source}\n${audience}\n${r.scope}\n${r.operation}\n${r.outcome}`;
       const fold = !rows.has(exact) && (lines.get(t.agentId) ?? 0) >= LINES_PER_BUCKET;
-      const line = fold ? { audience: OTHER_AUDIENCES, scope: OTHER_SCOPES } : { audience, scope: r.scope };
-      const key = fold ? `${t.agentId}\n${reporter.principal}\n${source}\n${line.audience}\n${line.scope}\n${r.outcome}` : exact;
+      const line = fold ? { audience: OTHER_AUDIENCES, scope: OTHER_SCOPES, operation: "" } : { audience, scope: r.scope, operation: r.operation };
+      const key = fold ? `${t.agentId}\n${reporter.principal}\n${source}\n${line.audience}\n${line.scope}\n\n${r.outcome}` : exact;
       const row = rows.get(key);
       if (row) {
         row.n += r.count;
@@ -299,7 +301,7 @@ export class ActivityTracker {
 
   private async apply(rows: UsageRow[]): Promise<void> {
     if (rows.length === 0) return;
-    rows.sort((a, b) => cmp(a.agentId, b.agentId) || cmp(a.reporter, b.reporter) || cmp(a.source, b.source) || cmp(a.audience, b.audience) || cmp(a.scope, b.scope) || cmp(a.outcome, b.outcome));
+    rows.sort((a, b) => cmp(a.agentId, b.agentId) || cmp(a.reporter, b.reporter) || cmp(a.source, b.source) || cmp(a.audience, b.audience) || cmp(a.scope, b.scope) || cmp(a.operation, b.operation) || cmp(a.outcome, b.outcome));
     // First uses of a scope or audience (allowed ones: a refusal is a violation, not a use).
     const access = new Map<string, { agentId: string; kind: "scope" | "audience"; name: string }>();
     for (const r of rows) {

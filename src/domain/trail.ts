@@ -144,7 +144,7 @@ const SOURCE_WORD: Record<string, string> = { gateway: "gateway ", introspect: "
 
 function usageLine(d: Record<string, unknown>, reporter: string): string {
   const counts = (d.counts as UsageCount[] | undefined) ?? [];
-  const parts = counts.map((c) => `${SOURCE_WORD[c.source] ?? ""}${c.scope || "-"}@${c.audience || "-"} ${c.outcome} ${c.count}`);
+  const parts = counts.map((c) => `${SOURCE_WORD[c.source] ?? ""}${c.operation ? `${c.operation} ` : ""}${c.scope || "-"}@${c.audience || "-"} ${c.outcome} ${c.count}`);
   const part = d.parts ? ` (part ${String(d.part)} of ${String(d.parts)})` : "";
   return `${String(d.total)} request(s) via ${reporter}${d.continued ? ", more" : ""}${part}: ${parts.join(", ")}`;
 }

@@ -115,6 +115,7 @@ export function countDecision(
     // The audience the token and a resource_server key share (an admin's gateway has none).
     audience: "",
     scope: scope ?? "",
+    operation: "",
     outcome,
   });
 }

@@ -42,10 +42,10 @@ export async function findTokens(db: Db, ids: readonly string[], hashes: readonl
 export type UsageSource = "report" | "gateway" | "introspect";
 
 /**
- * Distinct lines (source, audience, scope, outcome) one reporter may add to one agent's bucket.
- * Lines past it are folded into one line per source and outcome under these names, which no scope
- * or audience can have (they hold a space): the counts stay, only the names are lost. Folded lines
- * are not counted against the cap.
+ * Distinct lines (source, audience, scope, operation, outcome) one reporter may add to one agent's
+ * bucket. Lines past it are folded into one line per source and outcome under these names, which
+ * no scope or audience can have (they hold a space), and no operation: the counts stay, only the
+ * names are lost. Folded lines are not counted against the cap.
  */
 export const LINES_PER_BUCKET = 100;
 export const OTHER_SCOPES = "(other scopes)";
@@ -58,6 +58,7 @@ export interface UsageRow {
   source: UsageSource;
   audience: string;
   scope: string;
+  operation: string;
   outcome: string;
   n: number;
   firstSeen: Date;
@@ -68,7 +69,7 @@ export interface UsageRow {
  * Adds a batch to the current time bucket (the server's clock) and records first uses of scopes
  * and audiences: one statement, whatever the batch's size. A reporter's new lines past
  * LINES_PER_BUCKET in an agent's bucket are folded (see there). Rows must be unique on
- * (agent, reporter, source, audience, scope, outcome); they are written sorted, so concurrent
+ * (agent, reporter, source, audience, scope, operation, outcome); they are written sorted, so concurrent
  * batches lock rows in the same order.
  */
 export async function applyUsage(
@@ -85,9 +86,9 @@ export async function applyUsage(
     with r as (
       select * from unnest(
         ${col("agentId")}::text[], ${col("reporter")}::text[], ${col("source")}::text[], ${col("audience")}::text[],
-        ${col("scope")}::text[], ${col("outcome")}::text[], ${col("n")}::bigint[],
+        ${col("scope")}::text[], ${col("operation")}::text[], ${col("outcome")}::text[], ${col("n")}::bigint[],
         ${col("firstSeen")}::timestamptz[], ${col("lastSeen")}::timestamptz[]
-      ) as r(agent_id, reporter, source, audience, scope, outcome, n, first_seen, last_seen)
+      ) as r(agent_id, reporter, source, audience, scope, operation, outcome, n, first_seen, last_seen)
     ),
     b as (select date_bin(${bucketSeconds} * interval '1 second', now(), timestamptz 'epoch') as bucket),
     lines as (
@@ -99,23 +100,24 @@ export async function applyUsage(
       select r.*, b.bucket, u.agent_id is null and r.scope <> ${OTHER_SCOPES} as new,
         coalesce(l.lines, 0) + row_number() over (
           partition by r.agent_id, r.reporter, u.agent_id is null and r.scope <> ${OTHER_SCOPES}
-          order by r.source, r.audience, r.scope, r.outcome) as line
+          order by r.source, r.audience, r.scope, r.operation, r.outcome) as line
       from r cross join b
-      left join usage_counts u on (u.agent_id, u.bucket, u.reporter, u.source, u.audience, u.scope, u.outcome)
-        = (r.agent_id, b.bucket, r.reporter, r.source, r.audience, r.scope, r.outcome)
+      left join usage_counts u on (u.agent_id, u.bucket, u.reporter, u.source, u.audience, u.scope, u.operation, u.outcome)
+        = (r.agent_id, b.bucket, r.reporter, r.source, r.audience, r.scope, r.operation, r.outcome)
       left join lines l on l.agent_id = r.agent_id and l.reporter = r.reporter
     ),
     folded as (
       select agent_id, bucket, reporter, source,
         case when new and line > ${LINES_PER_BUCKET} then ${OTHER_AUDIENCES} else audience end as audience,
         case when new and line > ${LINES_PER_BUCKET} then ${OTHER_SCOPES} else scope end as scope,
+        case when new and line > ${LINES_PER_BUCKET} then '' else operation end as operation,
         outcome, sum(n) as n, min(first_seen) as first_seen, max(last_seen) as last_seen
-      from numbered group by 1, 2, 3, 4, 5, 6, 7
+      from numbered group by 1, 2, 3, 4, 5, 6, 7, 8
     ),
     counted as (
-      insert into usage_counts (agent_id, bucket, reporter, source, audience, scope, outcome, n, first_seen, last_seen)
-      select * from folded order by agent_id, reporter, source, audience, scope, outcome
-      on conflict (agent_id, bucket, reporter, source, audience, scope, outcome) do update set
+      insert into usage_counts (agent_id, bucket, reporter, source, audience, scope, operation, outcome, n, first_seen, last_seen)
+      select * from folded order by agent_id, reporter, source, audience, scope, operation, outcome
+      on conflict (agent_id, bucket, reporter, source, audience, scope, operation, outcome) do update set
         n = usage_counts.n + excluded.n,
         first_seen = least(usage_counts.first_seen, excluded.first_seen),
         last_seen = greatest(usage_counts.last_seen, excluded.last_seen)
@@ -279,6 +281,8 @@ export interface UsageGroup {
 export type UsageCount = {
   audience: string;
   scope: string;
+  /** Present when the reporter named what the requests did. */
+  operation?: string;
   outcome: string;
   source: string;
   count: number;
@@ -302,19 +306,21 @@ async function claimUnlogged(tx: Tx, which: { from: Date; to: Date } | { agentId
     counts: UsageCount[];
   }>`
     with c as (
-      select agent_id, bucket, reporter, source, audience, scope, outcome, n, logged, first_seen, last_seen
+      select agent_id, bucket, reporter, source, audience, scope, operation, outcome, n, logged, first_seen, last_seen
       from usage_counts where ${where} and n > logged
-      order by agent_id, bucket, reporter, source, audience, scope, outcome
+      order by agent_id, bucket, reporter, source, audience, scope, operation, outcome
       for update
     ), marked as (
       update usage_counts u set logged = c.n from c
-      where (u.agent_id, u.bucket, u.reporter, u.source, u.audience, u.scope, u.outcome)
-        = (c.agent_id, c.bucket, c.reporter, c.source, c.audience, c.scope, c.outcome)
+      where (u.agent_id, u.bucket, u.reporter, u.source, u.audience, u.scope, u.operation, u.outcome)
+        = (c.agent_id, c.bucket, c.reporter, c.source, c.audience, c.scope, c.operation, c.outcome)
     )
     select agent_id, reporter, bucket, min(first_seen) as first_seen, max(last_seen) as last_seen,
       sum(n - logged) as total, bool_or(logged > 0) as continued,
+      -- An operation is named only when there is one: lines without keep the shape they always had.
       jsonb_agg(jsonb_build_object('audience', audience, 'scope', scope, 'outcome', outcome, 'source', source, 'count', n - logged)
-                order by audience, scope, outcome, source) as counts
+                  || case when operation = '' then '{}'::jsonb else jsonb_build_object('operation', operation) end
+                order by audience, scope, operation, outcome, source) as counts
     from c group by agent_id, reporter, bucket order by bucket, agent_id, reporter`.execute(tx);
   return rows.map((r) => ({
     agentId: r.agent_id,

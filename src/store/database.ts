@@ -212,6 +212,8 @@ export interface UsageCountsTable {
   source: "report" | "gateway" | "introspect";
   audience: string;
   scope: string;
+  /** The reporter's name for what the requests did; '' when not named. */
+  operation: ColumnType<string, string | undefined, string>;
   outcome: string;
   n: ColumnType<string, number, number>;
   first_seen: Timestamp;

@@ -6,6 +6,7 @@ import { requireAgentId } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import { trustScoreMessage } from "../messages.js";
 import { requireTime } from "./report-usage.js";
+import type { UsageCount } from "../../store/activity.js";
 
 export function getActivityRoute(ctx: AppContext) {
   return async (req: GetActivityRequest): Promise<MessageInitShape<typeof GetActivityResponseSchema>> => {
@@ -30,10 +31,11 @@ export function getActivityRoute(ctx: AppContext) {
             firstSeen: timestampFromDate(new Date(String(d.first_seen))),
             lastSeen: timestampFromDate(new Date(String(d.last_seen))),
             total: BigInt(Number(d.total)),
-            counts: ((d.counts as { audience: string; scope: string; outcome: string; source: string; count: number }[]) ?? []).map((c) => ({
+            counts: ((d.counts as UsageCount[]) ?? []).map((c) => ({
               source: c.source,
               audience: c.audience,
               scope: c.scope,
+              operation: c.operation ?? "",
               outcome: c.outcome,
               count: BigInt(c.count),
             })),

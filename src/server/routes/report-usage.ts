@@ -8,6 +8,7 @@ import { requireTokenId } from "../../domain/validate.js";
 import type { AppContext } from "../context.js";
 import type { CallContext } from "../call.js";
 import { reporterOf } from "../auth.js";
+import { isOperation } from "../../client/verifier.js";
 
 const MAX_RECORDS = 10_000;
 const MAX_COUNT = 1_000_000;
@@ -65,12 +66,13 @@ export function reportUsageRoute(ctx: AppContext) {
       }
       if (r.audience.length > 256 || !WORD.test(r.audience)) throw invalidArgument(`${f}.audience`, "must be at most 256 printable characters without spaces");
       if (r.scope.length > 128 || !WORD.test(r.scope)) throw invalidArgument(`${f}.scope`, "must be at most 128 printable characters without spaces");
+      if (!isOperation(r.operation)) throw invalidArgument(`${f}.operation`, "must be at most 200 printable ASCII characters");
       const outcome = outcomeOf(f, r.outcome, r.inactiveReason);
       if (r.count < 1n || r.count > BigInt(MAX_COUNT)) throw invalidArgument(`${f}.count`, `must be from 1 to ${MAX_COUNT}`);
       const firstSeen = requireTime(`${f}.first_seen`, r.firstSeen);
       const lastSeen = requireTime(`${f}.last_seen`, r.lastSeen);
       if (firstSeen > lastSeen) throw invalidArgument(`${f}.first_seen`, "must not be after last_seen");
-      return { token, audience: r.audience, scope: r.scope, outcome, count: Number(r.count), firstSeen, lastSeen };
+      return { token, audience: r.audience, scope: r.scope, operation: r.operation, outcome, count: Number(r.count), firstSeen, lastSeen };
     });
     const res = await ctx.activity.ingest(reporterOf(call.caller), records, Number(req.dropped));
     return { accepted: BigInt(res.accepted), rejected: BigInt(res.rejected), stale: BigInt(res.stale) };
