@@ -293,6 +293,27 @@ describe("the guard", () => {
     expect(mine.messages).toEqual([expect.objectContaining({ id: 3, result: expect.objectContaining({ tools: [expect.objectContaining({ name: "countdown" })] }) })]);
   });
 
+  it("a kill closes the session: its standalone SSE stream ends", async () => {
+    const a = await agent(["tools:countdown"], [mcp.resource]);
+    const { token } = await h.grpc.tokens.issue({ agentId: a.id, scopes: ["tools:countdown"], audiences: [mcp.resource] });
+    const init = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } } };
+    const session = (await post(mcp.resource, token, init)).res.headers.get("mcp-session-id")!;
+    const headers = { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" };
+    expect((await post(mcp.resource, token, { jsonrpc: "2.0", method: "notifications/initialized" }, headers)).res.status).toBe(202);
+    const stream = await fetch(mcp.resource, { headers: { authorization: `Bearer ${token}`, accept: "text/event-stream", ...headers } });
+    expect(stream.status).toBe(200);
+    const ended = stream.body!.pipeTo(new WritableStream()).then(
+      () => Date.now(),
+      () => Date.now(),
+    );
+    const killedAt = Date.now();
+    await h.grpc.tokens.revoke({ target: { case: "agentId", value: a.id }, reason: "session" });
+    expect((await ended) - killedAt).toBeLessThan(5000);
+    // Its next request: 401, before the session is looked up.
+    const again = await post(mcp.resource, token, { jsonrpc: "2.0", id: 2, method: "tools/list" }, headers);
+    expect(again.res.status).toBe(401);
+  });
+
   it("a revocation between the token's check and the request's delivery still refuses the request", async () => {
     const a = await agent(["tools:countdown"], [mcp.resource]);
     const { token, tokenId } = await h.grpc.tokens.issue({ agentId: a.id, scopes: ["tools:countdown"], audiences: [mcp.resource] });
