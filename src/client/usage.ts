@@ -48,11 +48,12 @@ interface Line {
 
 const MAX_PER_REQUEST = 10_000;
 
+// The server accepts counts seen within the last day; older ones are dropped here, not sent.
+const MAX_AGE_MS = 86_000_000;
+
 /** A line's identity: the token (its id, else its hash), the scope, the operation and the decision. */
 const lineKey = (tokenId: string, sha256: string, scope: string, operation: string, decision: UsageDecision) =>
   `${tokenId === "" ? sha256 : tokenId}\n${scope}\n${operation}\n${decision}`;
-// The server accepts counts seen within the last day; older ones are dropped here, not sent.
-const MAX_AGE_MS = 86_000_000;
 
 const OUTCOMES: Record<UsageDecision, [UsageOutcome, InactiveReason]> = {
   allowed: [UsageOutcome.ALLOWED, InactiveReason.UNSPECIFIED],
