@@ -22,6 +22,7 @@ import { mcpApp } from "../examples/mcp-server.js";
 import { startAgentid } from "./lib/procs.js";
 import { freePort, startOwnPostgres } from "./lib/cluster.js";
 import { bearer } from "./lib/clients.js";
+import { quantile } from "./load/stats.js";
 
 export interface McpKillResult {
   trials: number;
@@ -33,11 +34,6 @@ export interface McpKillResult {
   lateProgress: number;
 }
 
-const quantile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
-};
-
 /** `trials` kills, `parallel` at a time (agents calling and being killed while others are). */
 export async function mcpKill(full: boolean): Promise<McpKillResult> {
   const trials = full ? 300 : 100;
@@ -46,7 +42,7 @@ export async function mcpKill(full: boolean): Promise<McpKillResult> {
   const adminKey = newSecret(API_KEY_PREFIX);
   let agentid: Awaited<ReturnType<typeof startAgentid>> | undefined;
   let http: Server | undefined;
-  let close: (() => Promise<void>)[] = [];
+  const close: (() => Promise<void>)[] = [];
   try {
     agentid = await startAgentid({ DATABASE_URL: pg.url, AGENTID_ADMIN_KEY: adminKey, LOG_LEVEL: "warn" });
     const admin = createConnectTransport({ baseUrl: agentid.url, httpVersion: "1.1", interceptors: [bearer(adminKey)] });
@@ -136,11 +132,7 @@ export async function mcpKill(full: boolean): Promise<McpKillResult> {
     http?.closeAllConnections();
     http?.close();
     for (const c of close) await c().catch(() => {});
-    close = [];
-    if (agentid) {
-      agentid.proc.kill("SIGTERM");
-      await new Promise((r) => agentid!.proc.once("exit", r));
-    }
+    await agentid?.stop();
     await pg.destroy();
   }
 }

@@ -90,10 +90,7 @@ export async function oauthToken(full: boolean): Promise<OAuthTokenResult> {
     return { oauthPerSecond: r.oauth, selfIssuePerSecond: r.selfIssue, keyIssuePerSecond: r.keyIssue };
   } finally {
     // Also when the server failed to start: no PostgreSQL is left behind.
-    if (server) {
-      server.proc.kill("SIGTERM");
-      await new Promise((r) => server!.proc.once("exit", r));
-    }
+    await server?.stop();
     await pg.destroy();
   }
 }

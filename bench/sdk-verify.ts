@@ -14,6 +14,7 @@ import { createVerifier } from "../src/client/index.js";
 import { startAgentid } from "./lib/procs.js";
 import { startOwnPostgres } from "./lib/cluster.js";
 import { bearer } from "./lib/clients.js";
+import { quantile } from "./load/stats.js";
 
 export interface SdkVerifyResult {
   /** With usage reporting on (the default), and off. */
@@ -39,8 +40,6 @@ async function rate(durationMs: number, once: (i: number) => Promise<unknown>): 
   }
   return (n / (performance.now() - start)) * 1000;
 }
-
-const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))]!;
 
 export async function sdkVerify(full: boolean): Promise<SdkVerifyResult> {
   const durationMs = full ? 10_000 : 5000;
@@ -102,13 +101,12 @@ export async function sdkVerify(full: boolean): Promise<SdkVerifyResult> {
       reportingRatio: sdkPerSecond / sdkNoReportPerSecond,
       josePerSecond,
       ratio: sdkPerSecond / josePerSecond,
-      evictionP50Ms: q(delays, 0.5),
-      evictionP99Ms: q(delays, 0.99),
+      evictionP50Ms: quantile(delays, 0.5),
+      evictionP99Ms: quantile(delays, 0.99),
       evictions: delays.length,
     };
   } finally {
-    server.proc.kill("SIGTERM");
-    await new Promise((r) => server.proc.once("exit", r));
+    await server.stop();
     await pg.destroy();
   }
 }

@@ -3,7 +3,7 @@
 // PrivateKeyJwtProvider finds agentid through the server's RFC 9728 metadata and gets its token
 // from /oauth2/token. A kill ends the tool call in flight, on stateful and stateless transports.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { generateKeyPairSync } from "node:crypto";
 import type { Server } from "node:http";
@@ -21,6 +21,7 @@ import { countdownServer, mcpApp } from "../examples/mcp-server.js";
 import { Role } from "../gen/agentid/v1/key_pb.js";
 import { startHarness, type Harness } from "./support/harness.js";
 import { freePort } from "../bench/lib/cluster.js";
+import { until } from "./support/until.js";
 
 let h: Harness;
 beforeAll(async () => {
@@ -29,15 +30,6 @@ beforeAll(async () => {
 afterAll(() => h?.close());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (ok(v) || Date.now() > deadline) return v;
-    await sleep(50);
-  }
-}
 
 /** The example MCP server on a port of its own, guarded for its own URL. */
 async function startMcp(stateful: boolean, newServer?: () => McpServer) {
@@ -343,6 +335,38 @@ describe("the guard", () => {
     );
     expect(replies).toEqual([expect.objectContaining({ id: 1, error: expect.objectContaining({ code: MCP_TOKEN_REVOKED, data: { error: "invalid_token", reason: "revoked" } }) })]);
     expect(called).toEqual([]);
+  });
+});
+
+describe("examples/mcp-server.ts as its README runs it", () => {
+  it("starts from its environment, serves countdown to an agent, and stops on SIGTERM", async () => {
+    const port = await freePort();
+    const resource = `http://127.0.0.1:${port}/mcp`;
+    const { secret } = await h.grpc.keys.createApiKey({ name: "example mcp", role: Role.RESOURCE_SERVER, audiences: [resource] });
+    const child = spawn(process.execPath, ["node_modules/tsx/dist/cli.mjs", "examples/mcp-server.ts"], {
+      env: { ...process.env, AGENTID_GRPC: `http://${h.grpcAddress}`, AGENTID_URL: h.server.issuer, AGENTID_API_KEY: secret, PORT: String(port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const exited = new Promise<number | null>((r) => child.once("exit", r));
+    try {
+      let out = "";
+      await new Promise<void>((resolve, reject) => {
+        child.stdout!.on("data", (d) => (out += d) && out.includes("MCP server on") && resolve());
+        child.stderr!.on("data", (d) => (out += d));
+        void exited.then(() => reject(new Error(`the example exited: ${out}`)));
+      });
+      expect(out).toContain(`resource ${resource}`);
+      const a = await agent(["tools:countdown"], [resource]);
+      const { client } = await connect(resource, a);
+      const progress: number[] = [];
+      const result = await client.callTool({ name: "countdown", arguments: { seconds: 1 } }, undefined, { onprogress: (p) => void progress.push(p.progress) });
+      expect(result.content).toEqual([{ type: "text", text: "counted down 1 s" }]);
+      expect(progress).toEqual([1]);
+      await client.close();
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
   });
 });
 

@@ -13,6 +13,7 @@ import { AgentStatus } from "../gen/agentid/v1/agent_pb.js";
 import { InactiveReason } from "../gen/agentid/v1/token_pb.js";
 import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { bearer, clientsFor, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { until } from "./support/until.js";
 
 function clientsOn(transport: Transport) {
   return { ...clientsFor(transport), envoy: createClient(Authorization, transport) };
@@ -69,15 +70,6 @@ interface UsageDetails {
   continued?: boolean;
   part?: number;
   parts?: number;
-}
-
-async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v) || Date.now() > end) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 const record = (tokenId: string, scope: string, outcome: UsageOutcome, count: number, audience = "api", inactiveReason = InactiveReason.UNSPECIFIED) => ({

@@ -54,5 +54,7 @@ export function startTs<T>(file: string, args: string[], env: Record<string, str
 /** `agentid serve` as a real process on free ports (the tests' replica), for the bench scripts. */
 export async function startAgentid(env: Record<string, string>, nodeArgs: string[] = []) {
   const r = await startReplica(env.DATABASE_URL ?? "", env, nodeArgs);
-  return { proc: r.process, grpcAddress: r.grpcUrl.slice("http://".length), url: r.httpUrl };
+  /** SIGTERM, resolved once it has exited (at once if it already had). */
+  const stop = () => r.kill();
+  return { proc: r.process, grpcAddress: r.grpcUrl.slice("http://".length), url: r.httpUrl, stop };
 }

@@ -1,3 +1,9 @@
+/** The p-quantile (0..1) of samples, by the nearest rank below; NaN when there are none. */
+export function quantile(xs: ArrayLike<number>, p: number): number {
+  const s = Float64Array.from(xs).sort();
+  return s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN;
+}
+
 /** Latency samples in microseconds, summarised; shared by every load generator. */
 export class Recorder {
   private samples: number[] = [];
@@ -17,16 +23,14 @@ export class Recorder {
   }
 
   summary(durationMs: number) {
-    const s = Float64Array.from(this.samples).sort();
-    const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * s.length))]! : NaN);
     return {
       count: this.count,
       errors: this.errors,
       firstError: this.firstError,
       durationMs,
       perSecond: (this.count / durationMs) * 1000,
-      p50us: q(0.5),
-      p99us: q(0.99),
+      p50us: quantile(this.samples, 0.5),
+      p99us: quantile(this.samples, 0.99),
     };
   }
 }

@@ -8,7 +8,7 @@ import { InvalidTokenError, ServerError } from "@modelcontextprotocol/sdk/server
 import type { OAuthTokenVerifier } from "@modelcontextprotocol/sdk/server/auth/provider.js";
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
+import { isJSONRPCErrorResponse, isJSONRPCRequest, isJSONRPCResultResponse, type JSONRPCMessage } from "@modelcontextprotocol/sdk/types.js";
 import { createVerifier, type Revocation, type Verifier, type VerifierOptions } from "./verifier.js";
 
 /** JSON-RPC error codes (the implementation-defined server range) of the guard's refusals. */
@@ -97,9 +97,6 @@ function rpcError(id: Id, code: number, message: string, data: Record<string, un
   return { jsonrpc: "2.0", id, error: { code, message, data } };
 }
 
-const isRequest = (m: JSONRPCMessage): m is JSONRPCMessage & { id: Id; method: string; params?: Record<string, unknown> } =>
-  "method" in m && "id" in m && m.id !== undefined;
-const isResponse = (m: JSONRPCMessage): m is JSONRPCMessage & { id: Id } => ("result" in m || "error" in m) && "id" in m && m.id !== undefined;
 
 export function createMcpGuard(o: McpGuardOptions): McpGuard {
   const resourceUrl = new URL(o.resource);
@@ -170,7 +167,7 @@ export function createMcpGuard(o: McpGuardOptions): McpGuard {
   });
 
   function refuse(w: Watch, m: JSONRPCMessage, code: number, message: string, data: Record<string, unknown>): void {
-    if (isRequest(m)) void w.send(rpcError(m.id, code, message, data)).catch(() => {});
+    if (isJSONRPCRequest(m)) void w.send(rpcError(m.id, code, message, data)).catch(() => {});
   }
 
   /** Checks one incoming message against the watch: its verified token when it may be delivered. */
@@ -204,7 +201,7 @@ export function createMcpGuard(o: McpGuardOptions): McpGuard {
    * scope (a refusal is a scope violation like any other). What refuses it, if anything.
    */
   async function toolCheck(m: JSONRPCMessage, auth: AuthInfo): Promise<{ code: number; message: string; data: Record<string, unknown> } | undefined> {
-    if (!isRequest(m) || m.method !== "tools/call") return undefined;
+    if (!isJSONRPCRequest(m) || m.method !== "tools/call") return undefined;
     const name = m.params?.name;
     const tool = typeof name === "string" ? name : "";
     const scope = o.toolScopes && Object.hasOwn(o.toolScopes, tool) ? o.toolScopes[tool] : undefined;
@@ -229,7 +226,7 @@ export function createMcpGuard(o: McpGuardOptions): McpGuard {
     const w: Watch = { transport, send, deliver, agentId: undefined, tokens: new Set(), inflight: new Set(), queue: Promise.resolve(), ended: false };
     transport.send = (m, opts) => {
       if (w.ended) return Promise.resolve();
-      if (isResponse(m)) w.inflight.delete(m.id);
+      if ((isJSONRPCResultResponse(m) || isJSONRPCErrorResponse(m)) && m.id !== undefined) w.inflight.delete(m.id);
       return send(m, opts);
     };
     transport.onmessage = (m, extra) => {
@@ -237,11 +234,11 @@ export function createMcpGuard(o: McpGuardOptions): McpGuard {
       const auth = admit(w, m, extra?.authInfo);
       if (!auth) return;
       // Watched from here: a revocation from now on ends it.
-      if (isRequest(m)) w.inflight.add(m.id);
+      if (isJSONRPCRequest(m)) w.inflight.add(m.id);
       w.queue = w.queue.then(async () => {
         const refused = await toolCheck(m, auth);
         if (w.ended) return;
-        if (refused && isRequest(m)) {
+        if (refused && isJSONRPCRequest(m)) {
           w.inflight.delete(m.id);
           refuse(w, m, refused.code, refused.message, refused.data);
           return;
