@@ -249,6 +249,8 @@ describe("with 1 s buckets", () => {
   it("appends counts that arrive after the kill's summary as a further entry, never dropping them", async () => {
     const rs = await s.key(Role.RESOURCE_SERVER, ["api"]);
     const a = await s.agent(["orders:read"], ["api"]);
+    // Both reports must land in one 1 s bucket: start just after a bucket begins.
+    await new Promise((r) => setTimeout(r, 1020 - (Date.now() % 1000)));
     await s.grpc(rs).activity.reportUsage({ records: [record(a.tokenId, "orders:read", UsageOutcome.ALLOWED, 4)] });
     await s.admin.tokens.revoke({ target: { case: "agentId", value: a.agentId }, reason: "rogue" });
     await until(() => s.usageEntries(a.agentId), (e) => e.length > 0, 1000);
