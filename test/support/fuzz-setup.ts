@@ -1,7 +1,7 @@
 // Starts a real `agentid serve` process and fills the fuzzer's pool. No vitest imports: the long
 // run (bench/fuzz.ts) uses this too.
 import { generateKeyPairSync } from "node:crypto";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { KeyService, Role } from "../../gen/agentid/v1/key_pb.js";
 import { CLUSTER_ADMIN_KEY, replicaClients, startReplica, type Replica } from "../../bench/lib/cluster.js";
@@ -46,7 +46,18 @@ export async function startFuzzTarget(databaseUrl: string): Promise<FuzzTarget> 
     replica,
     fuzzer,
     alive: async () => {
-      await c.agents.getAgent({ agentId: agent!.agentId });
+      // The fuzzer's bad keys come from this address too: past the failed-authentication limit
+      // the server answers RESOURCE_EXHAUSTED (itself an answer) until its wait has passed.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await c.agents.getAgent({ agentId: agent!.agentId });
+          return;
+        } catch (err) {
+          const e = ConnectError.from(err);
+          if (e.code !== Code.ResourceExhausted || attempt === 3) throw e;
+          await new Promise((r) => setTimeout(r, 1100 * Number(/retry in (\d+)s/.exec(e.rawMessage)?.[1] ?? 1)));
+        }
+      }
     },
   };
 }
