@@ -15,7 +15,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { WatchRevocationsResponseSchema } from "../gen/agentid/v1/revocation_pb.js";
 import { openDatabase } from "../src/store/open.js";
 import { openFeedPool } from "../src/store/feed-pool.js";
-import type { LogEvent } from "../src/store/revocation-reads.js";
+import { readRevocationsAfter, type LogEvent } from "../src/store/revocation-reads.js";
 import { REVOCATION_CHANNEL } from "../src/store/revocations.js";
 import { createTestDatabase } from "./support/harness.js";
 import { appendLogRows } from "../bench/lib/sequenced-db.js";
@@ -178,7 +178,7 @@ describe("log tailer and catch-up (real PostgreSQL)", () => {
 
   function tailer(head: bigint, tickMs: number, got: number[]) {
     return new LogTailer(head, {
-      db: feedDb.db,
+      readLog: (after, limit) => readRevocationsAfter(feedDb.db, after, limit),
       databaseUrl: url,
       channel: REVOCATION_CHANNEL,
       logger,
@@ -242,7 +242,7 @@ describe("log tailer and catch-up (real PostgreSQL)", () => {
     const head = Number((await admin.query("select max(revision) as h from revocations")).rows[0].h);
     const { encoder, counts } = countingEncoder();
     const fan = new FanOut(BigInt(head), encoder);
-    const catchUp = new CatchUp({ db: feedDb.db, fanOut: fan, logger, pageSize: 500, pull: () => {}, retryAfterMs: () => 1000 });
+    const catchUp = new CatchUp({ db: feedDb.db, readLog: (after, limit) => readRevocationsAfter(feedDb.db, after, limit), fanOut: fan, logger, pageSize: 500, pull: () => {}, retryAfterMs: () => 1000 });
     const fromZero = Array.from({ length: 1000 }, () => watcher(ADMIN, 0n, 1000));
     const resuming = Array.from({ length: 100 }, () => watcher(ADMIN, 1200n, 1000));
     const all = [...fromZero, ...resuming];
@@ -270,7 +270,7 @@ describe("log tailer and catch-up (real PostgreSQL)", () => {
 
   it("refuses, with a retry-after, a subscriber still waiting at its deadline, and a cursor ahead of the log", async () => {
     const fan = new FanOut(0n, feedFrames);
-    const catchUp = new CatchUp({ db: feedDb.db, fanOut: fan, logger, pageSize: 500, pull: () => {}, retryAfterMs: () => 1234 });
+    const catchUp = new CatchUp({ db: feedDb.db, readLog: (after, limit) => readRevocationsAfter(feedDb.db, after, limit), fanOut: fan, logger, pageSize: 500, pull: () => {}, retryAfterMs: () => 1234 });
     const late = watcher(ADMIN, 0n, 100, Date.now() - 1);
     const ahead = watcher(ADMIN, 1_000_000n);
     catchUp.add(late);

@@ -100,6 +100,9 @@ describe("/metrics", () => {
     await stream.next();
     const m = await scrape();
     expect(m.value("agentid_feed_watchers")).toBe(1);
+    // The tailer reads the log at start and on every tick.
+    expect(m.types.get("agentid_feed_log_read_seconds")).toBe("histogram");
+    expect(m.value("agentid_feed_log_read_seconds_count", { reader: "tailer" })).toBeGreaterThan(0);
     ac.abort();
     await stream.next().catch(() => {});
     expect(m.value("agentid_sequencer_pending", { log: "revocations" })).toBe(0);

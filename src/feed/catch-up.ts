@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Db } from "../store/database.js";
-import { logBounds, readRevocationsAfter, type LogEvent } from "../store/revocation-reads.js";
+import { logBounds, type LogEvent, type LogPage } from "../store/revocation-reads.js";
 import { DomainError } from "../domain/errors.js";
 import type { FanOut } from "./fanout.js";
 import type { Frame } from "./frame.js";
@@ -10,6 +10,8 @@ import type { Watcher } from "./watcher.js";
 export interface CatchUpOptions {
   /** The feed's own pool (see RevocationFeed): catch-up never takes the write path's connections. */
   db: Db;
+  /** A page of the log after a revision, on that pool. */
+  readLog(after: bigint, limit: number): Promise<LogPage>;
   fanOut: FanOut;
   logger: Logger;
   pageSize: number;
@@ -145,7 +147,7 @@ export class CatchUp {
     }
 
     this.reads++;
-    const page = await readRevocationsAfter(this.o.db, min, this.o.pageSize);
+    const page = await this.o.readLog(min, this.o.pageSize);
     this.compactedThrough = page.compactedThrough;
     const head = fan.head;
     // The fan-out owns everything after its head: deliver up to there, join, and let it carry on.

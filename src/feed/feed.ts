@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { openFeedPool } from "../store/feed-pool.js";
-import { compactRevocations, liveKeyIds, logBounds } from "../store/revocation-reads.js";
+import { performance } from "node:perf_hooks";
+import { compactRevocations, liveKeyIds, logBounds, readRevocationsAfter, type LogPage } from "../store/revocation-reads.js";
 import { REVOCATION_CHANNEL } from "../store/revocations.js";
 import { DomainError } from "../domain/errors.js";
 import { CatchUp, compactedError } from "./catch-up.js";
@@ -44,6 +45,9 @@ export interface FeedOptions {
   /** Calls on the write path (Revoke, Issue, Introspect...) are in flight: they go first (see Dispatcher). */
   contended?: () => boolean;
 }
+
+/** Who read a page of the log: the tailer (new events) or the catch-up group (older ones). */
+export type LogReader = "tailer" | "catch_up";
 
 /** The feed's counters, for logs and metrics. */
 export interface FeedStats {
@@ -96,6 +100,7 @@ export class RevocationFeed {
   private readonly refusedUntil = new Map<string, number>();
   private closed = false;
   private started = false;
+  private readonly logReadListeners = new Set<(reader: LogReader, seconds: number) => void>();
 
   constructor(opts: FeedOptions) {
     this.o = {
@@ -118,7 +123,7 @@ export class RevocationFeed {
     this.pool = openFeedPool(opts.databaseUrl, this.o.poolSize);
     this.fanOut = new FanOut(0n, opts.encoder, this.o.historyLimit);
     this.tailer = new LogTailer(0n, {
-      db: this.pool.db,
+      readLog: this.timedRead("tailer"),
       databaseUrl: opts.databaseUrl,
       channel: REVOCATION_CHANNEL,
       logger: opts.logger,
@@ -133,6 +138,7 @@ export class RevocationFeed {
     });
     this.catchUp = new CatchUp({
       db: this.pool.db,
+      readLog: this.timedRead("catch_up"),
       fanOut: this.fanOut,
       logger: opts.logger,
       pageSize: MAX_FRAME_EVENTS,
@@ -140,6 +146,24 @@ export class RevocationFeed {
       retryAfterMs: () => this.retryAfterMs(),
       roomFull: () => this.catchUp.size >= this.o.maxWaiting,
     });
+  }
+
+  /** Reads of the log, timed for onLogRead. */
+  private timedRead(reader: LogReader): (after: bigint, limit: number) => Promise<LogPage> {
+    return async (after, limit) => {
+      const t0 = performance.now();
+      try {
+        return await readRevocationsAfter(this.pool.db, after, limit);
+      } finally {
+        const seconds = (performance.now() - t0) / 1000;
+        for (const f of this.logReadListeners) f(reader, seconds);
+      }
+    };
+  }
+
+  /** Calls `f` after every page read of the log (succeeded or not), with its duration. */
+  onLogRead(f: (reader: LogReader, seconds: number) => void): void {
+    this.logReadListeners.add(f);
   }
 
   get watcherCount(): number {

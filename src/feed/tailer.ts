@@ -1,11 +1,10 @@
 import type { Logger } from "pino";
-import type { Db } from "../store/database.js";
 import { Listener } from "../store/listener.js";
-import { readRevocationsAfter, type LogEvent } from "../store/revocation-reads.js";
+import type { LogEvent, LogPage } from "../store/revocation-reads.js";
 
 export interface TailerOptions {
-  /** The feed's own pool: the tailer never waits behind the write path, nor it behind us. */
-  db: Db;
+  /** A page of the log after a revision (on the feed's own pool: never behind the write path). */
+  readLog(after: bigint, limit: number): Promise<LogPage>;
   /** For the dedicated LISTEN connection. */
   databaseUrl: string;
   /** NOTIFY channel the sequencer wakes replicas on. */
@@ -99,7 +98,7 @@ export class LogTailer {
   private async readNew(): Promise<void> {
     for (;;) {
       this.reads++;
-      const page = await readRevocationsAfter(this.o.db, this.head, this.o.pageSize);
+      const page = await this.o.readLog(this.head, this.o.pageSize);
       if (this.closed) return;
       if (page.compactedThrough > this.head) {
         this.head = page.compactedThrough;

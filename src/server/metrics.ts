@@ -134,6 +134,15 @@ export class Metrics {
       registers,
     });
 
+    const logRead = new Histogram({
+      name: "agentid_feed_log_read_seconds",
+      help: "How long one page read of the revocation log took, by reader (tailer: new events; catch_up: for subscribers behind)",
+      labelNames: ["reader"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    src.feed.onLogRead((reader, seconds) => logRead.observe({ reader }, seconds));
+
     const feed = (name: string, help: string, pick: (f: ReturnType<typeof feedFigures>) => number | undefined) =>
       new Gauge({
         name,

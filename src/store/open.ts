@@ -38,14 +38,32 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   );
 }
 
-/** Opens a pool, checks that the server answers, and brings the schema up to date. */
-export async function openDatabase(url: string, poolSize = 20, signals?: CommitSignals): Promise<OpenedDatabase> {
-  const pool = new pg.Pool({ connectionString: url, max: poolSize, connectionTimeoutMillis: 10_000 });
+/** A pool of the server's own connections (the main pool, the feed's). */
+export function openPool(url: string, max: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: 10_000,
+    // Every statement the server runs is short, and JIT-compiling one costs 100s of ms: Debian's
+    // and most managed PostgreSQL have it on, and a misestimated plan once made the feed's 1 ms
+    // log read take 500 ms (issue 28). A SET rather than a startup option, which poolers such as
+    // PgBouncer refuse; a server without the setting (before 11) just refuses it.
+    onConnect: (client) => client.query("set jit = off").then(
+      () => {},
+      () => {},
+    ),
+  });
   // An idle client losing its connection (a server restart) must not crash the process.
   pool.on("error", () => {});
   // Nor may a checked-out one (pg-pool listens only on idle clients): the query in flight gets
   // the error, and the pool drops the client when it is released.
   pool.on("connect", (client) => client.on("error", () => {}));
+  return pool;
+}
+
+/** Opens a pool, checks that the server answers, and brings the schema up to date. */
+export async function openDatabase(url: string, poolSize = 20, signals?: CommitSignals): Promise<OpenedDatabase> {
+  const pool = openPool(url, poolSize);
   try {
     await pool.query("select 1");
   } catch (err) {

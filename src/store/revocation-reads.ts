@@ -40,9 +40,14 @@ export interface LogPage {
   head: bigint;
 }
 
-// The head is the highest numbered row (the sequencer numbers gap-free, in commit order), or the
-// compaction floor when compaction removed the newest rows.
-const HEAD = sql`greatest(c.revision, coalesce((select max(revision) from revocations), 0))`;
+// The compaction floor and the head as scalar subqueries, never as a table in the join: the
+// planner does not know that feed_compaction has one row (it guesses thousands when the table was
+// never analyzed), and multiplied through the page that guess priced a 1 ms read high enough for
+// PostgreSQL's JIT, which then spent 300-800 ms compiling it (issue 28). The head is the highest
+// numbered row (the sequencer numbers gap-free, in commit order), or the compaction floor when
+// compaction removed the newest rows.
+const BOUNDS = sql`select (select revision from feed_compaction) as compacted`;
+const HEAD = sql`greatest(b.compacted, coalesce((select max(revision) from revocations), 0))`;
 
 /**
  * Events after `after`, oldest first, with the compaction floor and the head from the same
@@ -52,18 +57,18 @@ const HEAD = sql`greatest(c.revision, coalesce((select max(revision) from revoca
 export async function readRevocationsAfter(db: Db, after: bigint, limit: number): Promise<LogPage> {
   const { rows } = await sql<LogRow>`
     select r.revision, r.token_id, r.agent_id, r.reason, r.revoked_by, r.revoked_at, r.expires_at,
-           case when r.token_id is not null
-             then (select t.audiences from tokens t where t.id = r.token_id)
-             else array(select distinct a from tokens t, unnest(t.audiences) a where t.agent_id = r.agent_id)
-           end as audiences,
-           c.revision as compacted, ${HEAD} as head
-    from feed_compaction c
+           (select t.audiences from tokens t where t.id = r.token_id) as audiences,
+           b.compacted, ${HEAD} as head
+    from (${BOUNDS}) b
     left join lateral (
       select * from revocations where revision > ${after.toString()}::bigint order by revision limit ${limit}
-    ) r on true`.execute(db);
+    ) r on true
+    order by r.revision`.execute(db);
   const events: LogEvent[] = [];
+  const agents = new Set<string>();
   for (const r of rows) {
     if (r.revision === null) continue;
+    if (r.token_id === null) agents.add(r.agent_id);
     events.push({
       revision: BigInt(r.revision),
       tokenId: r.token_id,
@@ -75,13 +80,30 @@ export async function readRevocationsAfter(db: Db, after: bigint, limit: number)
       audiences: r.audiences ?? [],
     });
   }
+  if (agents.size > 0) {
+    // Agent events are few: their audiences in a second statement, for just those agents. The
+    // agent's tokens cannot change after its event committed (a revoked agent gets no new
+    // token), so the later snapshot reads the same set.
+    const audiences = await agentAudiences(db, [...agents]);
+    for (const e of events) if (e.tokenId === null) e.audiences = audiences.get(e.agentId) ?? [];
+  }
   return { events, compactedThrough: BigInt(rows[0]!.compacted), head: BigInt(rows[0]!.head) };
+}
+
+/** Every audience any token of each agent was issued for. */
+async function agentAudiences(db: Db, agentIds: string[]): Promise<Map<string, string[]>> {
+  const { rows } = await sql<{ agent_id: string; audiences: string[] }>`
+    select t.agent_id, array_agg(distinct a) as audiences
+    from tokens t, unnest(t.audiences) a
+    where t.agent_id = any(${agentIds}::text[])
+    group by t.agent_id`.execute(db);
+  return new Map(rows.map((r) => [r.agent_id, r.audiences]));
 }
 
 /** The last revision committed and the compaction floor, from one snapshot. */
 export async function logBounds(db: Db): Promise<{ head: bigint; compactedThrough: bigint }> {
   const { rows } = await sql<{ head: string; compacted: string }>`
-    select ${HEAD} as head, c.revision as compacted from feed_compaction c`.execute(db);
+    select ${HEAD} as head, b.compacted from (${BOUNDS}) b`.execute(db);
   return { head: BigInt(rows[0]!.head), compactedThrough: BigInt(rows[0]!.compacted) };
 }
 
