@@ -10,6 +10,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { startEmbeddedPostgres, type EmbeddedServer } from "../../src/store/embedded.js";
 import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
 import { bearer, clientsFor, type Clients } from "./clients.js";
+import { startSystemPostgres } from "./system-postgres.js";
 
 export function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -29,12 +30,35 @@ export interface OwnPostgres {
   destroy(): Promise<void>;
 }
 
-/** An embedded PostgreSQL in its own temp folder and port, which a test may stop and start. */
+/**
+ * A PostgreSQL in its own temp folder and port, which a test may stop and start: the embedded
+ * build, or the system's (with JIT) when AGENTID_TEST_POSTGRES=system.
+ */
 export async function startOwnPostgres(): Promise<OwnPostgres> {
   const dataDir = await mkdtemp(join(tmpdir(), "agentid-own-pg-"));
   // As root, PostgreSQL runs as a "postgres" user that must be able to enter the folder.
   await chmod(dataDir, 0o755);
   const port = await freePort();
+  if (process.env.AGENTID_TEST_POSTGRES === "system") {
+    const sys = await startSystemPostgres(dataDir, port);
+    let up = true;
+    const stop = async () => {
+      if (up) await sys.stop();
+      up = false;
+    };
+    return {
+      url: sys.url,
+      stop,
+      async start() {
+        if (!up) await sys.start();
+        up = true;
+      },
+      async destroy() {
+        await stop().catch(() => {});
+        await rm(dataDir, { recursive: true, force: true });
+      },
+    };
+  }
   let server: EmbeddedServer | undefined = await startEmbeddedPostgres({ dataDir, port });
   const url = server.url;
   return {

@@ -6,6 +6,7 @@ import type { TestProject } from "vitest/node";
 
 export { freePort };
 import { startEmbeddedPostgres } from "../../src/store/embedded.js";
+import { startSystemPostgres } from "../../bench/lib/system-postgres.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -14,7 +15,11 @@ declare module "vitest" {
   }
 }
 
-/** One real PostgreSQL for the run: DATABASE_URL if set, else an embedded server in a temp folder. */
+/**
+ * One real PostgreSQL per project of the run: DATABASE_URL if set, else one in a temp folder, the
+ * embedded build or, for the project that asks for it (AGENTID_TEST_POSTGRES=system in its env),
+ * the system's.
+ */
 export default async function setup(project: TestProject) {
   if (process.env.DATABASE_URL) {
     project.provide("pgAdminUrl", process.env.DATABASE_URL);
@@ -23,7 +28,9 @@ export default async function setup(project: TestProject) {
   const dataDir = await mkdtemp(join(tmpdir(), "agentid-test-"));
   // As root, PostgreSQL runs as a "postgres" user that must be able to enter the folder.
   await chmod(dataDir, 0o755);
-  const pg = await startEmbeddedPostgres({ dataDir, port: await freePort() });
+  const port = await freePort();
+  const pg =
+    project.config.env?.AGENTID_TEST_POSTGRES === "system" ? await startSystemPostgres(dataDir, port) : await startEmbeddedPostgres({ dataDir, port });
   project.provide("pgAdminUrl", pg.url);
   return async () => {
     await pg.stop();
