@@ -23,30 +23,46 @@ export function lazily<T>(start: () => Promise<AsyncIterable<T>>): AsyncIterable
   };
 }
 
-/** Passes every value of `source` to `onValue` as it goes by, and calls `onEnd` once: with the error, or undefined. */
+/**
+ * Passes every value of `source` to `onValue` once the consumer is done with it, that is when it
+ * asks for the next one (a transport that writes a message before asking for the next has then
+ * written it; one never asked past is never passed), and calls `onEnd` once: with the error, or
+ * undefined.
+ */
 export function tap<T>(source: AsyncIterable<T>, onValue: (v: T) => void, onEnd: (err: unknown) => void): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = source[Symbol.asyncIterator]();
       let ended = false;
+      let holding = false;
+      let held: T | undefined;
       const end = (err: unknown) => {
         if (ended) return;
         ended = true;
         onEnd(err);
       };
       return {
-        next: () =>
-          it.next().then(
+        next: () => {
+          if (holding) {
+            holding = false;
+            onValue(held!);
+            held = undefined;
+          }
+          return it.next().then(
             (r) => {
               if (r.done) end(undefined);
-              else onValue(r.value);
+              else {
+                holding = true;
+                held = r.value;
+              }
               return r;
             },
             (err: unknown) => {
               end(err);
               throw err;
             },
-          ),
+          );
+        },
         return: async (value?: unknown): Promise<IteratorResult<T>> => {
           end(undefined);
           await it.return?.();

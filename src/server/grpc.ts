@@ -122,8 +122,11 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
         for (;;) {
           const r = await it.next();
           if (r.done || call.cancelled) break;
-          // Respect HTTP/2 flow control: a slow reader holds up only its own stream.
-          if (!call.write(r.value)) await drained(call);
+          // The next message is taken only once this one is written (HTTP/2 flow control let it
+          // out): a slow reader holds up only its own stream, and its backlog waits in the feed's
+          // queue, where it joins into one message and counts against the queue's bound, instead
+          // of piling up message by message inside grpc-js (issue 28).
+          await written(call, r.value);
         }
         if (!call.cancelled) call.end();
       } catch (err) {
@@ -135,15 +138,15 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
   };
 }
 
-function drained(call: grpc.ServerWritableStream<unknown, unknown>): Promise<void> {
+/** Writes one message; resolves once it is written, or the call is cancelled (grpc-js then never calls back). */
+function written(call: grpc.ServerWritableStream<unknown, unknown>, message: unknown): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
-      call.off("drain", done);
       call.off("cancelled", done);
       resolve();
     };
-    call.on("drain", done);
     call.on("cancelled", done);
+    call.write(message, done);
   });
 }
 

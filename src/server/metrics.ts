@@ -129,7 +129,7 @@ export class Metrics {
     });
     this.eventDelay = new Histogram({
       name: "agentid_feed_event_delay_seconds",
-      help: "From a revocation's commit (revoked_at) to its write to a WatchRevocations stream, per stream, for the newest event of each message",
+      help: "From a revocation's commit (revoked_at) until it is written to a WatchRevocations stream, per stream, for the oldest event of each message (a catch-up message counts how old its replayed events are)",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
@@ -294,11 +294,14 @@ export class Metrics {
       });
     if (m.methodKind === "server_streaming") {
       const feedDelay = m.parent.typeName === "agentid.v1.RevocationService" && m.name === "WatchRevocations" ? this.eventDelay : undefined;
-      // Once per message, for its newest event: a catch-up message carries up to 1,000 old
-      // events, and observing each (per stream) cost more than writing the message.
+      // Once per message, once it is written (tap: the transports ask for the next message only
+      // then), for its oldest event: a backlog joined into one message is as late as its first
+      // event, and the metric must show what watchers see (issue 28: recorded at the hand-over,
+      // for the newest event, it said 100 ms while they saw seconds). Observing every event (per
+      // stream) cost more than writing the message.
       const observe = (res: WatchRevocationsResponse | PreEncoded) => {
-        const newest = revocationsIn(res).at(-1)?.revokedAt;
-        if (newest) feedDelay!.observe(Math.max(0, Date.now() - timestampMs(newest)) / 1000);
+        const oldest = revocationsIn(res)[0]?.revokedAt;
+        if (oldest) feedDelay!.observe(Math.max(0, Date.now() - timestampMs(oldest)) / 1000);
       };
       return (req: never, call) =>
         tap(
