@@ -1,10 +1,7 @@
 import type { LogEvent } from "../store/revocation-reads.js";
-import { Frame, type FrameEncoder } from "./frame.js";
+import { Frame, MAX_FRAME_EVENTS, type FrameEncoder } from "./frame.js";
 import type { View } from "./view.js";
 import type { Watcher } from "./watcher.js";
-
-/** Frames carry at most this many events (a catch-up from history is split into several). */
-export const MAX_FRAME_EVENTS = 1000;
 
 /**
  * The live fan-out (after Teleport's lib/services/fanout.go and etcd's synced watchers): synced

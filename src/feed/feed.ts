@@ -5,9 +5,10 @@ import { compactRevocations, liveKeyIds, logBounds, readRevocationsAfter, type L
 import { REVOCATION_CHANNEL } from "../store/revocations.js";
 import { DomainError } from "../domain/errors.js";
 import { CatchUp, compactedError } from "./catch-up.js";
-import { FanOut, MAX_FRAME_EVENTS } from "./fanout.js";
-import type { FrameEncoder } from "./frame.js";
+import { FanOut } from "./fanout.js";
+import { MAX_FRAME_EVENTS, type FrameEncoder } from "./frame.js";
 import { FeedRefusal } from "./refusal.js";
+import { StreamLimits } from "./limits.js";
 import { LogTailer } from "./tailer.js";
 import { Dispatcher } from "./dispatcher.js";
 import { makeView, viewKey, type Subscriber, type View } from "./view.js";
@@ -42,8 +43,6 @@ export interface FeedOptions {
   minRetentionMs?: number;
   /** How often the counters are logged while streams are open. */
   statsLogMs?: number;
-  /** Calls on the write path (Revoke, Issue, Introspect...) are in flight: they go first (see Dispatcher). */
-  contended?: () => boolean;
 }
 
 /** Who read a page of the log: the tailer (new events) or the catch-up group (older ones). */
@@ -79,12 +78,10 @@ export interface FeedStats {
  * - the fan-out (synced watchers by view, bounded queues of shared frames),
  * - the catch-up group (new and resuming watchers, served together from their lowest cursor),
  * plus the limits that keep it from taking what the write path needs (own pool, one catch-up
- * reader, bounded waiting, per-connection and per-key stream limits).
+ * reader, bounded waiting, and the stream limits of limits.ts).
  */
 export class RevocationFeed {
   private readonly all = new Set<Watcher>();
-  private readonly perConnection = new Map<string, number>();
-  private readonly perKey = new Map<string, number>();
   /** One View object per distinct audience set, with how many streams use it. */
   private readonly views = new Map<string, { view: View; streams: number }>();
   private readonly pool: ReturnType<typeof openFeedPool>;
@@ -92,12 +89,9 @@ export class RevocationFeed {
   private readonly tailer: LogTailer;
   private readonly catchUp: CatchUp;
   private readonly dispatcher: Dispatcher;
-  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder" | "contended">> & FeedOptions;
+  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
-  private refusals = 0;
-  /** Capacity refusals of the last two seconds, and until when each connection was told to wait. */
-  private readonly recent = new RecentCount(1000);
-  private readonly refusedUntil = new Map<string, number>();
+  private readonly limits: StreamLimits;
   private closed = false;
   private started = false;
   private readonly logReadListeners = new Set<(reader: LogReader, seconds: number) => void>();
@@ -119,7 +113,8 @@ export class RevocationFeed {
       statsLogMs: 10_000,
       ...opts,
     };
-    this.dispatcher = new Dispatcher(opts.contended ?? (() => false));
+    this.dispatcher = new Dispatcher();
+    this.limits = new StreamLimits(this.o, () => this.catchUp.size);
     this.pool = openFeedPool(opts.databaseUrl, this.o.poolSize);
     this.fanOut = new FanOut(0n, opts.encoder, this.o.historyLimit);
     this.tailer = new LogTailer(0n, {
@@ -143,7 +138,7 @@ export class RevocationFeed {
       logger: opts.logger,
       pageSize: MAX_FRAME_EVENTS,
       pull: () => void this.tailer.pull(),
-      retryAfterMs: () => this.retryAfterMs(),
+      retryAfterMs: () => this.limits.retryAfterMs(),
       roomFull: () => this.catchUp.size >= this.o.maxWaiting,
     });
   }
@@ -178,11 +173,7 @@ export class RevocationFeed {
     await this.tailer.start();
     this.started = true;
     this.every(this.o.keyCheckMs, () => this.checkKeys());
-    // Connections told to wait are remembered only until their wait is over.
-    this.every(this.o.keyCheckMs, () => {
-      const now = Date.now();
-      for (const [c, until] of this.refusedUntil) if (until <= now) this.refusedUntil.delete(c);
-    });
+    this.every(this.o.keyCheckMs, () => this.limits.forgetPastWaits());
     this.every(this.o.statsLogMs, () => this.logStats());
     if (this.o.compactIntervalMs > 0) this.every(this.o.compactIntervalMs, () => this.compact().catch(() => 0));
   }
@@ -198,45 +189,20 @@ export class RevocationFeed {
    * the live fan-out. Refusals are RESOURCE_EXHAUSTED with a retry-after the client can honour.
    */
   subscribe(after: bigint, subscriber: Subscriber, connection = ""): Watcher {
-    const refuse = (message: string, retryAfterMs: number): never => {
-      throw this.refusal(connection, message, retryAfterMs);
-    };
     if (this.closed || !this.started) {
-      this.refusals++;
+      this.limits.refusals++;
       throw new FeedRefusal("unavailable", "this server is not serving the feed (starting or stopping); use another replica", 1000);
     }
-    if (this.all.size >= this.o.maxWatchers) {
-      refuse(`this server already has ${this.o.maxWatchers} watch streams open (AGENTID_MAX_WATCHERS); retry later or use another replica`, 5000);
-    }
-    const onConnection = this.perConnection.get(connection) ?? 0;
-    if (onConnection >= this.o.maxWatchersPerConnection) {
-      refuse(
-        `this connection already has ${this.o.maxWatchersPerConnection} watch streams open (AGENTID_MAX_WATCHERS_PER_CONNECTION); share one stream per process`,
-        5000,
-      );
-    }
-    const onKey = this.perKey.get(subscriber.keyId) ?? 0;
-    if (onKey >= this.o.maxWatchersPerKey) {
-      refuse(
-        `API key ${subscriber.keyId} already has ${this.o.maxWatchersPerKey} watch streams open on this server (AGENTID_MAX_WATCHERS_PER_KEY); share one stream per process`,
-        5000,
-      );
-    }
-    if (this.catchUp.size >= this.o.maxWaiting) {
-      refuse(`${this.catchUp.size} subscribers are already waiting to catch up (AGENTID_FEED_MAX_WAITING); retry after the delay given`, this.retryAfterMs());
-    }
+    this.limits.admit(subscriber.keyId, connection);
     const key = viewKey(subscriber);
     let v = this.views.get(key);
     if (!v) this.views.set(key, (v = { view: makeView(subscriber), streams: 0 }));
     v.streams++;
     const w = new Watcher(after, v.view, this.o.queueLimit, subscriber.keyId, connection, Date.now() + this.o.catchUpDeadlineMs, this.dispatcher);
     this.all.add(w);
-    bump(this.perConnection, connection, 1);
-    bump(this.perKey, subscriber.keyId, 1);
     w.onClose((x) => {
       if (!this.all.delete(x)) return;
-      bump(this.perConnection, x.connection, -1);
-      bump(this.perKey, x.keyId, -1);
+      this.limits.release(x.keyId, x.connection);
       this.fanOut.remove(x);
       const vx = this.views.get(x.view.key);
       if (vx && --vx.streams === 0) this.views.delete(x.view.key);
@@ -252,24 +218,6 @@ export class RevocationFeed {
    */
   turn(): Promise<void> {
     return new Promise((resolve) => this.dispatcher.schedule({ flush: () => (resolve(), SUBSCRIPTION_COST) }));
-  }
-
-  /**
-   * A capacity refusal for `connection`. One that comes back before the retry-after it was last
-   * given is answered only once that has passed: clients that ignore the advice and retry at once
-   * then cost a held stream and a timer each, not a refusal every few hundred milliseconds, and a
-   * storm of them dies out instead of taking the CPU the catch-up needs.
-   */
-  private refusal(connection: string, message: string, retryAfterMs: number): FeedRefusal {
-    const now = Date.now();
-    this.refusals++;
-    this.recent.add(now);
-    const until = this.refusedUntil.get(connection) ?? 0;
-    const holdMs = until > now ? until - now : 0;
-    // Held answers keep the time already given: the connection's next early attempt is answered
-    // then too, and one after it starts a new wait.
-    if (holdMs === 0) this.refusedUntil.set(connection, now + retryAfterMs);
-    return new FeedRefusal("resource_exhausted", message, retryAfterMs, holdMs);
   }
 
   /** Ends every stream opened with this API key: it was just revoked on this replica. */
@@ -319,7 +267,7 @@ export class RevocationFeed {
       views: this.fanOut.views,
       catchUpReads: this.catchUp.reads,
       tailerReads: this.tailer.reads,
-      refusals: this.refusals + this.catchUp.refused,
+      refusals: this.limits.refusals + this.catchUp.refused,
       queueDepthMax,
       lastFanoutMs: this.fanOut.lastFanoutMs,
       head: Number(this.fanOut.head),
@@ -335,15 +283,6 @@ export class RevocationFeed {
     if (s.watchers > 0 || s.refusals > 0) this.o.logger.info(JSON.parse(line) as object, "feed: stats");
   }
 
-  /**
-   * Back-off advice for a refused subscriber (the client adds jitter): the time to catch up those
-   * waiting and those refused in the last seconds, who will be back, at about 2,000 subscribers a
-   * second (what one replica served in bench/feed-storm.ts); at least 1 s, at most 30 s.
-   */
-  private retryAfterMs(): number {
-    return Math.min(30_000, 1000 + Math.round((this.catchUp.size + this.recent.count(Date.now())) / 2));
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
@@ -354,40 +293,8 @@ export class RevocationFeed {
   }
 }
 
-/** Events in the current and the previous window of `windowMs`. */
-class RecentCount {
-  private start = 0;
-  private current = 0;
-  private previous = 0;
-
-  constructor(private readonly windowMs: number) {}
-
-  add(now: number): void {
-    this.roll(now);
-    this.current++;
-  }
-
-  count(now: number): number {
-    this.roll(now);
-    return this.previous + this.current;
-  }
-
-  private roll(now: number): void {
-    if (now - this.start < this.windowMs) return;
-    this.previous = now - this.start < 2 * this.windowMs ? this.current : 0;
-    this.current = 0;
-    this.start = now;
-  }
-}
-
 /** What setting up a stream costs in the dispatcher's byte budget: a little more than a live batch. */
 const SUBSCRIPTION_COST = 1024;
-
-function bump(m: Map<string, number>, k: string, d: number): void {
-  const n = (m.get(k) ?? 0) + d;
-  if (n > 0) m.set(k, n);
-  else m.delete(k);
-}
 
 function revokedKey(): DomainError {
   return new DomainError("unauthenticated", "the API key this stream was opened with has been revoked");

@@ -1,6 +1,9 @@
 import type { WatchRevocationsResponse } from "../../gen/agentid/v1/revocation_pb.js";
 import type { LogEvent } from "../store/revocation-reads.js";
 
+/** Frames carry at most this many events (a catch-up from history is split into several). */
+export const MAX_FRAME_EVENTS = 1000;
+
 /**
  * One WatchRevocations response, encoded once and written as-is to every stream that shares it:
  * the gRPC adapter writes `bytes`, the Connect adapter sends `message`. Immutable (the message is

@@ -1,6 +1,5 @@
 import { DomainError } from "../domain/errors.js";
-import { Frame } from "./frame.js";
-import { MAX_FRAME_EVENTS } from "./fanout.js";
+import { Frame, MAX_FRAME_EVENTS } from "./frame.js";
 import type { View } from "./view.js";
 import type { Dispatcher } from "./dispatcher.js";
 

@@ -40,8 +40,6 @@ export interface AppContext {
   metrics?: Metrics;
   /** Numbers both logs (revocations, transparency log) for this replica. */
   sequencer: Sequencer;
-  /** Unary calls being handled now (see services.ts): while there are any, the feed leaves the loop room. */
-  calls: { inFlight: number };
   close(): Promise<void>;
 }
 
@@ -88,12 +86,10 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       await db.destroy();
       throw err;
     });
-    const calls = { inFlight: 0 };
     const feed = new RevocationFeed({
       databaseUrl,
       logger,
       encoder: feedFrames,
-      contended: () => calls.inFlight > 0,
       queueLimit: config.watchQueueLimit,
       maxWatchers: config.maxWatchers,
       maxWatchersPerConnection: config.maxWatchersPerConnection,
@@ -116,7 +112,6 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
       db,
       logger,
       feed,
-      calls,
       auth: new Authenticator(db, {
         failuresPerMinute: config.authFailuresPerMinute,
         anonymousPerMinute: config.anonymousIssuePerMinute,

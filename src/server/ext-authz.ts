@@ -29,7 +29,7 @@ import { isPreEncoded } from "./encoded.js";
 import { admission, guard, type Access } from "./access.js";
 import { introspectResponse } from "./messages.js";
 import { watchRevocationsRoute } from "./routes/watch-revocations.js";
-import { counted, type ServiceRoutes } from "./services.js";
+import type { ServiceRoutes } from "./services.js";
 import { countDecision, decide, narrow, NO_TOKEN, requiredScope, type Decision } from "./gateway.js";
 
 type KeyCaller = Caller & { kind: "key" };
@@ -161,7 +161,7 @@ export function createExtAuthz(ctx: AppContext): ExtAuthz {
   const access: Access = { roles: ["admin", "resource_server"] };
   const routes: ServiceRoutes = {
     service: Authorization,
-    handlers: { check: counted(ctx.calls, guard(method, checkRoute(ctx, verifierFor) as never, access, ctx.auth)) },
+    handlers: { check: guard(method, checkRoute(ctx, verifierFor) as never, access, ctx.auth) },
     // The gateway's key is checked from the call's headers before its body is read.
     admit: { check: admission(method, access, ctx.auth) },
   };

@@ -78,22 +78,10 @@ function service<S extends DescService>(
     const h = (handlers as Record<string, Handler>)[m.localName]!;
     const rule = (access as Record<string, Access>)[m.localName]!;
     const g = guard(m, h, rule, ctx.auth);
-    guarded[m.localName] = m.methodKind === "unary" ? counted(ctx.calls, g) : g;
+    guarded[m.localName] = g;
     admit[m.localName] = admission(m, rule, ctx.auth);
   }
   return { service, handlers: guarded, admit };
-}
-
-/** Counts the unary calls in flight, which the feed lets go first (see RevocationFeed's `contended`). */
-export function counted(calls: AppContext["calls"], h: Handler): Handler {
-  return async (req: never, call: CallContext) => {
-    calls.inFlight++;
-    try {
-      return await (h(req, call) as Promise<unknown>);
-    } finally {
-      calls.inFlight--;
-    }
-  };
 }
 
 /** Every service with its handlers: the one list both transports mount. */
