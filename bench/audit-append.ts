@@ -23,7 +23,7 @@ const s = await openSequencedDb(o.concurrency + 4);
 try {
   const agents = await Promise.all(
     Array.from({ length: o.concurrency }, (_, i) =>
-      registerAgent(s.db, { name: `bench-${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: ["read"], allowedAudiences: ["api"] }, "bench"),
+      registerAgent(s.db, s.sequencer, { name: `bench-${i}`, publicKey: randomBytes(32), labels: {}, allowedScopes: ["read"], allowedAudiences: ["api"] }, "bench"),
     ),
   );
   const req = (i: number) => ({ agentId: agents[i % agents.length]!.id, scopes: ["read"], audiences: ["api"], ttlMs: 3_600_000 });
@@ -36,7 +36,7 @@ try {
       from agents a where a.id = ${r.agentId} and a.status = 'ACTIVE'`.execute(s.db);
   };
   // As the server issues: concurrent requests share a statement, each its own token and entry.
-  const issuer = new TokenIssuer(s.db);
+  const issuer = new TokenIssuer(s.db, s.sequencer);
   const issue = (i: number) => issuer.issue(req(i), "bench");
   console.log(`Issue throughput, concurrency ${o.concurrency}, ${o.slices} alternating slices of ${o.sliceMs} ms per side`);
   // Warm both paths (JIT, pool connections, table and index pages) before anything counts.

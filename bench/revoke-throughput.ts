@@ -18,7 +18,7 @@ import { openSequencedDb } from "./lib/sequenced-db.js";
 const o = alternateOptions({ concurrency: 32, sliceMs: 250, slices: 16 });
 const s = await openSequencedDb(o.concurrency + 4);
 try {
-  const agent = await registerAgent(s.db, { name: "bench", publicKey: randomBytes(32), labels: {}, allowedScopes: [], allowedAudiences: [] }, "bench");
+  const agent = await registerAgent(s.db, s.sequencer, { name: "bench", publicKey: randomBytes(32), labels: {}, allowedScopes: [], allowedAudiences: [] }, "bench");
   // Tokens to revoke, made in bulk (their issuance is not what is measured).
   const stock = 200_000;
   await sql`

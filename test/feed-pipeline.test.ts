@@ -16,7 +16,10 @@ import { WatchRevocationsResponseSchema } from "../gen/agentid/v1/revocation_pb.
 import { openDatabase } from "../src/store/open.js";
 import { openFeedPool } from "../src/store/feed-pool.js";
 import { readRevocationsAfter, type LogEvent } from "../src/store/revocation-reads.js";
-import { REVOCATION_CHANNEL } from "../src/store/revocations.js";
+import { revocationLog } from "../src/store/revocations.js";
+import { Sequencer } from "../src/store/sequencer.js";
+import type { Db } from "../src/store/database.js";
+import { until } from "./support/until.js";
 import { createTestDatabase } from "./support/harness.js";
 import { appendLogRows } from "../bench/lib/sequenced-db.js";
 
@@ -161,12 +164,16 @@ describe("watcher queue", () => {
 
 describe("log tailer and catch-up (real PostgreSQL)", () => {
   let url: string;
+  let db: Db;
   let feedDb: ReturnType<typeof openFeedPool>;
   let admin: pg.Client;
+  // The replica's spine: the tailer follows its heads and the rows its passes number.
+  let sequencer: Sequencer;
   beforeAll(async () => {
     url = await createTestDatabase();
-    const { db } = await openDatabase(url, 2);
-    await db.destroy();
+    db = (await openDatabase(url, 2)).db;
+    sequencer = new Sequencer({ db, databaseUrl: url, logger, logs: [revocationLog], tickMs: 600_000 });
+    await sequencer.start();
     feedDb = openFeedPool(url, 3);
     admin = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -174,17 +181,22 @@ describe("log tailer and catch-up (real PostgreSQL)", () => {
   afterAll(async () => {
     await admin?.end();
     await feedDb?.close();
+    await sequencer?.close();
+    await db?.destroy();
   });
 
-  function tailer(head: bigint, tickMs: number, got: number[]) {
+  function tailer(head: bigint, tickMs: number, got: number[], events: LogEvent[] = []) {
     return new LogTailer(head, {
       readLog: (after, limit) => readRevocationsAfter(feedDb.db, after, limit),
-      databaseUrl: url,
-      channel: REVOCATION_CHANNEL,
+      spine: sequencer,
+      log: revocationLog.name,
       logger,
       tickMs,
       pageSize: 1000,
-      onEvents: (events) => got.push(...events.map((e) => Number(e.revision))),
+      onEvents: (es) => {
+        got.push(...es.map((e) => Number(e.revision)));
+        events.push(...es);
+      },
       onGap: () => {
         throw new Error("no gap expected");
       },
@@ -203,7 +215,39 @@ describe("log tailer and catch-up (real PostgreSQL)", () => {
     await t.close();
   });
 
-  it("is woken by NOTIFY, and after its LISTEN connection is killed, listens again", async () => {
+  it("hands on the rows its replica's sequencer numbers without reading them, exactly as a read has them", async () => {
+    await admin.query(`
+      insert into agents (id, name, public_key, status) values ('agt_spine', 'spine', '\\x00', 'ACTIVE');
+      insert into tokens (id, token_hash, agent_id, scopes, audiences, expires_at) values
+        ('tok_spine1', sha256('s1'), 'agt_spine', '{read}', '{orders,billing}', now() + interval '1 hour'),
+        ('tok_spine2', sha256('s2'), 'agt_spine', '{read}', '{shipping}', now() + interval '1 hour')`);
+    const start = await sequencer.flush("revocations");
+    const got: number[] = [];
+    const handed: LogEvent[] = [];
+    const t = tailer(start, 600_000, got, handed);
+    await t.start();
+    await t.pull();
+    const reads = t.reads;
+    await admin.query(`
+      insert into revocation_inbox (token_id, agent_id, reason, revoked_by, expires_at)
+        values ('tok_spine1', 'agt_spine', 'one token', 'test', now() + interval '1 hour');
+      insert into revocation_inbox (token_id, agent_id, reason, revoked_by) values (null, 'agt_spine', 'the agent', 'test')`);
+    sequencer.wake("revocations");
+    await until(async () => handed.length, (n) => n === 2);
+    expect(t.handedOn).toBe(2);
+    expect(t.reads).toBe(reads);
+    expect(handed.map((e) => [e.reason, [...e.audiences].sort()])).toEqual([
+      ["one token", ["billing", "orders"]],
+      ["the agent", ["billing", "orders", "shipping"]],
+    ]);
+    // What another replica reads, field for field (audiences are a set).
+    const page = await readRevocationsAfter(feedDb.db, start, 1000);
+    const norm = (es: LogEvent[]) => es.map((e) => ({ ...e, audiences: [...e.audiences].sort() }));
+    expect(norm(handed)).toEqual(norm(page.events));
+    await t.close();
+  });
+
+  it("is woken by NOTIFY through the sequencer, and after the sequencer's LISTEN connection is killed, listens again", async () => {
     const start = (await admin.query("select coalesce(max(revision), 0) as h from revocations")).rows[0].h;
     const got: number[] = [];
     // No safety tick within the test: only a notification can deliver.

@@ -214,8 +214,8 @@ describe("the last active admin key", () => {
       const second = await keysOf(h.grpcTransport).createApiKey({ name: "second admin", role: Role.ADMIN });
       // (In the domain: through the API, the first revocation could also end the other call's key.)
       const results = await Promise.allSettled([
-        revokeKey(h.ctx.db, only.keyId, "test"),
-        revokeKey(h.ctx.db, second.key!.keyId, "test"),
+        revokeKey(h.ctx.db, h.ctx.sequencer, only.keyId, "test"),
+        revokeKey(h.ctx.db, h.ctx.sequencer, second.key!.keyId, "test"),
       ]);
       expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
       const refused = results.find((r) => r.status === "rejected") as PromiseRejectedResult;

@@ -32,6 +32,7 @@ const RELEASED: Record<string, string> = {
   "0025-entry-salt.ts": "d9ba822d12bb9adfc2e690aa285b7980e4a13e0dfdfd083b26a7bc18049515ea",
   "0030-usage-logged.ts": "ab34450b2f921d86c3ca02d9986eef21f7d325b794208c58a507ba835cb4368e",
   "0035-usage-operation.ts": "bd2891314e11aeab70de21bdc1b67c8c6c2c1b4af6638ee6bcf4d4b704c8ef77",
+  "0040-numbered-rows.ts": "e30e61f0bb3acfe3c3e84b6afdc97219787cac2924108aab96320f6cabffd3f3",
 };
 
 const DIR = join(import.meta.dirname, "..", "src", "store", "migrations");

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { sql } from "kysely";
+import pg from "pg";
 import pino from "pino";
 import type { Db } from "../src/store/database.js";
 import { openDatabase } from "../src/store/open.js";
@@ -169,9 +170,10 @@ describe("the sequencer loop", () => {
 
 describe("two replicas' sequencers on one database", () => {
   let db: Db;
+  let url: string;
   const sequencers: Sequencer[] = [];
   beforeAll(async () => {
-    const url = await createTestDatabase();
+    url = await createTestDatabase();
     db = (await openDatabase(url, 12)).db;
     for (let i = 0; i < 2; i++) {
       const s = new Sequencer({ db, databaseUrl: url, logger, logs: [revocationLog], tickMs: 60_000 });
@@ -200,6 +202,32 @@ describe("two replicas' sequencers on one database", () => {
     );
     const sorted = [...revisions].sort((a, b) => (a < b ? -1 : 1));
     expect(sorted).toEqual(Array.from({ length: n }, (_, i) => BigInt(i + 1)));
+  });
+
+  it("never number below what is visible: a row whose transaction commits late gets a number above rows committed meanwhile", async () => {
+    // The lower inbox id, held open while a later append commits and is numbered.
+    const held = new pg.Client({ connectionString: url });
+    await held.connect();
+    try {
+      await held.query("begin");
+      const { rows } = await held.query<{ id: string }>(
+        "insert into revocation_inbox (token_id, agent_id, reason, revoked_by) values (null, 'agt_held', 'r', 'test') returning id",
+      );
+      const heldId = BigInt(rows[0]!.id);
+      const laterId = await append();
+      expect(laterId).toBeGreaterThan(heldId);
+      const later = await sequencers[0]!.numberOf("revocations", laterId);
+      // A reader has seen `later` now; the held row must come after it, not fill a hole below it
+      // (with numbers taken at insert, a bigserial, it would be later - 1).
+      const seen = (await sql<{ revision: string }>`select max(revision) as revision from revocations`.execute(db)).rows[0]!.revision;
+      expect(BigInt(seen)).toBe(later);
+      await held.query("commit");
+      sequencers[1]!.wake("revocations");
+      const heldRevision = await sequencers[1]!.numberOf("revocations", heldId);
+      expect(heldRevision).toBe(later + 1n);
+    } finally {
+      await held.end();
+    }
   });
 
   it("number in commit order: a row committed before another was appended gets the lower revision", async () => {

@@ -5,7 +5,7 @@ import pino from "pino";
 import { sql } from "kysely";
 import type { Db } from "../../src/store/database.js";
 import { openDatabase } from "../../src/store/open.js";
-import { CommitSignals, Sequencer } from "../../src/store/sequencer.js";
+import { Sequencer } from "../../src/store/sequencer.js";
 import { revocationLog } from "../../src/store/revocations.js";
 import { auditLogSequence } from "../../src/store/audit.js";
 import { startOwnPostgres } from "./cluster.js";
@@ -21,10 +21,8 @@ export interface SequencedDb {
 export async function openSequencedDb(poolSize: number): Promise<SequencedDb> {
   const own = process.env.DATABASE_URL ? undefined : await startOwnPostgres();
   const url = process.env.DATABASE_URL ?? own!.url;
-  const signals = new CommitSignals(["audit_inbox", "revocation_inbox"]);
-  const { db } = await openDatabase(url, poolSize, signals);
+  const { db } = await openDatabase(url, poolSize);
   const sequencer = new Sequencer({ db, databaseUrl: url, logger: pino({ level: "warn" }), logs: [revocationLog, auditLogSequence] });
-  signals.onCommit = (table) => sequencer.wake(table === "audit_inbox" ? "audit" : "revocations");
   await sequencer.start();
   await sql`create table if not exists bench_insert (id text primary key, payload bytea not null, at timestamptz not null default now())`.execute(db);
   const { randomBytes } = await import("node:crypto");

@@ -133,7 +133,7 @@ export class ActivityTracker {
     private readonly sequencer: Sequencer,
     readonly options: SignalsOptions = DEFAULT_SIGNALS,
   ) {
-    this.trail = new Trail(db, logger, this.bucketSeconds);
+    this.trail = new Trail(db, sequencer, logger, this.bucketSeconds);
   }
 
   private get bucketSeconds(): number {
@@ -346,6 +346,7 @@ export class ActivityTracker {
       await insertReport(tx, { agentId, kind, detail, reportedBy: reporter.principal });
       await appendAuditEntry(tx, { kind: "activity.reported", agentId, actor: reporter.principal, reason: kind, details: { kind, detail } });
     });
+    this.sequencer.wake("audit");
     return (await this.evaluate([agentId])).get(agentId)!;
   }
 

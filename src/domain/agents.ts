@@ -13,6 +13,7 @@ import { invalidArgument, notFound } from "./errors.js";
 import { newAgentId } from "./ids.js";
 import { pointProblem } from "./ed25519.js";
 import { decodePageToken, encodePageToken } from "./validate.js";
+import type { LogWaker } from "../store/sequencer.js";
 
 export const ED25519_PUBLIC_KEY_BYTES = 32;
 
@@ -30,12 +31,13 @@ export function requirePublicKey(field: string, key: Uint8Array): Uint8Array {
  * Registers an agent and logs agent.registered, with what it may be issued, in the same
  * transaction. Allowed scopes and audiences deny by default: see issueToken.
  */
-export function registerAgent(
+export async function registerAgent(
   db: Db,
+  logs: LogWaker,
   a: { name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[]; allowedAudiences: string[] },
   actor: string,
 ): Promise<AgentRecord> {
-  return db.transaction().execute(async (tx) => {
+  const registered = await db.transaction().execute(async (tx) => {
     const agent = await insertAgent(tx, { id: newAgentId(), ...a });
     await appendAuditEntry(tx, {
       kind: "agent.registered",
@@ -51,6 +53,8 @@ export function registerAgent(
     });
     return agent;
   });
+  logs.wake("audit");
+  return registered;
 }
 
 export async function getAgent(db: Db, id: string): Promise<AgentRecord> {

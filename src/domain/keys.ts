@@ -3,6 +3,7 @@ import { findApiKey, insertAdminKeyIfNone, insertApiKey, listApiKeys, lockActive
 import { appendAuditEntry } from "../audit/append.js";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
+import type { LogWaker } from "../store/sequencer.js";
 
 /**
  * Makes sure an admin can log in. With a configured key, installs it (once); otherwise creates a
@@ -11,6 +12,7 @@ import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
  */
 export async function bootstrapAdminKey(
   db: Db,
+  logs: LogWaker,
   configured: string,
   keep: (secret: string) => Promise<void> = async () => {},
 ): Promise<string | undefined> {
@@ -24,11 +26,13 @@ export async function bootstrapAdminKey(
     }
     return inserted;
   });
+  if (created) logs.wake("audit");
   return created && !configured ? secret : undefined;
 }
 
 export async function createApiKey(
   db: Db,
+  logs: LogWaker,
   k: { name: string; role: Role; audiences: string[]; createdBy: string },
 ): Promise<{ key: ApiKeyRecord; secret: string }> {
   if (k.role === "resource_server" && k.audiences.length === 0) {
@@ -47,6 +51,7 @@ export async function createApiKey(
     });
     return key;
   });
+  logs.wake("audit");
   return { key, secret };
 }
 
@@ -56,8 +61,8 @@ export { listApiKeys };
  * Revokes once; repeating it is not an error and logs nothing more. The last active admin key is
  * not revoked: nobody could manage keys afterwards.
  */
-export async function revokeKey(db: Db, id: string, actor: string): Promise<ApiKeyRecord> {
-  return db.transaction().execute(async (tx) => {
+export async function revokeKey(db: Db, logs: LogWaker, id: string, actor: string): Promise<ApiKeyRecord> {
+  const revoked = await db.transaction().execute(async (tx) => {
     const admins = await lockActiveAdminKeys(tx);
     if (admins.length === 1 && admins[0] === id) {
       throw failedPrecondition(
@@ -70,6 +75,8 @@ export async function revokeKey(db: Db, id: string, actor: string): Promise<ApiK
     if (changed) await appendAuditEntry(tx, { kind: "key.revoked", actor, details: { key_id: key.id, name: key.name, role: key.role } });
     return key;
   });
+  logs.wake("audit");
+  return revoked;
 }
 
 export async function getApiKey(db: Db, id: string): Promise<ApiKeyRecord> {

@@ -5,6 +5,7 @@ import { countScopeViolations } from "../store/activity.js";
 import { deletePolicy, insertPolicy, listPolicies as listStoredPolicies, type PolicyRecord } from "../store/policies.js";
 import { appendAuditEntry } from "../audit/append.js";
 import { DomainError, invalidArgument, notFound } from "./errors.js";
+import type { LogWaker } from "../store/sequencer.js";
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 /** The longest window a scope-violation policy may look back over (refusals are kept that long). */
@@ -12,6 +13,7 @@ export const MAX_WINDOW_MS = 30 * 86_400_000;
 
 export async function createPolicy(
   db: Db,
+  logs: LogWaker,
   p: { name: string; kind: PolicyKind; threshold: number; windowMs: number | undefined; createdBy: string },
 ): Promise<PolicyRecord> {
   if (!NAME.test(p.name)) throw invalidArgument("policy.name", "must be 1 to 64 of a-z 0-9 -, starting with a letter or digit");
@@ -26,7 +28,7 @@ export async function createPolicy(
     if (p.threshold < 1 || p.threshold > 100) throw invalidArgument("policy.threshold", "must be a score from 1 to 100");
     if (p.windowMs !== undefined) throw invalidArgument("policy.window", "applies only to SCOPE_VIOLATIONS policies");
   }
-  return db.transaction().execute(async (tx) => {
+  const policy = await db.transaction().execute(async (tx) => {
     const created = await insertPolicy(tx, { name: p.name, kind: p.kind, threshold: p.threshold, windowSeconds, createdBy: p.createdBy });
     if (!created) throw new DomainError("already_exists", `policy ${p.name} already exists; delete it first to change it`);
     await appendAuditEntry(tx, {
@@ -36,14 +38,17 @@ export async function createPolicy(
     });
     return created;
   });
+  logs.wake("audit");
+  return policy;
 }
 
-export async function removePolicy(db: Db, name: string, actor: string): Promise<void> {
+export async function removePolicy(db: Db, logs: LogWaker, name: string, actor: string): Promise<void> {
   if (!NAME.test(name)) throw invalidArgument("name", "is not a policy name");
   await db.transaction().execute(async (tx) => {
     if (!(await deletePolicy(tx, name))) throw notFound(`policy ${name}`);
     await appendAuditEntry(tx, { kind: "policy.deleted", actor, details: { name } });
   });
+  logs.wake("audit");
 }
 
 /** Why the policy revokes an agent with this score and these scope violations within its window, or undefined. */

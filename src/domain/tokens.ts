@@ -8,6 +8,7 @@ import { DomainError, failedPrecondition, invalidArgument, notFound } from "./er
 import { ISSUE_PAYLOAD_VERSION, NONCE_SHAPE, verifyIssueProof, type IssueIntent } from "./proof.js";
 import { hashSecret, isWellFormedToken, newToken, newTokenId } from "./ids.js";
 import { Batcher } from "./batcher.js";
+import type { LogWaker } from "../store/sequencer.js";
 
 export interface TtlPolicy {
   defaultMs: number;
@@ -103,6 +104,7 @@ export class TokenIssuer {
 
   constructor(
     private readonly db: Db,
+    private readonly logs: LogWaker,
     maxInFlight = 4,
     maxBatch = 256,
   ) {
@@ -119,6 +121,8 @@ export class TokenIssuer {
       let inserted: Set<string>;
       try {
         inserted = await insertTokensForActiveAgents(this.db, batch.map((q) => q.row));
+        // Each token's issuance entry is in the audit inbox now.
+        if (inserted.size > 0) this.logs.wake("audit");
       } catch (err) {
         // One request's failure must not become its neighbours': alone, each gets its own answer.
         if (batch.length === 1) throw err;

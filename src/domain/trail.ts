@@ -7,6 +7,7 @@ import { claimAgentUsage, claimClosedBuckets, hasUnlogged, listTrustScores, type
 import { listAuditEntries } from "../store/audit.js";
 import { appendAuditEntry, MAX_DETAILS } from "../audit/append.js";
 import { canonicalJson } from "../audit/canonical-json.js";
+import type { LogWaker } from "../store/sequencer.js";
 
 /** A bucket is summarised this long after it ends, once batches in flight have committed. */
 const TRAIL_GRACE_SECONDS = 2;
@@ -46,23 +47,28 @@ export function usageDetails(g: UsageGroup, bucketSeconds: number): Record<strin
 export class Trail {
   constructor(
     private readonly db: Db,
+    private readonly logs: LogWaker,
     private readonly logger: Logger,
     private readonly bucketSeconds: number,
   ) {}
 
   /** Summarises closed buckets into the log; the number of groups written. */
-  logClosed(): Promise<number> {
-    return this.db.transaction().execute(async (tx) => {
+  async logClosed(): Promise<number> {
+    const written = await this.db.transaction().execute(async (tx) => {
       const groups = await claimClosedBuckets(tx, this.bucketSeconds, TRAIL_GRACE_SECONDS, MAX_BUCKETS_PER_RUN);
       return groups ? this.append(tx, groups) : 0;
     });
+    if (written > 0) this.logs.wake("audit");
+    return written;
   }
 
   /** Logs everything counted of an agent that the log lacks, its open buckets included: the kill's trail. */
   async seal(agentId: string): Promise<number> {
     // Most killed agents have nothing waiting: one read, and no transaction.
     if (!(await hasUnlogged(this.db, agentId))) return 0;
-    return this.db.transaction().execute(async (tx) => this.append(tx, await claimAgentUsage(tx, agentId)));
+    const written = await this.db.transaction().execute(async (tx) => this.append(tx, await claimAgentUsage(tx, agentId)));
+    if (written > 0) this.logs.wake("audit");
+    return written;
   }
 
   /**

@@ -2,21 +2,23 @@ import type { Logger } from "pino";
 import { openFeedPool } from "../store/feed-pool.js";
 import { performance } from "node:perf_hooks";
 import { compactRevocations, liveKeyIds, logBounds, readRevocationsAfter, type LogPage } from "../store/revocation-reads.js";
-import { REVOCATION_CHANNEL } from "../store/revocations.js";
+import { revocationLog } from "../store/revocations.js";
 import { DomainError } from "../domain/errors.js";
 import { CatchUp, compactedError } from "./catch-up.js";
 import { FanOut } from "./fanout.js";
 import { MAX_FRAME_EVENTS, type FrameEncoder } from "./frame.js";
 import { FeedRefusal } from "./refusal.js";
 import { StreamLimits } from "./limits.js";
-import { LogTailer } from "./tailer.js";
+import { LogTailer, type LogSpine } from "./tailer.js";
 import { Dispatcher } from "./dispatcher.js";
 import { makeView, viewKey, type Subscriber, type View } from "./view.js";
 import { Watcher } from "./watcher.js";
 
 export interface FeedOptions {
-  /** For the feed's own small pool and its LISTEN connection. */
+  /** For the feed's own small pool. */
   databaseUrl: string;
+  /** The replica's sequencer: the feed follows the revocation log's heads and numbered rows. */
+  spine: LogSpine;
   logger: Logger;
   encoder: FrameEncoder;
   /** Progress bookmarks and the safety-net read run this often. */
@@ -89,7 +91,7 @@ export class RevocationFeed {
   private readonly tailer: LogTailer;
   private readonly catchUp: CatchUp;
   private readonly dispatcher: Dispatcher;
-  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "logger" | "encoder">> & FeedOptions;
+  private readonly o: Required<Omit<FeedOptions, "databaseUrl" | "spine" | "logger" | "encoder">> & FeedOptions;
   private timers: NodeJS.Timeout[] = [];
   private readonly limits: StreamLimits;
   private closed = false;
@@ -119,8 +121,8 @@ export class RevocationFeed {
     this.fanOut = new FanOut(0n, opts.encoder, this.o.historyLimit);
     this.tailer = new LogTailer(0n, {
       readLog: this.timedRead("tailer"),
-      databaseUrl: opts.databaseUrl,
-      channel: REVOCATION_CHANNEL,
+      spine: opts.spine,
+      log: revocationLog.name,
       logger: opts.logger,
       tickMs: this.o.tickMs,
       pageSize: MAX_FRAME_EVENTS,

@@ -1,16 +1,18 @@
 import type { Logger } from "pino";
-import { Listener } from "../store/listener.js";
 import type { LogEvent, LogPage } from "../store/revocation-reads.js";
+import type { Sequencer } from "../store/sequencer.js";
+
+/** Where the tailer hears of new events: the replica's sequencer, its one LISTEN and source of heads. */
+export type LogSpine = Pick<Sequencer, "onHead" | "onNumbered">;
 
 export interface TailerOptions {
   /** A page of the log after a revision (on the feed's own pool: never behind the write path). */
   readLog(after: bigint, limit: number): Promise<LogPage>;
-  /** For the dedicated LISTEN connection. */
-  databaseUrl: string;
-  /** NOTIFY channel the sequencer wakes replicas on. */
-  channel: string;
+  spine: LogSpine;
+  /** The log's name in the spine. */
+  log: string;
   logger: Logger;
-  /** Safety tick: re-read the log this often even without a notification. */
+  /** Safety tick: re-read the log this often even without a new head. */
   tickMs: number;
   pageSize: number;
   /** Called with each page of new events, in order; `through` is the last revision covered. */
@@ -22,16 +24,20 @@ export interface TailerOptions {
 }
 
 /**
- * Tails the revocation log: LISTEN (with backoff on a lost connection), a safety tick, and pull
- * coalescing. The table is the truth; NOTIFY only says "something new", so a lost notification or
- * a dropped LISTEN connection delays events but never loses them.
+ * Tails the revocation log, following the replica's sequencer: the events its own passes number
+ * are handed on as they are, without a read, when they continue from what was handed on before;
+ * a head from another replica (its NOTIFY, heard by the sequencer) or a gap is read, in pages,
+ * with concurrent reads coalesced; and a safety tick re-reads. The table is the truth: a lost
+ * notification delays events by at most a tick, never loses them.
  */
 export class LogTailer {
-  /** Every event up to head has been read and handed on. */
+  /** Every event up to head has been handed on. */
   head: bigint;
   /** Database reads made (each a page). */
   reads = 0;
-  private listener: Listener | undefined;
+  /** Events handed on as this replica's sequencer numbered them, without a read. */
+  handedOn = 0;
+  private unsubscribe: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pulling: Promise<boolean> | undefined;
   private pullAgain = false;
@@ -45,19 +51,31 @@ export class LogTailer {
   }
 
   async start(): Promise<void> {
-    this.listener = new Listener({
-      databaseUrl: this.o.databaseUrl,
-      channels: [this.o.channel],
-      logger: this.o.logger,
-      name: "feed",
-      onNotification: () => void this.pull(),
-      onReconnect: () => void this.pull(),
-    });
-    await this.listener.start();
-    // Anything committed before we listened.
+    this.unsubscribe = [
+      this.o.spine.onNumbered(this.o.log, (events) => this.numbered(events)),
+      this.o.spine.onHead(this.o.log, (head) => {
+        if (head > this.head) void this.pull();
+      }),
+    ];
+    // Anything numbered before we followed.
     void this.pull();
     this.timer = setInterval(() => void this.tick(), this.o.tickMs);
     this.timer.unref();
+  }
+
+  /** Events this replica's sequencer just numbered (committed, in order, with their audiences). */
+  private numbered(events: LogEvent[]): void {
+    if (this.closed || events.length === 0) return;
+    // A read in flight (or the one after it) covers them; a range that does not continue from
+    // head (another replica numbered rows in between) is read.
+    if (this.pulling || events[0]!.revision !== this.head + 1n) {
+      void this.pull();
+      return;
+    }
+    const through = events.at(-1)!.revision;
+    this.head = through;
+    this.handedOn += events.length;
+    this.o.onEvents(events, through);
   }
 
   private async tick(): Promise<void> {
@@ -117,7 +135,7 @@ export class LogTailer {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    await this.listener?.close();
+    for (const u of this.unsubscribe) u();
     await this.pulling;
   }
 }

@@ -6,7 +6,7 @@ import { startEmbeddedPostgres } from "../store/embedded.js";
 import { RevocationFeed } from "../feed/feed.js";
 import { feedFrames } from "./messages.js";
 import { AuditLog } from "../audit/log.js";
-import { CommitSignals, Sequencer } from "../store/sequencer.js";
+import { Sequencer } from "../store/sequencer.js";
 import { revocationLog } from "../store/revocations.js";
 import { auditLogSequence } from "../store/audit.js";
 import { feedLimits, type Config } from "./config.js";
@@ -62,16 +62,14 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     stopEmbedded = pg.stop;
   }
   try {
-    const signals = new CommitSignals(["audit_inbox", "revocation_inbox"]);
-    const { db, pool } = await openDatabase(databaseUrl, config.dbPoolSize, signals);
+    const { db, pool } = await openDatabase(databaseUrl, config.dbPoolSize);
     const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence] });
-    signals.onCommit = (table) => sequencer.wake(table === "audit_inbox" ? "audit" : "revocations");
     await sequencer.start().catch(async (err: unknown) => {
       await sequencer.close();
       await db.destroy();
       throw err;
     });
-    const createdAdminKey = await bootstrapAdminKey(db, config.adminKey, (secret) => keepAdminKey(config.dataDir, secret));
+    const createdAdminKey = await bootstrapAdminKey(db, sequencer, config.adminKey, (secret) => keepAdminKey(config.dataDir, secret));
     const audit = await AuditLog.open({
       db,
       logger,
@@ -88,6 +86,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
     });
     const feed = new RevocationFeed({
       databaseUrl,
+      spine: sequencer,
       logger,
       encoder: feedFrames,
       queueLimit: config.watchQueueLimit,
@@ -117,7 +116,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
         anonymousPerMinute: config.anonymousIssuePerMinute,
       }),
       tokenLookup: new TokenLookup(db),
-      issuer: new TokenIssuer(db),
+      issuer: new TokenIssuer(db, sequencer),
       activity,
       createdAdminKey,
       audit,

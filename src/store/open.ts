@@ -3,7 +3,6 @@ import { createHash } from "node:crypto";
 import pg from "pg";
 import type { Database, Db } from "./database.js";
 import { migrationProvider } from "./migrations/index.js";
-import type { CommitSignals } from "./sequencer.js";
 
 export interface OpenedDatabase {
   db: Db;
@@ -62,7 +61,7 @@ export function openPool(url: string, max: number): pg.Pool {
 }
 
 /** Opens a pool, checks that the server answers, and brings the schema up to date. */
-export async function openDatabase(url: string, poolSize = 20, signals?: CommitSignals): Promise<OpenedDatabase> {
+export async function openDatabase(url: string, poolSize = 20): Promise<OpenedDatabase> {
   const pool = openPool(url, poolSize);
   try {
     await pool.query("select 1");
@@ -72,8 +71,7 @@ export async function openDatabase(url: string, poolSize = 20, signals?: CommitS
       `cannot reach PostgreSQL at ${redactUrl(url)}: ${(err as Error).message || String(err)}`,
     );
   }
-  const dialect = new PostgresDialect({ pool: preparing(pool) });
-  const db = new Kysely<Database>({ dialect: signals ? signals.wrap(dialect) : dialect });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: preparing(pool) }) });
   await migrate(db);
   return { db, pool };
 }

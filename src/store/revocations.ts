@@ -1,20 +1,50 @@
 import { sql } from "kysely";
 import type { Db } from "./database.js";
+import type { LogEvent } from "./revocation-reads.js";
 import type { PassResult, SequencedLog } from "./sequencer.js";
 
 export const REVOCATION_CHANNEL = "agentid_revocations";
 
-/** The revocation log, as the sequencer numbers it (migration 0005: agentid_sequence_revocations). */
+type PassRow = {
+  o_head: string;
+  o_numbered: number;
+  o_busy: boolean;
+  o_ids: string[] | null;
+  o_revisions: string[] | null;
+  o_rev: string[] | null;
+  o_token_id: (string | null)[] | null;
+  o_agent_id: string[] | null;
+  o_reason: string[] | null;
+  o_revoked_by: string[] | null;
+  o_revoked_at: Date[] | null;
+  o_expires_at: (Date | null)[] | null;
+  o_audiences: string[][] | null;
+};
+
+/**
+ * The revocation log, as the sequencer numbers it (migration 0040: agentid_number_revocations):
+ * each pass also returns the events it numbered, with their audiences, for this replica's feed.
+ */
 export const revocationLog: SequencedLog = {
   name: "revocations",
   channel: REVOCATION_CHANNEL,
   async pass(db: Db, max: number, waiting: bigint[]): Promise<PassResult> {
-    const { rows } = await sql<{ o_head: string; o_numbered: number; o_busy: boolean; o_ids: string[] | null; o_revisions: string[] | null }>`
-      select * from agentid_sequence_revocations(${max}::integer, ${waiting.map(String)}::bigint[])`.execute(db);
+    const { rows } = await sql<PassRow>`
+      select * from agentid_number_revocations(${max}::integer, ${waiting.map(String)}::bigint[])`.execute(db);
     const r = rows[0]!;
     const found = new Map<bigint, bigint>();
     (r.o_ids ?? []).forEach((id, i) => found.set(BigInt(id), BigInt(r.o_revisions![i]!)));
-    return { head: BigInt(r.o_head), numbered: r.o_numbered, busy: r.o_busy, found };
+    const events: LogEvent[] = (r.o_rev ?? []).map((rev, i) => ({
+      revision: BigInt(rev),
+      tokenId: r.o_token_id![i] ?? null,
+      agentId: r.o_agent_id![i]!,
+      reason: r.o_reason![i]!,
+      revokedBy: r.o_revoked_by![i]!,
+      revokedAt: r.o_revoked_at![i]!,
+      expiresAt: r.o_expires_at![i] ?? null,
+      audiences: r.o_audiences![i]!,
+    }));
+    return { head: BigInt(r.o_head), numbered: r.o_numbered, busy: r.o_busy, found, events };
   },
 };
 

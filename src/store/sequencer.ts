@@ -1,16 +1,21 @@
 import { Listener } from "./listener.js";
 import type { Logger } from "pino";
-import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryCompiler, QueryResult, TransactionSettings } from "kysely";
 import type { Db } from "./database.js";
+import type { LogEvent } from "./revocation-reads.js";
 
-// One sequenced-log mechanism for both logs (revocations and the transparency log). Writers
+// One sequenced-log mechanism for both logs (revocations and the transparency log), and the
+// replica's one spine for them: its only LISTEN, and its one source of log heads. Writers
 // append unnumbered rows to the log's inbox in their own transaction and commit in parallel. One
 // loop per log and replica numbers committed rows in batches, each batch one statement (a
 // database function that moves the rows into the log under the head row's lock and NOTIFYs).
-// The loop runs when something may be waiting: a local commit that appended to the inbox, a
-// writer waiting for its number, a NOTIFY from another replica's sequencer while this one has
-// waiters, and a slow safety tick (a writer that committed and died before its replica numbered
-// its row). An idle replica issues one statement per log per tick and nothing else.
+// What holds: a row is numbered only after it commits (a pass sees committed inbox rows only),
+// and every new number is above every number already visible, so a reader that has seen n never
+// misses a later number below it. (Not "in commit order" exactly: rows committed between two
+// passes are numbered by inbox id.) The loop runs when something may be waiting: a writer that
+// committed rows to the inbox and says so (wake), a writer waiting for its number, a NOTIFY from
+// another replica's sequencer while this one has waiters, and a slow safety tick (a writer that
+// committed and died before its replica numbered its row). An idle replica issues one statement
+// per log per tick and nothing else.
 
 /** What one numbering pass did: one statement. */
 export interface PassResult {
@@ -22,6 +27,8 @@ export interface PassResult {
   busy: boolean;
   /** Numbers of the rows asked about that are numbered (by anyone). */
   found: Map<bigint, bigint>;
+  /** The rows this pass numbered, when the log returns them (the revocation log's events). */
+  events?: LogEvent[];
 }
 
 export interface SequencedLog {
@@ -43,6 +50,9 @@ export interface SequencerOptions {
   batch?: number;
 }
 
+/** What a writer needs of the sequencer: to say that its transaction appended to a log and committed. */
+export type LogWaker = Pick<Sequencer, "wake">;
+
 type Waiter = { resolve: (n: bigint) => void; reject: (err: unknown) => void };
 type Flusher = { resolve: (head: bigint) => void; reject: (err: unknown) => void };
 
@@ -55,6 +65,7 @@ class LogLoop {
   private readonly waiters = new Map<bigint, Waiter[]>();
   private flushers: Flusher[] = [];
   private readonly listeners = new Set<(head: bigint) => void>();
+  private readonly numberedListeners = new Set<(events: LogEvent[]) => void>();
 
   constructor(
     readonly log: SequencedLog,
@@ -102,6 +113,11 @@ class LogLoop {
     return () => this.listeners.delete(f);
   }
 
+  onNumbered(f: (events: LogEvent[]) => void): () => void {
+    this.numberedListeners.add(f);
+    return () => this.numberedListeners.delete(f);
+  }
+
   private advance(head: bigint): void {
     if (head <= this.head) return;
     this.head = head;
@@ -129,6 +145,8 @@ class LogLoop {
           }
           continue;
         }
+        // The rows first: a follower handed them is at the new head when it hears of it.
+        if (r.events && r.events.length > 0) for (const f of this.numberedListeners) f(r.events);
         this.advance(r.head);
         for (const [id, n] of r.found) {
           const list = this.waiters.get(id);
@@ -198,7 +216,7 @@ export class Sequencer {
     return l;
   }
 
-  /** A local transaction that appended to this log committed. */
+  /** A transaction that appended to this log's inbox committed: its writer says so, to have it numbered now. */
   wake(name: string): void {
     if (!this.closed) this.loop(name).kick();
   }
@@ -220,8 +238,14 @@ export class Sequencer {
     return this.loop(name).head;
   }
 
+  /** Calls `f` with every head this replica learns of (its passes, other replicas' NOTIFY). */
   onHead(name: string, f: (head: bigint) => void): () => void {
     return this.loop(name).onHead(f);
+  }
+
+  /** Calls `f` with the rows each of this replica's passes numbered (before their head is announced). */
+  onNumbered(name: string, f: (events: LogEvent[]) => void): () => void {
+    return this.loop(name).onNumbered(f);
   }
 
   /** Another replica's sequencer announced `head` (what a NOTIFY on the log's channel carries). */
@@ -241,127 +265,5 @@ export class Sequencer {
     clearInterval(this.timer);
     for (const l of this.loops.values()) l.rejectAll(new Error("sequencer closed"));
     await this.listener?.close();
-  }
-}
-
-/**
- * Tells the sequencer about local commits that appended to a log, without every writer having to:
- * wraps the dialect's driver, notes statements that insert into an inbox (`insert into
- * <table>`), and calls `onCommit` with the table once that statement's transaction commits (at
- * once for a statement outside a transaction).
- */
-export class CommitSignals {
-  private handler: (table: string) => void = () => {};
-
-  constructor(private readonly tables: readonly string[]) {}
-
-  /** Where commits go (set once the sequencer exists). */
-  set onCommit(f: (table: string) => void) {
-    this.handler = f;
-  }
-
-  wrap(dialect: Dialect): Dialect {
-    const pattern = new RegExp(`insert\\s+into\\s+"?(${this.tables.join("|")})\\b`, "gi");
-    const signals = this;
-    return {
-      createAdapter: () => dialect.createAdapter(),
-      createIntrospector: (db) => dialect.createIntrospector(db),
-      createQueryCompiler: () => dialect.createQueryCompiler(),
-      createDriver: () => new SignallingDriver(dialect.createDriver(), pattern, (t) => signals.handler(t)),
-    };
-  }
-}
-
-class SignallingConnection implements DatabaseConnection {
-  /** Tables appended to in the open transaction. */
-  pending = new Set<string>();
-  inTransaction = false;
-
-  constructor(
-    readonly inner: DatabaseConnection,
-    private readonly pattern: RegExp,
-    private readonly fire: (table: string) => void,
-  ) {}
-
-  async executeQuery<R>(q: CompiledQuery): Promise<QueryResult<R>> {
-    const result = await this.inner.executeQuery<R>(q);
-    const tables = q.sql.includes("insert") || q.sql.includes("INSERT") ? [...q.sql.matchAll(this.pattern)].map((m) => m[1]!.toLowerCase()) : [];
-    if (tables.length > 0) {
-      if (this.inTransaction) for (const t of tables) this.pending.add(t);
-      else for (const t of new Set(tables)) this.fire(t);
-    }
-    return result;
-  }
-
-  streamQuery<R>(q: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
-    return this.inner.streamQuery<R>(q, chunkSize);
-  }
-}
-
-class SignallingDriver implements Driver {
-  private readonly wrapped = new WeakMap<DatabaseConnection, SignallingConnection>();
-
-  constructor(
-    private readonly inner: Driver,
-    private readonly pattern: RegExp,
-    private readonly fire: (table: string) => void,
-  ) {}
-
-  init(): Promise<void> {
-    return this.inner.init();
-  }
-
-  async acquireConnection(): Promise<DatabaseConnection> {
-    const c = await this.inner.acquireConnection();
-    let w = this.wrapped.get(c);
-    if (!w) {
-      w = new SignallingConnection(c, this.pattern, this.fire);
-      this.wrapped.set(c, w);
-    }
-    return w;
-  }
-
-  async beginTransaction(c: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-    const w = c as SignallingConnection;
-    await this.inner.beginTransaction(w.inner, settings);
-    w.inTransaction = true;
-    w.pending.clear();
-  }
-
-  async commitTransaction(c: DatabaseConnection): Promise<void> {
-    const w = c as SignallingConnection;
-    w.inTransaction = false;
-    const tables = [...w.pending];
-    w.pending.clear();
-    await this.inner.commitTransaction(w.inner);
-    for (const t of tables) this.fire(t);
-  }
-
-  async rollbackTransaction(c: DatabaseConnection): Promise<void> {
-    const w = c as SignallingConnection;
-    w.inTransaction = false;
-    w.pending.clear();
-    await this.inner.rollbackTransaction(w.inner);
-  }
-
-  // A rolled-back savepoint may leave a table noted: one spare pass, never a missed one.
-  async savepoint(c: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]): Promise<void> {
-    await this.inner.savepoint!((c as SignallingConnection).inner, name, compile);
-  }
-
-  async rollbackToSavepoint(c: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]): Promise<void> {
-    await this.inner.rollbackToSavepoint!((c as SignallingConnection).inner, name, compile);
-  }
-
-  async releaseSavepoint(c: DatabaseConnection, name: string, compile: QueryCompiler["compileQuery"]): Promise<void> {
-    await this.inner.releaseSavepoint!((c as SignallingConnection).inner, name, compile);
-  }
-
-  releaseConnection(c: DatabaseConnection): Promise<void> {
-    return this.inner.releaseConnection((c as SignallingConnection).inner);
-  }
-
-  destroy(): Promise<void> {
-    return this.inner.destroy();
   }
 }

@@ -13,7 +13,7 @@ export function createApiKeyRoute(ctx: AppContext) {
     const role = roleFromMessage(req.role);
     if (!role) throw invalidArgument("role", "must be ROLE_ADMIN, ROLE_ISSUER or ROLE_RESOURCE_SERVER");
     const audiences = requireWords("audiences", req.audiences, 256, 16);
-    const { key, secret } = await createApiKey(ctx.db, { name, role, audiences, createdBy: call.principal });
+    const { key, secret } = await createApiKey(ctx.db, ctx.sequencer, { name, role, audiences, createdBy: call.principal });
     ctx.logger.info({ keyId: key.id, role, by: call.principal }, "API key created");
     return { key: apiKeyMessage(key), secret };
   };

@@ -22,7 +22,7 @@ export function createPolicyRoute(ctx: AppContext) {
       default:
         throw invalidArgument("policy.kind", "must be POLICY_KIND_SCOPE_VIOLATIONS or POLICY_KIND_TRUST_BELOW");
     }
-    const policy = await createPolicy(ctx.db, {
+    const policy = await createPolicy(ctx.db, ctx.sequencer, {
       name: p.name,
       kind,
       threshold: p.threshold,

@@ -6,7 +6,7 @@ import type { CallContext } from "../call.js";
 
 export function deletePolicyRoute(ctx: AppContext) {
   return async (req: DeletePolicyRequest, call: CallContext): Promise<MessageInitShape<typeof DeletePolicyResponseSchema>> => {
-    await removePolicy(ctx.db, req.name, call.principal);
+    await removePolicy(ctx.db, ctx.sequencer, req.name, call.principal);
     ctx.logger.info({ policy: req.name, by: call.principal }, "policy deleted");
     return {};
   };

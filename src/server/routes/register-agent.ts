@@ -19,7 +19,7 @@ export function registerAgentRoute(ctx: AppContext) {
     requireEntryRoom("labels", r.labels, 8192);
     requireEntryRoom("allowed_scopes", r.allowedScopes, 3072);
     requireEntryRoom("allowed_audiences", r.allowedAudiences, 3072);
-    const agent = await registerAgent(ctx.db, r, call.principal);
+    const agent = await registerAgent(ctx.db, ctx.sequencer, r, call.principal);
     ctx.logger.info({ agentId: agent.id }, "agent registered");
     return { agent: agentMessage(agent) };
   };

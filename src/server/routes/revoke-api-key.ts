@@ -10,7 +10,7 @@ import { apiKeyMessage } from "../messages.js";
 export function revokeApiKeyRoute(ctx: AppContext) {
   return async (req: RevokeApiKeyRequest, call: CallContext): Promise<MessageInitShape<typeof RevokeApiKeyResponseSchema>> => {
     if (!KEY_ID_SHAPE.test(req.keyId)) throw invalidArgument("key_id", "is not a key id (key_ followed by 22 base62 characters)");
-    const key = await revokeKey(ctx.db, req.keyId, call.principal);
+    const key = await revokeKey(ctx.db, ctx.sequencer, req.keyId, call.principal);
     ctx.auth.forget(key.id);
     // Streams opened with the key end now here; other replicas end theirs at their next key check.
     ctx.feed.endStreamsOf(key.id);

@@ -10,6 +10,7 @@ import * as m0020 from "./0020-agent-audiences.js";
 import * as m0025 from "./0025-entry-salt.js";
 import * as m0030 from "./0030-usage-logged.js";
 import * as m0035 from "./0035-usage-operation.js";
+import * as m0040 from "./0040-numbered-rows.js";
 
 // A static index: migrations are known at build time, never discovered from the file system.
 const migrations: Record<string, Migration> = {
@@ -24,6 +25,7 @@ const migrations: Record<string, Migration> = {
   "0025-entry-salt": m0025,
   "0030-usage-logged": m0030,
   "0035-usage-operation": m0035,
+  "0040-numbered-rows": m0040,
 };
 
 export const migrationProvider: MigrationProvider = {
