@@ -98,6 +98,9 @@ function session(slotIndex: number): http2.ClientHttp2Session {
     const urlIndex = slot ? (slot.urlIndex + 1) % urls.length : 0;
     const s = http2.connect(urls[urlIndex]!, { settings: { initialWindowSize: 1 << 20 } });
     s.on("error", (e) => (firstError ||= String(e)));
+    // The connection's window too (HTTP/2's default is 64 KB for all its streams): a measuring
+    // client busy decoding must not set the pace itself (issue 28).
+    s.on("connect", () => s.setLocalWindowSize(16 << 20));
     slots[slotIndex] = slot = { session: s, urlIndex };
   }
   return slot.session;

@@ -115,7 +115,7 @@ export class RevocationFeed {
       statsLogMs: 10_000,
       ...opts,
     };
-    this.dispatcher = new Dispatcher();
+    this.dispatcher = new Dispatcher(() => this.catchUp.size > 0);
     this.limits = new StreamLimits(this.o, () => this.catchUp.size);
     this.pool = openFeedPool(opts.databaseUrl, this.o.poolSize);
     this.fanOut = new FanOut(0n, opts.encoder, this.o.historyLimit);

@@ -145,8 +145,17 @@ class LogLoop {
           }
           continue;
         }
-        // The rows first: a follower handed them is at the new head when it hears of it.
-        if (r.events && r.events.length > 0) for (const f of this.numberedListeners) f(r.events);
+        // The rows first: a follower handed them is at the new head when it hears of it. A
+        // follower's failure must not stop the numbering or leave writers waiting.
+        if (r.events && r.events.length > 0) {
+          for (const f of this.numberedListeners) {
+            try {
+              f(r.events);
+            } catch (err) {
+              this.logger.error({ err: (err as Error).message, log: this.log.name }, "sequencer: a follower failed to take numbered rows");
+            }
+          }
+        }
         this.advance(r.head);
         for (const [id, n] of r.found) {
           const list = this.waiters.get(id);
