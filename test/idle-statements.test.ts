@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { sql } from "kysely";
 import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
 import { countStatements, type StatementCounter } from "./support/pg-count.js";
 
@@ -36,6 +37,14 @@ describe("an idle replica", () => {
     // The feed's read (at most one per second) is the feed's; with it the whole replica stays near one per second.
     expect(feed.length).toBeLessThanOrEqual(seconds + 1);
   }, 30_000);
+});
+
+describe("a replica's connections", () => {
+  it("hold one LISTEN, the sequencer's: the feed follows it rather than listening itself", async () => {
+    const { rows } = await sql<{ n: number }>`
+      select count(*)::int as n from pg_stat_activity where datname = current_database() and query ilike 'listen %'`.execute(h.ctx.db);
+    expect(rows[0]!.n).toBe(1);
+  });
 });
 
 describe("Revoke", () => {

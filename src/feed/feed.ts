@@ -116,7 +116,7 @@ export class RevocationFeed {
       ...opts,
     };
     this.dispatcher = new Dispatcher(() => this.catchUp.size > 0);
-    this.limits = new StreamLimits(this.o, () => this.catchUp.size);
+    this.limits = new StreamLimits(this.o, () => this.all.size, () => this.catchUp.size);
     this.pool = openFeedPool(opts.databaseUrl, this.o.poolSize);
     this.fanOut = new FanOut(0n, opts.encoder, this.o.historyLimit);
     this.tailer = new LogTailer(0n, {

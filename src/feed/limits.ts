@@ -16,7 +16,6 @@ export interface StreamLimitOptions {
 export class StreamLimits {
   /** Subscriptions refused here, since start. */
   refusals = 0;
-  private open = 0;
   private readonly perConnection = new Map<string, number>();
   private readonly perKey = new Map<string, number>();
   /** Capacity refusals of the last two seconds, and until when each connection was told to wait. */
@@ -25,6 +24,8 @@ export class StreamLimits {
 
   constructor(
     private readonly o: StreamLimitOptions,
+    /** Streams open on this replica now. */
+    private readonly open: () => number,
     /** Subscribers waiting to catch up now. */
     private readonly waiting: () => number,
   ) {}
@@ -34,7 +35,7 @@ export class StreamLimits {
     const refuse = (message: string, retryAfterMs: number): never => {
       throw this.refusal(connection, message, retryAfterMs);
     };
-    if (this.open >= this.o.maxWatchers) {
+    if (this.open() >= this.o.maxWatchers) {
       refuse(`this server already has ${this.o.maxWatchers} watch streams open (AGENTID_MAX_WATCHERS); retry later or use another replica`, 5000);
     }
     if ((this.perConnection.get(connection) ?? 0) >= this.o.maxWatchersPerConnection) {
@@ -53,14 +54,12 @@ export class StreamLimits {
     if (waiting >= this.o.maxWaiting) {
       refuse(`${waiting} subscribers are already waiting to catch up (AGENTID_FEED_MAX_WAITING); retry after the delay given`, this.retryAfterMs());
     }
-    this.open++;
     bump(this.perConnection, connection, 1);
     bump(this.perKey, keyId, 1);
   }
 
   /** A stream admitted with these ended. */
   release(keyId: string, connection: string): void {
-    this.open--;
     bump(this.perConnection, connection, -1);
     bump(this.perKey, keyId, -1);
   }

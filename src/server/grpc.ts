@@ -116,6 +116,9 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
       return;
     }
     const ctx = new GrpcCall(call);
+    // A write in flight when the call is cancelled never calls back: the cancel ends the wait.
+    let writing: (() => void) | undefined;
+    call.once("cancelled", () => writing?.());
     void (async () => {
       const it = (h(call.request as never, ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
       try {
@@ -126,7 +129,10 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
           // out): a slow reader holds up only its own stream, and its backlog waits in the feed's
           // queue, where it joins into one message and counts against the queue's bound, instead
           // of piling up message by message inside grpc-js (issue 28).
-          await written(call, r.value);
+          await new Promise<void>((resolve) => {
+            writing = resolve;
+            call.write(r.value, () => resolve());
+          });
         }
         if (!call.cancelled) call.end();
       } catch (err) {
@@ -136,18 +142,6 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
       }
     })();
   };
-}
-
-/** Writes one message; resolves once it is written, or the call is cancelled (grpc-js then never calls back). */
-function written(call: grpc.ServerWritableStream<unknown, unknown>, message: unknown): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      call.off("cancelled", done);
-      resolve();
-    };
-    call.on("cancelled", done);
-    call.write(message, done);
-  });
 }
 
 export function addGrpcServices(server: grpc.Server, services: ServiceRoutes[], logger: Logger): void {

@@ -107,10 +107,6 @@ export async function logBounds(db: Db): Promise<{ head: bigint; compactedThroug
   return { head: BigInt(rows[0]!.head), compactedThrough: BigInt(rows[0]!.compacted) };
 }
 
-export async function headRevision(db: Db): Promise<bigint> {
-  return (await logBounds(db)).head;
-}
-
 /**
  * Drops token events whose token has expired (the revocation no longer matters) and that are older
  * than minAgeMs (so a briefly disconnected watcher resumes instead of replaying). Agent events are

@@ -3,7 +3,7 @@ import type { Db } from "./database.js";
 import type { LogEvent } from "./revocation-reads.js";
 import type { PassResult, SequencedLog } from "./sequencer.js";
 
-export const REVOCATION_CHANNEL = "agentid_revocations";
+const REVOCATION_CHANNEL = "agentid_revocations";
 
 type PassRow = {
   o_head: string;
