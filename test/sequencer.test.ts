@@ -6,6 +6,7 @@ import type { Db } from "../src/store/database.js";
 import { openDatabase } from "../src/store/open.js";
 import { Sequencer, type PassResult, type SequencedLog } from "../src/store/sequencer.js";
 import { revocationLog } from "../src/store/revocations.js";
+import type { LogEvent } from "../src/store/revocation-reads.js";
 import { createTestDatabase } from "./support/harness.js";
 
 const logger = pino({ level: "silent" });
@@ -114,6 +115,29 @@ describe("the sequencer loop", () => {
     await settle();
     expect(log.passes).toBe(0);
     expect(heads).toEqual([5n, 9n]);
+  });
+
+  it("hands on its own rows before their head is heard, even when its own NOTIFY arrives before the pass's result", async () => {
+    // The listening connection can hear the pass's NOTIFY (sent at commit) before the pass's
+    // connection has its ReadyForQuery: a follower told of the head first would read the rows.
+    const log = new ScriptedLog();
+    const seq = sequencerFor(log);
+    const order: string[] = [];
+    const pass = log.pass.bind(log);
+    log.pass = async (db, max, waiting) => {
+      const r = await pass(db, max, waiting);
+      seq.heard("scripted", r.head);
+      const events = Array.from({ length: r.numbered }, (_, i) => ({ revision: r.head - BigInt(r.numbered - 1 - i) }) as LogEvent);
+      return { ...r, events };
+    };
+    seq.onNumbered("scripted", (es) => order.push(`rows ${es.map((e) => e.revision).join(",")}`));
+    seq.onHead("scripted", (h) => order.push(`head ${h}`));
+    log.committed.push(1n, 2n);
+    seq.wake("scripted");
+    await settle();
+    // Another replica's head heard between passes is not held back.
+    seq.heard("scripted", 5n);
+    expect(order).toEqual(["rows 1,2", "head 2", "head 5"]);
   });
 
   it("follows a full batch with another pass at once", async () => {

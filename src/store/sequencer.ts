@@ -66,6 +66,7 @@ class LogLoop {
   private flushers: Flusher[] = [];
   private readonly listeners = new Set<(head: bigint) => void>();
   private readonly numberedListeners = new Set<(events: LogEvent[]) => void>();
+  private heardDuringPass = -1n;
 
   constructor(
     readonly log: SequencedLog,
@@ -101,9 +102,12 @@ class LogLoop {
     });
   }
 
-  /** Another replica announced a head. */
+  /** Another replica announced a head (or this one: its pass's NOTIFY, heard on the LISTEN connection). */
   heard(head: bigint): void {
-    this.advance(head);
+    // Our own pass's NOTIFY, sent at commit, can arrive before the pass's result does: a head
+    // heard during a pass waits for it, so that followers are handed the rows before their head.
+    if (this.running) this.heardDuringPass = this.heardDuringPass > head ? this.heardDuringPass : head;
+    else this.advance(head);
     // Rows this replica waits for may be numbered now, or the head it found locked is free.
     if (this.waiters.size > 0) this.kick();
   }
@@ -143,6 +147,7 @@ class LogLoop {
             this.waiters.delete(id);
             for (const w of list) w.reject(err);
           }
+          this.advance(this.takeHeard());
           continue;
         }
         // The rows first: a follower handed them is at the new head when it hears of it. A
@@ -157,6 +162,7 @@ class LogLoop {
           }
         }
         this.advance(r.head);
+        this.advance(this.takeHeard());
         for (const [id, n] of r.found) {
           const list = this.waiters.get(id);
           this.waiters.delete(id);
@@ -169,6 +175,12 @@ class LogLoop {
     } finally {
       this.running = false;
     }
+  }
+
+  private takeHeard(): bigint {
+    const head = this.heardDuringPass;
+    this.heardDuringPass = -1n;
+    return head;
   }
 
   rejectAll(err: Error): void {
