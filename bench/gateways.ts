@@ -3,7 +3,6 @@
 //  1. Envoy ext_authz Check (answered from memory) against a no-op grpc-js unary. Target >= 0.5x.
 //  2. Introspect with Prometheus metrics on against the same server build with them off. >= 0.95x.
 import { generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -17,27 +16,11 @@ import type { Summary } from "./load/stats.js";
 import { runTs, startAgentid, startTs } from "./lib/procs.js";
 import { startOwnPostgres } from "./lib/cluster.js";
 import { bearer } from "./lib/clients.js";
+import { cpuSeconds } from "./lib/ctl.js";
 
 const full = process.argv.includes("--full");
 const load = { concurrency: 32, channels: 4, warmupMs: full ? 2_000 : 500, durationMs: full ? 10_000 : 2_000 };
 const tokenCount = full ? 5_000 : 1_000;
-
-/**
- * CPU seconds a process and its descendants have used (Linux /proc), so that each figure can also
- * be given per CPU-second of the server: on a machine shared with other work, throughput follows
- * the CPU share a process gets, while requests per CPU-second follow the code.
- */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    let ticks = Number(f[11]) + Number(f[12]);
-    for (const child of readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(" ").filter(Boolean)) ticks += cpuSeconds(Number(child)) * 100;
-    return ticks / 100;
-  } catch {
-    return NaN;
-  }
-}
 
 const pg = await startOwnPostgres();
 const adminKey = newSecret(API_KEY_PREFIX);

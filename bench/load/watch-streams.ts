@@ -157,6 +157,19 @@ function ended(s: S) {
   setTimeout(() => openStream(s), delay);
 }
 
+/** A revision's first and last arrival (wall clock, ms), if it arrived. */
+function bounds(rev: number): [number, number] | null {
+  const a = arrivals.get(rev);
+  if (!a) return null;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const t of a) {
+    if (t < lo) lo = t;
+    if (t > hi) hi = t;
+  }
+  return [lo, hi];
+}
+
 function q(sorted: Float64Array, p: number) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : NaN;
 }
@@ -191,13 +204,8 @@ serve(async (cmd) => {
     for (const [rev, t0] of Object.entries(sent)) {
       const a = arrivals.get(Number(rev));
       if (!a) continue;
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (const t of a) {
-        lat.push(t - t0);
-        if (t < lo) lo = t;
-        if (t > hi) hi = t;
-      }
+      for (const t of a) lat.push(t - t0);
+      const [lo, hi] = bounds(Number(rev))!;
       last.push(hi - t0);
       spread.push(hi - lo);
     }
@@ -216,7 +224,13 @@ serve(async (cmd) => {
       minLast = Math.min(minLast, s.last);
       maxLast = Math.max(maxLast, s.last);
     }
+    // samples: every latency (rounded to 10 µs) and each revision's first and last arrival, so
+    // that a bench can pool several watcher processes exactly.
+    const samples = cmd.samples
+      ? { lat: Array.from(L, (x) => Math.round(x * 100) / 100), firstLast: Object.fromEntries(Object.keys(sent).map((rev) => [rev, bounds(Number(rev))])) }
+      : {};
     return {
+      ...samples,
       streams: streams.length,
       ready,
       closedEarly,
