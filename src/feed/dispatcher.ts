@@ -17,7 +17,13 @@
  * streams and their catch-up pages is spread over many turns.
  */
 export class Dispatcher {
+  /**
+   * Streams waiting for their turn, from `next` on. A slice moves `next` rather than copying what
+   * is left: with 50,000 streams, copying the rest after every slice of 256 (and growing the copy
+   * again with the next schedule) took more of the replica's time than the writes themselves.
+   */
   private pending: { flush(): number }[] = [];
+  private next = 0;
   private scheduled = false;
 
   constructor(
@@ -35,10 +41,17 @@ export class Dispatcher {
 
   private run(): void {
     const [slice, sliceBytes] = this.crowded() ? CROWDED : LIVE;
-    let i = 0;
+    const end = this.next + slice;
     let bytes = 0;
-    while (i < this.pending.length && i < slice && bytes < sliceBytes) bytes += this.pending[i++]!.flush();
-    this.pending = i === this.pending.length ? [] : this.pending.slice(i);
+    while (this.next < this.pending.length && this.next < end && bytes < sliceBytes) bytes += this.pending[this.next++]!.flush();
+    if (this.next === this.pending.length) {
+      this.pending = [];
+      this.next = 0;
+    } else if (this.next * 2 >= this.pending.length) {
+      // Drop the flushed half: each stream is copied at most once more on average.
+      this.pending = this.pending.slice(this.next);
+      this.next = 0;
+    }
     if (this.pending.length > 0) setImmediate(() => this.run());
     else this.scheduled = false;
   }
