@@ -116,31 +116,40 @@ function serverStreaming(method: DescMethod, h: Handler, logger: Logger): grpc.h
       return;
     }
     const ctx = new GrpcCall(call);
-    // A write in flight when the call is cancelled never calls back: the cancel ends the wait.
-    let writing: (() => void) | undefined;
-    call.once("cancelled", () => writing?.());
-    void (async () => {
-      const it = (h(call.request as never, ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-      try {
-        for (;;) {
-          const r = await it.next();
-          if (r.done || call.cancelled) break;
-          // The next message is taken only once this one is written (HTTP/2 flow control let it
-          // out): a slow reader holds up only its own stream, and its backlog waits in the feed's
-          // queue, where it joins into one message and counts against the queue's bound, instead
-          // of piling up message by message inside grpc-js (issue 28).
-          await new Promise<void>((resolve) => {
-            writing = resolve;
-            call.write(r.value, () => resolve());
-          });
-        }
-        if (!call.cancelled) call.end();
-      } catch (err) {
-        if (!call.cancelled) call.emit("error", grpcError(toConnectError(err, logger)));
-      } finally {
-        await it.return?.();
+    const it = (h(call.request as never, ctx) as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+    let finished = false;
+    const finish = (err?: unknown) => {
+      if (finished) return;
+      finished = true;
+      if (!call.cancelled) {
+        if (err === undefined) call.end();
+        else call.emit("error", grpcError(toConnectError(err, logger)));
       }
-    })();
+      Promise.resolve(it.return?.()).catch((e: unknown) => logger.warn({ err: (e as Error)?.message }, "grpc: ending a stream's handler failed"));
+    };
+    // A write in flight when the call is cancelled never calls back: the cancel ends the stream.
+    call.once("cancelled", () => finish());
+    // The next message is taken only once this one is written (HTTP/2 flow control let it out): a
+    // slow reader holds up only its own stream, and its backlog waits in the feed's queue, where
+    // it joins into one message and counts against the queue's bound, instead of piling up message
+    // by message inside grpc-js (issue 28). Callbacks, not an async loop: at 10,000 streams every
+    // promise per message is 10,000 more objects for the GC.
+    const step = (r: IteratorResult<unknown>): void => {
+      if (r.done || call.cancelled) return finish();
+      try {
+        call.write(r.value, pump);
+      } catch (err) {
+        finish(err);
+      }
+    };
+    const pump = (): void => {
+      try {
+        it.next().then(step, finish);
+      } catch (err) {
+        finish(err);
+      }
+    };
+    pump();
   };
 }
 
