@@ -15,6 +15,10 @@
 //  - server CPU per event per stream (the replica's CPU time over the events / events / N): what
 //    one stream costs, independent of the watcher processes that share this machine's cores;
 //  - server memory per open stream (RSS growth / N) and the time to open all N.
+// `--soak SECONDS` then holds the last count's streams while 10 revocations a second are sent for
+// that long (not waiting for delivery): Revoke sent -> acknowledged against the idle baseline, the
+// streams that do not hold the last revision 1 s after the last acknowledgement, and the server's
+// RSS from the start of the soak (and from 10% into it) to its end.
 // The watcher processes share the CPU with the server and PostgreSQL: at 50,000 streams their
 // decoding is part of what the latencies include (the CPU row is the server's alone).
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -39,6 +43,9 @@ const full = process.argv.includes("--full");
 const at = process.argv.indexOf("--streams");
 const counts = at > 0 ? process.argv[at + 1]!.split(",").map(Number) : [1000, 10_000, 50_000];
 const events = full ? 50 : 20;
+const soakAt = process.argv.indexOf("--soak");
+const soakSeconds = soakAt > 0 ? Number(process.argv[soakAt + 1]) : 0;
+const soakRate = 10;
 const warm = 3;
 const perProcess = 10_000;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
@@ -69,7 +76,7 @@ try {
   const pub = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "der" }).subarray(-32);
   const { agent } = await agents.registerAgent({ name: "feed-streams", publicKey: new Uint8Array(pub), allowedScopes: ["read"], allowedAudiences: ["bench"] });
   const stock: string[] = [];
-  const need = (counts.length + 2) * (events + warm);
+  const need = (counts.length + 2) * (events + warm) + soakSeconds * soakRate + 100;
   for (let i = 0; i < need; i += 100) {
     const b = await Promise.all(Array.from({ length: Math.min(100, need - i) }, () => tokens.issue({ agentId: agent!.agentId, scopes: ["read"], audiences: ["bench"], ttl: durationFromMs(3_600_000) })));
     stock.push(...b.map((t) => t.tokenId));
@@ -79,8 +86,9 @@ try {
   const revokeOne = async () => {
     const sent = wall();
     const r = await tokens.revoke({ target: { case: "tokenId", value: stock.pop()! }, reason: "bench" });
-    head = Number(r.revision);
-    return { rev: head, sent, ackMs: wall() - sent };
+    const rev = Number(r.revision);
+    if (rev > head) head = rev;
+    return { rev, sent, ackMs: wall() - sent };
   };
   const idleAcks = async () => {
     const acks: number[] = [];
@@ -92,12 +100,8 @@ try {
     return acks;
   };
 
-  const idle = await idleAcks();
-  const rows: Record<string, unknown>[] = [];
-  for (const n of counts) {
-    log(`${n.toLocaleString("en-US")} streams: opening`);
-    await sleep(500);
-    const rssBefore = rss(pid);
+  /** Opens n streams from head, in watcher processes; `done` counts the processes each revision reached in full. */
+  const openStreams = async (n: number) => {
     const ws: Ctl[] = [];
     const done = new Map<number, number>();
     const t0 = Date.now();
@@ -113,9 +117,18 @@ try {
         return w.send({ cmd: "open", url: `http://${server.grpcAddress}`, n: k, perSession: 100, path: "/agentid.v1.RevocationService/WatchRevocations", headers: { authorization: `Bearer ${adminKey}` }, body, after: head, timeoutMs: 120_000 });
       }),
     );
-    const openSeconds = (Date.now() - t0) / 1000;
     const ready = opened.reduce((a, o) => a + o.ready, 0);
     if (ready !== n) throw new Error(`only ${ready}/${n} streams opened: ${JSON.stringify(opened)}`);
+    return { ws, done, openSeconds: (Date.now() - t0) / 1000 };
+  };
+
+  const idle = await idleAcks();
+  const rows: Record<string, unknown>[] = [];
+  for (const n of counts) {
+    log(`${n.toLocaleString("en-US")} streams: opening`);
+    await sleep(500);
+    const rssBefore = rss(pid);
+    const { ws, done, openSeconds } = await openStreams(n);
     await sleep(2000);
     const rssPerStream = (rss(pid) - rssBefore) / n;
 
@@ -158,6 +171,45 @@ try {
     });
     log(JSON.stringify(rows.at(-1)));
   }
+  let soak: Record<string, number> | undefined;
+  if (soakSeconds > 0) {
+    const n = counts.at(-1)!;
+    log(`soak: ${n.toLocaleString("en-US")} streams, ${soakRate} revocations/s for ${soakSeconds} s`);
+    const { ws } = await openStreams(n);
+    await sleep(2000);
+    const rssStart = rss(pid);
+    let rssWarm = 0;
+    const acks: number[] = [];
+    let failed = 0;
+    const inFlight: Promise<void>[] = [];
+    const t0 = Date.now();
+    for (let i = 0; i < soakSeconds * soakRate; i++) {
+      await sleep(t0 + (i * 1000) / soakRate - Date.now());
+      inFlight.push(revokeOne().then((r) => void acks.push(r.ackMs), () => void failed++));
+      if (!rssWarm && Date.now() - t0 >= soakSeconds * 100) rssWarm = rss(pid);
+    }
+    await Promise.all(inFlight);
+    const end = head;
+    await sleep(1000);
+    const reports = await Promise.all(ws.map((w) => w.send({ cmd: "report", sent: {}, head: end })));
+    const rssEnd = rss(pid);
+    for (const w of ws) await w.kill();
+    const a = sorted(acks);
+    soak = {
+      streams: n,
+      seconds: soakSeconds,
+      revocations: acks.length,
+      failed,
+      behind: reports.reduce((x, r) => x + r.behind, 0),
+      gapsOrClosed: reports.reduce((x, r) => x + r.gaps + r.closedEarly, 0),
+      ackP50: q(a, 0.5),
+      ackP99: q(a, 0.99),
+      rssStart,
+      rssWarm,
+      rssEnd,
+    };
+    log(JSON.stringify(soak));
+  }
   const idleAfter = await idleAcks();
   const base = sorted([...idle, ...idleAfter]);
   const b50 = q(base, 0.5);
@@ -175,9 +227,20 @@ try {
       `| ${r.streams.toLocaleString("en-US")} | ${ms(r.eventP50)} (${ratio(r.eventP50, b50)}) | ${ms(r.eventP99)} (${ratio(r.eventP99, b99)}) | ${ms(r.lastP50)} | ${ms(r.ackP99)} (${ratio(r.ackP99, b99)}) | ${r.cpuUsPerStreamEvent.toFixed(1)} µs | ${r.rssKiBPerStream.toFixed(1)} KiB | ${r.openSeconds.toFixed(1)} s |`,
     ),
   ];
+  if (soak) {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    const drift = (from: number) => `${(((soak!.rssEnd! - from) / from) * 100).toFixed(1)}%`;
+    lines.push(
+      "",
+      `Soak: ${soak.streams.toLocaleString("en-US")} streams, ${soakRate} revocations/s for ${soak.seconds} s: ${soak.revocations} acknowledged, ${soak.failed} failed; ` +
+        `streams without the last revision 1 s after the end: ${soak.behind} (gaps or closed: ${soak.gapsOrClosed}); ` +
+        `Revoke acked p50 ${ms(soak.ackP50!)}, p99 ${ms(soak.ackP99!)} (${ratio(soak.ackP99!, b99)} idle p99); ` +
+        `RSS ${mib(soak.rssStart!)} -> ${mib(soak.rssEnd!)} (${drift(soak.rssStart!)}; from 10% in, ${mib(soak.rssWarm!)}: ${drift(soak.rssWarm!)}).`,
+    );
+  }
   console.log(lines.join("\n"));
   mkdirSync(join(root, "bench", "results"), { recursive: true });
-  writeFileSync(join(root, "bench", "results", "feed-streams.json"), JSON.stringify({ at: new Date().toISOString(), machine, mode: full ? "full" : "quick", idle: { p50: b50, p99: b99 }, rows }, null, 2) + "\n");
+  writeFileSync(join(root, "bench", "results", "feed-streams.json"), JSON.stringify({ at: new Date().toISOString(), machine, mode: full ? "full" : "quick", idle: { p50: b50, p99: b99 }, rows, soak }, null, 2) + "\n");
 } finally {
   for (const h of helpers) await h.kill().catch(() => {});
   await server.stop();

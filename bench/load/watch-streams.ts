@@ -229,8 +229,11 @@ serve(async (cmd) => {
     const samples = cmd.samples
       ? { lat: Array.from(L, (x) => Math.round(x * 100) / 100), firstLast: Object.fromEntries(Object.keys(sent).map((rev) => [rev, bounds(Number(rev))])) }
       : {};
+    // head: how many streams do not hold that revision yet.
+    const behind = cmd.head === undefined ? {} : { behind: streams.filter((s) => s.last < cmd.head).length };
     return {
       ...samples,
+      ...behind,
       streams: streams.length,
       ready,
       closedEarly,
