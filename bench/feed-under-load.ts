@@ -25,8 +25,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../gen/agentid/v1/agent_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { root, runTs, startAgentid } from "./lib/procs.js";
-import { startOwnPostgres } from "./lib/cluster.js";
-import { Ctl } from "./lib/ctl.js";
+import { postmasterPid, startOwnPostgres } from "./lib/cluster.js";
+import { Ctl, cpuSeconds, machineCpuSeconds } from "./lib/ctl.js";
 import { systemPostgresBin } from "./lib/system-postgres.js";
 import { quantile } from "./load/stats.js";
 
@@ -49,6 +49,10 @@ export interface FeedUnderLoad {
   eventP99: number;
   ratioP99: number;
   lost: boolean;
+  /** CPU per revocation, in ms: both replicas, PostgreSQL, the watcher processes, the rest (the revoker). */
+  cpuMsPerRevocation: { replicas: number; postgres: number; watchers: number; rest: number };
+  /** Share of all cores busy during the run. */
+  machineBusy: number;
   check: unknown;
 }
 
@@ -105,12 +109,24 @@ export async function feedUnderLoad(full: boolean): Promise<FeedUnderLoad> {
     await sleep(1000);
 
     log(`revoking ${tokens.toLocaleString("en-US")} tokens, ${inFlight} Revokes in flight`);
+    // Where the CPU goes during the run: each side's CPU seconds over the revocations; the rest of
+    // the machine's busy time is the revoker (its start included) and anything else running.
+    const pgPid = await postmasterPid(pgs.url);
+    const sides = () => ({
+      replicas: replicas.reduce((a, x) => a + cpuSeconds(x.proc.pid!), 0),
+      postgres: cpuSeconds(pgPid),
+      watchers: cpuSeconds(probe.proc.pid!) + cpuSeconds(bulk.proc.pid!),
+      machine: machineCpuSeconds(),
+      at: performance.now() / 1000,
+    });
+    const cpu0 = sides();
     const r = await runTs<{ revision: number[]; sent: number[]; acked: number[]; errors: number; firstError: string; seconds: number }>("load/revoker.ts", {
       addresses: replicas.map((x) => x.grpcAddress),
       tokenIds: Array.from({ length: tokens }, (_, i) => `tok_${String(i + 1).padStart(22, "0")}`),
       inFlight,
       authorization: `Bearer ${adminKey}`,
     });
+    const cpu1 = sides();
     if (r.errors > 0) log(`warning: ${r.errors} Revokes failed, first: ${r.firstError}`);
     const head = Math.max(...r.revision);
     const deadline = Date.now() + 120_000;
@@ -126,6 +142,7 @@ export async function feedUnderLoad(full: boolean): Promise<FeedUnderLoad> {
     const b = await bulk.send({ cmd: "report", sent: {} });
     const lost = [p, b].some((x) => x.closedEarly > 0 || x.gaps > 0 || x.minEvents !== head || x.maxEvents !== head);
     const ack = r.acked.map((t, i) => t - r.sent[i]!);
+    const perRevocation = (seconds: number) => (seconds * 1000) / r.revision.length;
     const result: FeedUnderLoad = {
       postgres,
       revocations: r.revision.length,
@@ -136,6 +153,13 @@ export async function feedUnderLoad(full: boolean): Promise<FeedUnderLoad> {
       eventP99: p.p99,
       ratioP99: p.p99 / quantile(ack, 0.99),
       lost,
+      cpuMsPerRevocation: {
+        replicas: perRevocation(cpu1.replicas - cpu0.replicas),
+        postgres: perRevocation(cpu1.postgres - cpu0.postgres),
+        watchers: perRevocation(cpu1.watchers - cpu0.watchers),
+        rest: perRevocation(cpu1.machine - cpu0.machine - (cpu1.replicas - cpu0.replicas) - (cpu1.postgres - cpu0.postgres) - (cpu1.watchers - cpu0.watchers)),
+      },
+      machineBusy: (cpu1.machine - cpu0.machine) / (cpu1.at - cpu0.at) / cpus().length,
       check: { head, probes: p, bulk: b },
     };
     return result;
@@ -157,6 +181,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
       `  revoke sent -> acked    p50 ${ms(f.ackP50)}  p99 ${ms(f.ackP99)}`,
       `  revoke sent -> event    p50 ${ms(f.eventP50)}  p99 ${ms(f.eventP99)}  (${probes} probe streams of ${watchers})`,
       `  event p99 / acked p99   ${f.ratioP99.toFixed(2)}x (target <= 1.5x)`,
+      `  CPU per revocation      replicas ${ms(f.cpuMsPerRevocation.replicas)}, PostgreSQL ${ms(f.cpuMsPerRevocation.postgres)}, watchers ${ms(f.cpuMsPerRevocation.watchers)}, revoker and the rest ${ms(f.cpuMsPerRevocation.rest)}; cores busy ${(f.machineBusy * 100).toFixed(0)}%`,
     ].join("\n"),
   );
   mkdirSync(join(root, "bench", "results"), { recursive: true });

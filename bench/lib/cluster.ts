@@ -2,11 +2,13 @@
 // and `agentid serve` replicas (to SIGKILL). Used by bench/ and by test/ (which imports it from here): no vitest imports.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import pg from "pg";
 import { startEmbeddedPostgres, type EmbeddedServer } from "../../src/store/embedded.js";
 import { API_KEY_PREFIX, newSecret } from "../../src/domain/ids.js";
 import { bearer, clientsFor, type Clients } from "./clients.js";
@@ -21,6 +23,19 @@ export function freePort(): Promise<number> {
     });
     s.on("error", rej);
   });
+}
+
+/** The postmaster's pid (a backend's parent), to measure PostgreSQL's CPU with cpuSeconds. */
+export async function postmasterPid(url: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ pid: number }>("select pg_backend_pid() as pid");
+    const stat = readFileSync(`/proc/${rows[0]!.pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } finally {
+    await c.end();
+  }
 }
 
 export interface OwnPostgres {

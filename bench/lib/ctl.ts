@@ -75,6 +75,13 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** CPU seconds the whole machine has been busy (all cores; Linux /proc/stat). */
+export function machineCpuSeconds(): number {
+  const f = readFileSync("/proc/stat", "utf8").split("\n", 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+  return (f.slice(0, 8).reduce((a, x) => a + x, 0) - f[3]! - f[4]!) / 100;
+}
+
 /** Command loop for the helper side. */
 export function serve(handle: (cmd: any) => Promise<unknown> | unknown): void {
   const lines = createInterface({ input: process.stdin });
