@@ -26,19 +26,18 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { generateKeyPairSync } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentService } from "../gen/agentid/v1/agent_pb.js";
 import { TokenService } from "../gen/agentid/v1/token_pb.js";
-import { WatchRevocationsRequestSchema } from "../gen/agentid/v1/revocation_pb.js";
 import { API_KEY_PREFIX, newSecret } from "../src/domain/ids.js";
 import { root, startAgentid } from "./lib/procs.js";
 import { startOwnPostgres } from "./lib/cluster.js";
 import { bearer } from "./lib/clients.js";
 import { Ctl, cpuSeconds, rss, wall } from "./lib/ctl.js";
 import { systemPostgresBin } from "./lib/system-postgres.js";
+import { quantile } from "./load/stats.js";
 
 const full = process.argv.includes("--full");
 const at = process.argv.indexOf("--streams");
@@ -51,8 +50,6 @@ const warm = 3;
 const perProcess = 10_000;
 const sleep = (t: number) => new Promise((r) => setTimeout(r, t));
 const log = (s: string) => console.error(`[feed-streams ${new Date().toISOString().slice(11, 19)}] ${s}`);
-const sorted = (xs: number[]) => Float64Array.from(xs).sort();
-const q = (s: Float64Array, p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
 
 if (!process.env.AGENTID_TEST_POSTGRES && systemPostgresBin()) process.env.AGENTID_TEST_POSTGRES = "system";
 const pgs = await startOwnPostgres();
@@ -114,8 +111,7 @@ try {
         await w.ready;
         w.on((e) => done.set(e.done, (done.get(e.done) ?? 0) + 1));
         const k = Math.min(perProcess, n - i * perProcess);
-        const body = Buffer.from(toBinary(WatchRevocationsRequestSchema, create(WatchRevocationsRequestSchema, { afterRevision: BigInt(head) }))).toString("base64");
-        return w.send({ cmd: "open", url: `http://${server.grpcAddress}`, n: k, perSession: 100, path: "/agentid.v1.RevocationService/WatchRevocations", headers: { authorization: `Bearer ${adminKey}` }, body, after: head, timeoutMs: 120_000 });
+        return w.send({ cmd: "open", url: `http://${server.grpcAddress}`, n: k, perSession: 100, path: "/agentid.v1.RevocationService/WatchRevocations", headers: { authorization: `Bearer ${adminKey}` }, after: head, timeoutMs: 120_000 });
       }),
     );
     const ready = opened.reduce((a, o) => a + o.ready, 0);
@@ -156,16 +152,15 @@ try {
     for (const w of ws) await w.kill();
     const gaps = reports.reduce((a, r) => a + r.gaps + r.closedEarly, 0);
     if (gaps) throw new Error(`${gaps} gaps or closed streams at ${n}`);
-    const lat = sorted(reports.flatMap((r) => r.lat));
-    const last = sorted(Object.entries(sent).map(([rev, s]) => Math.max(...reports.map((r) => r.firstLast[rev][1])) - s));
-    const a = sorted(acks);
+    const lat: number[] = reports.flatMap((r) => r.lat);
+    const last = Object.entries(sent).map(([rev, s]) => Math.max(...reports.map((r) => r.firstLast[rev][1])) - s);
     rows.push({
       streams: n,
-      eventP50: q(lat, 0.5),
-      eventP99: q(lat, 0.99),
-      lastP50: q(last, 0.5),
-      ackP50: q(a, 0.5),
-      ackP99: q(a, 0.99),
+      eventP50: quantile(lat, 0.5),
+      eventP99: quantile(lat, 0.99),
+      lastP50: quantile(last, 0.5),
+      ackP50: quantile(acks, 0.5),
+      ackP99: quantile(acks, 0.99),
       cpuUsPerStreamEvent: (cpu / events / n) * 1e6,
       rssKiBPerStream: rssPerStream / 1024,
       openSeconds,
@@ -194,7 +189,6 @@ try {
     const reports = await Promise.all(ws.map((w) => w.send({ cmd: "report", sent: {}, head: end })));
     const tenth = Math.max(1, Math.floor(rssSamples.length / 10));
     for (const w of ws) await w.kill();
-    const a = sorted(acks);
     soak = {
       streams: n,
       seconds: soakSeconds,
@@ -202,18 +196,18 @@ try {
       failed,
       behind: reports.reduce((x, r) => x + r.behind, 0),
       gapsOrClosed: reports.reduce((x, r) => x + r.gaps + r.closedEarly, 0),
-      ackP50: q(a, 0.5),
-      ackP99: q(a, 0.99),
-      rssFirst: q(sorted(rssSamples.slice(0, tenth)), 0.5),
-      rssLast: q(sorted(rssSamples.slice(-tenth)), 0.5),
+      ackP50: quantile(acks, 0.5),
+      ackP99: quantile(acks, 0.99),
+      rssFirst: quantile(rssSamples.slice(0, tenth), 0.5),
+      rssLast: quantile(rssSamples.slice(-tenth), 0.5),
       rssMax: Math.max(...rssSamples),
     };
     log(JSON.stringify(soak));
   }
   const idleAfter = await idleAcks();
-  const base = sorted([...idle, ...idleAfter]);
-  const b50 = q(base, 0.5);
-  const b99 = q(base, 0.99);
+  const base = [...idle, ...idleAfter];
+  const b50 = quantile(base, 0.5);
+  const b99 = quantile(base, 0.99);
   const ms = (x: number) => `${x.toFixed(1)} ms`;
   const ratio = (x: number, b: number) => `${(x / b).toFixed(2)}x`;
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
