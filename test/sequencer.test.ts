@@ -7,7 +7,11 @@ import { openDatabase } from "../src/store/open.js";
 import { Sequencer, type PassResult, type SequencedLog } from "../src/store/sequencer.js";
 import { revocationLog } from "../src/store/revocations.js";
 import type { LogEvent } from "../src/store/revocation-reads.js";
-import { createTestDatabase } from "./support/harness.js";
+import { createTestDatabase, publicKey, startHarness, type Harness } from "./support/harness.js";
+import { until } from "./support/until.js";
+import { Role } from "../gen/agentid/v1/key_pb.js";
+import { PolicyKind } from "../gen/agentid/v1/policy_pb.js";
+import { ActivityKind } from "../gen/agentid/v1/activity_pb.js";
 
 const logger = pino({ level: "silent" });
 
@@ -261,6 +265,40 @@ describe("two replicas' sequencers on one database", () => {
       const r = await sequencers[i % 2]!.numberOf("revocations", id);
       expect(r).toBeGreaterThan(last);
       last = r;
+    }
+  });
+});
+
+describe("writers", () => {
+  // No safety tick and no checkpoint (whose sync runs a pass) within the test: an entry is
+  // numbered only because its writer said it committed.
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ sequencerTickMs: 3_600_000, config: { auditCheckpointIntervalMs: 3_600_000 } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("wake the transparency log themselves: every audited change is numbered at once, not at the next tick", async () => {
+    const c = h.grpc;
+    let agentId = "";
+    let keyId = "";
+    const writes: [string, () => Promise<unknown>][] = [
+      ["RegisterAgent", async () => (agentId = (await c.agents.registerAgent({ name: "woken", publicKey: publicKey() })).agent!.agentId)],
+      ["Issue", () => c.tokens.issue({ agentId })],
+      ["CreateApiKey", async () => (keyId = (await c.keys.createApiKey({ name: "woken", role: Role.ISSUER })).key!.keyId)],
+      ["RevokeApiKey", () => c.keys.revokeApiKey({ keyId })],
+      ["CreatePolicy", () => c.policies.createPolicy({ policy: { name: "woken", kind: PolicyKind.TRUST_BELOW, threshold: 1 } })],
+      ["DeletePolicy", () => c.policies.deletePolicy({ name: "woken" })],
+      ["ReportActivity", () => c.activity.reportActivity({ agentId, kind: ActivityKind.ANOMALOUS_REQUEST, detail: "woken" })],
+      ["Revoke", () => c.tokens.revoke({ target: { case: "agentId", value: agentId }, reason: "woken" })],
+    ];
+    for (const [name, write] of writes) {
+      const before = h.ctx.sequencer.head("audit");
+      await write();
+      const head = await until(async () => h.ctx.sequencer.head("audit"), (n) => n > before, 5000);
+      expect(head, `${name}'s entry numbered`).toBeGreaterThan(before);
     }
   });
 });

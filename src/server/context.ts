@@ -45,6 +45,8 @@ export interface AppContext {
 
 export interface ContextOverrides {
   logger?: Logger;
+  /** The sequencer's safety tick (tests: a long one, so that only writers' own wakes number rows). */
+  sequencerTickMs?: number;
 }
 
 export async function createAppContext(config: Config, overrides: ContextOverrides = {}): Promise<AppContext> {
@@ -63,7 +65,7 @@ export async function createAppContext(config: Config, overrides: ContextOverrid
   }
   try {
     const { db, pool } = await openDatabase(databaseUrl, config.dbPoolSize);
-    const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence] });
+    const sequencer = new Sequencer({ db, databaseUrl, logger, logs: [revocationLog, auditLogSequence], tickMs: overrides.sequencerTickMs });
     await sequencer.start().catch(async (err: unknown) => {
       await sequencer.close();
       await db.destroy();

@@ -49,7 +49,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(opts: { databaseUrl?: string; config?: Partial<Config> } = {}): Promise<Harness> {
+export async function startHarness(opts: { databaseUrl?: string; config?: Partial<Config>; sequencerTickMs?: number } = {}): Promise<Harness> {
   const databaseUrl = opts.databaseUrl ?? (await createTestDatabase());
   const logs: string[] = [];
   const sink = new Writable({
@@ -76,7 +76,7 @@ export async function startHarness(opts: { databaseUrl?: string; config?: Partia
   };
   // As loadConfig derives it from the environment: room for every watcher a connection may hold.
   config.http2MaxConcurrentStreams = opts.config?.http2MaxConcurrentStreams ?? config.maxWatchersPerConnection + 150;
-  const ctx = await createAppContext(config, { logger });
+  const ctx = await createAppContext(config, { logger, sequencerTickMs: opts.sequencerTickMs });
   const server = await startServer(ctx);
   const grpcAddress = `127.0.0.1:${server.grpcPort}`;
   const transports = (key: string | undefined) => {
