@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Tx } from "../store/database.js";
+import type { Db, Tx } from "../store/database.js";
+import type { LogWaker } from "../store/sequencer.js";
 import { insertAuditEntry, type AuditRow } from "../store/audit.js";
 import type { AuditTemplate } from "../store/revocations.js";
 import { leafPrefix, leafSuffix } from "./encoding.js";
@@ -75,6 +76,16 @@ export function auditRow(e: AuditEntryInput): AuditRow {
  */
 export async function appendAuditEntry(tx: Tx, e: AuditEntryInput): Promise<void> {
   await insertAuditEntry(tx, auditRow(e));
+}
+
+/**
+ * Runs `work`, which appends to the transparency log, in one transaction, and once it commits
+ * wakes the log's sequencer: the entries are numbered now, not at its next safety tick.
+ */
+export async function auditedTransaction<T>(db: Db, logs: LogWaker, work: (tx: Tx) => Promise<T>): Promise<T> {
+  const result = await db.transaction().execute(work);
+  logs.wake("audit");
+  return result;
 }
 
 // Placeholders for values only the database knows when it writes the entry (migration 0005's

@@ -21,7 +21,7 @@ import {
 import { findAgent } from "../store/agents.js";
 import { DomainError, notFound } from "./errors.js";
 import { revoke } from "./revocation.js";
-import { appendAuditEntry } from "../audit/append.js";
+import { appendAuditEntry, auditedTransaction } from "../audit/append.js";
 import { hashSecret } from "./ids.js";
 import { trustScore } from "./trust.js";
 import { MAX_WINDOW_MS, policyInputs, trippedPolicy } from "./policies.js";
@@ -342,11 +342,10 @@ export class ActivityTracker {
       if (!t || (reporter.audiences !== undefined && !t.audiences.some((a) => reporter.audiences!.includes(a)))) throw notFound("token");
       agentId = t.agentId;
     }
-    await this.db.transaction().execute(async (tx) => {
+    await auditedTransaction(this.db, this.sequencer, async (tx) => {
       await insertReport(tx, { agentId, kind, detail, reportedBy: reporter.principal });
       await appendAuditEntry(tx, { kind: "activity.reported", agentId, actor: reporter.principal, reason: kind, details: { kind, detail } });
     });
-    this.sequencer.wake("audit");
     return (await this.evaluate([agentId])).get(agentId)!;
   }
 

@@ -8,7 +8,7 @@ import {
   type AgentRecord,
   type AgentStatus,
 } from "../store/agents.js";
-import { appendAuditEntry } from "../audit/append.js";
+import { appendAuditEntry, auditedTransaction } from "../audit/append.js";
 import { invalidArgument, notFound } from "./errors.js";
 import { newAgentId } from "./ids.js";
 import { pointProblem } from "./ed25519.js";
@@ -31,13 +31,13 @@ export function requirePublicKey(field: string, key: Uint8Array): Uint8Array {
  * Registers an agent and logs agent.registered, with what it may be issued, in the same
  * transaction. Allowed scopes and audiences deny by default: see issueToken.
  */
-export async function registerAgent(
+export function registerAgent(
   db: Db,
   logs: LogWaker,
   a: { name: string; publicKey: Uint8Array; labels: Record<string, string>; allowedScopes: string[]; allowedAudiences: string[] },
   actor: string,
 ): Promise<AgentRecord> {
-  const registered = await db.transaction().execute(async (tx) => {
+  return auditedTransaction(db, logs, async (tx) => {
     const agent = await insertAgent(tx, { id: newAgentId(), ...a });
     await appendAuditEntry(tx, {
       kind: "agent.registered",
@@ -53,8 +53,6 @@ export async function registerAgent(
     });
     return agent;
   });
-  logs.wake("audit");
-  return registered;
 }
 
 export async function getAgent(db: Db, id: string): Promise<AgentRecord> {

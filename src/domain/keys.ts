@@ -1,6 +1,6 @@
 import type { Db, Role } from "../store/database.js";
 import { findApiKey, insertAdminKeyIfNone, insertApiKey, listApiKeys, lockActiveAdminKeys, revokeApiKey, type ApiKeyRecord } from "../store/api-keys.js";
-import { appendAuditEntry } from "../audit/append.js";
+import { appendAuditEntry, auditedTransaction } from "../audit/append.js";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { API_KEY_PREFIX, hashSecret, newKeyId, newSecret } from "./ids.js";
 import type { LogWaker } from "../store/sequencer.js";
@@ -42,7 +42,7 @@ export async function createApiKey(
     throw invalidArgument("audiences", "only resource server keys are bound to audiences");
   }
   const secret = newSecret(API_KEY_PREFIX);
-  const key = await db.transaction().execute(async (tx) => {
+  const key = await auditedTransaction(db, logs, async (tx) => {
     const key = await insertApiKey(tx, { id: newKeyId(), keyHash: hashSecret(secret), ...k });
     await appendAuditEntry(tx, {
       kind: "key.created",
@@ -51,7 +51,6 @@ export async function createApiKey(
     });
     return key;
   });
-  logs.wake("audit");
   return { key, secret };
 }
 
@@ -61,8 +60,8 @@ export { listApiKeys };
  * Revokes once; repeating it is not an error and logs nothing more. The last active admin key is
  * not revoked: nobody could manage keys afterwards.
  */
-export async function revokeKey(db: Db, logs: LogWaker, id: string, actor: string): Promise<ApiKeyRecord> {
-  const revoked = await db.transaction().execute(async (tx) => {
+export function revokeKey(db: Db, logs: LogWaker, id: string, actor: string): Promise<ApiKeyRecord> {
+  return auditedTransaction(db, logs, async (tx) => {
     const admins = await lockActiveAdminKeys(tx);
     if (admins.length === 1 && admins[0] === id) {
       throw failedPrecondition(
@@ -75,8 +74,6 @@ export async function revokeKey(db: Db, logs: LogWaker, id: string, actor: strin
     if (changed) await appendAuditEntry(tx, { kind: "key.revoked", actor, details: { key_id: key.id, name: key.name, role: key.role } });
     return key;
   });
-  logs.wake("audit");
-  return revoked;
 }
 
 export async function getApiKey(db: Db, id: string): Promise<ApiKeyRecord> {

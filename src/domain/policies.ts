@@ -3,7 +3,7 @@
 import type { Db, PolicyKind } from "../store/database.js";
 import { countScopeViolations } from "../store/activity.js";
 import { deletePolicy, insertPolicy, listPolicies as listStoredPolicies, type PolicyRecord } from "../store/policies.js";
-import { appendAuditEntry } from "../audit/append.js";
+import { appendAuditEntry, auditedTransaction } from "../audit/append.js";
 import { DomainError, invalidArgument, notFound } from "./errors.js";
 import type { LogWaker } from "../store/sequencer.js";
 
@@ -28,7 +28,7 @@ export async function createPolicy(
     if (p.threshold < 1 || p.threshold > 100) throw invalidArgument("policy.threshold", "must be a score from 1 to 100");
     if (p.windowMs !== undefined) throw invalidArgument("policy.window", "applies only to SCOPE_VIOLATIONS policies");
   }
-  const policy = await db.transaction().execute(async (tx) => {
+  return auditedTransaction(db, logs, async (tx) => {
     const created = await insertPolicy(tx, { name: p.name, kind: p.kind, threshold: p.threshold, windowSeconds, createdBy: p.createdBy });
     if (!created) throw new DomainError("already_exists", `policy ${p.name} already exists; delete it first to change it`);
     await appendAuditEntry(tx, {
@@ -38,17 +38,14 @@ export async function createPolicy(
     });
     return created;
   });
-  logs.wake("audit");
-  return policy;
 }
 
 export async function removePolicy(db: Db, logs: LogWaker, name: string, actor: string): Promise<void> {
   if (!NAME.test(name)) throw invalidArgument("name", "is not a policy name");
-  await db.transaction().execute(async (tx) => {
+  await auditedTransaction(db, logs, async (tx) => {
     if (!(await deletePolicy(tx, name))) throw notFound(`policy ${name}`);
     await appendAuditEntry(tx, { kind: "policy.deleted", actor, details: { name } });
   });
-  logs.wake("audit");
 }
 
 /** Why the policy revokes an agent with this score and these scope violations within its window, or undefined. */
